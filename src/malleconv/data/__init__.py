@@ -1,0 +1,33 @@
+"""Training/evaluation data: synthetic Gaussian noise and image-folder datasets."""
+
+from malleconv.data.datasets import (
+    NUM_AUGMENTATIONS,
+    ImageFolderFull,
+    ImageFolderPatches,
+    apply_augmentation,
+    load_clean,
+)
+from malleconv.data.noise import (
+    SIGMA_MAX,
+    SIGMA_MIN,
+    SigmaSampler,
+    add_gaussian_noise,
+    check_sigma,
+    noise_level_map,
+    seed_for,
+)
+
+__all__ = [
+    "NUM_AUGMENTATIONS",
+    "SIGMA_MAX",
+    "SIGMA_MIN",
+    "ImageFolderFull",
+    "ImageFolderPatches",
+    "SigmaSampler",
+    "add_gaussian_noise",
+    "apply_augmentation",
+    "check_sigma",
+    "load_clean",
+    "noise_level_map",
+    "seed_for",
+]

@@ -1,0 +1,71 @@
+"""MalleConv2d and PerPixelConv2d: shapes, initial behaviour, training, errors."""
+
+import pytest
+import torch
+
+from malleconv import MalleConv2d, PerPixelConv2d
+
+
+@pytest.mark.parametrize("cls", [MalleConv2d, PerPixelConv2d])
+@pytest.mark.parametrize("cin,cout,groups", [(8, 8, 8), (8, 16, 8), (6, 4, 2), (3, 5, 1)])
+@pytest.mark.parametrize("hw", [(1, 1), (17, 40), (32, 32)])
+def test_shapes_and_fresh_layer_is_static_conv(cls, cin, cout, groups, hw):
+    torch.manual_seed(0)
+    layer = cls(cin, cout, 3, groups, grid_stride=8)
+    x = torch.randn(2, cin, *hw)
+    y = layer(x)
+    assert y.shape == (2, cout, *hw)
+    torch.testing.assert_close(y, layer.static_forward(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("h,w,stride", [(17, 40, 8), (64, 64, 16), (5, 100, 16)])
+def test_grid_size_is_ceil(h, w, stride):
+    layer = MalleConv2d(4, 4, 3, 4, grid_stride=stride)
+    grid, bias = layer.predict_grid(torch.randn(1, 4, h, w))
+    gh, gw = -(-h // stride), -(-w // stride)
+    assert grid.shape == (1, 4, 1, 3, 3, gh, gw)
+    assert bias.shape == (1, 4, gh, gw)
+
+
+def test_guided_layer_shapes():
+    layer = MalleConv2d(4, 6, 3, 2, guided=True, grid_depth=4, grid_stride=8)
+    grid, bias = layer.predict_grid(torch.randn(1, 4, 20, 12))
+    assert grid.shape == (1, 6, 2, 3, 3, 4, 3, 2)
+    assert layer(torch.randn(1, 4, 20, 12)).shape == (1, 6, 20, 12)
+
+
+@pytest.mark.parametrize("guided", [False, True])
+def test_training_lowers_loss(guided):
+    # The target is a spatially varying filter (identity on the left, negation on the
+    # right), which no static conv fits but a malleable one can.
+    torch.manual_seed(0)
+    layer = MalleConv2d(2, 2, 3, 2, grid_stride=8, predictor_width=8, guided=guided)
+    x = torch.randn(4, 2, 32, 32)
+    target = x.clone()
+    target[..., 16:] *= -1
+    x[..., 16:] += 3  # makes the two halves distinguishable for the predictor
+    opt = torch.optim.Adam(layer.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(60):
+        loss = torch.nn.functional.mse_loss(layer(x), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize(
+    "kwargs,word",
+    [
+        (dict(kernel_size=2), "kernel_size"),
+        (dict(groups=3), "groups"),
+        (dict(grid_stride=12), "grid_stride"),
+        (dict(grid_stride=6, downsample=4), "grid_stride"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, word):
+    args = dict(in_channels=4, out_channels=4)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=word):
+        MalleConv2d(**args)
