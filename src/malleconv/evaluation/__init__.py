@@ -2,7 +2,8 @@
 
 from malleconv.evaluation.metrics import gaussian_window, psnr, ssim
 from malleconv.evaluation.protocol import (
-    NLM_H_FACTOR,
+    NLM_H_COLOR,
+    NLM_H_GRAY,
     Denoiser,
     classical_denoiser,
     evaluate,
@@ -13,7 +14,8 @@ from malleconv.evaluation.protocol import (
 )
 
 __all__ = [
-    "NLM_H_FACTOR",
+    "NLM_H_COLOR",
+    "NLM_H_GRAY",
     "Denoiser",
     "classical_denoiser",
     "evaluate",

@@ -38,7 +38,8 @@ from malleconv.io.atomic import atomic_write_text
 from malleconv.io.images import from_float, list_images, to_float, write_image
 
 __all__ = [
-    "NLM_H_FACTOR",
+    "NLM_H_COLOR",
+    "NLM_H_GRAY",
     "Denoiser",
     "classical_denoiser",
     "evaluate",
@@ -52,9 +53,11 @@ Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
 """``denoiser(noisy, sigma)``: ``noisy`` is a float32 ``1 x C x H x W`` tensor (values roughly
 in ``[0, 1]``, not clipped), ``sigma`` the noise level in 8-bit units; returns ``1 x C x H x W``."""
 
-NLM_H_FACTOR = 1.0
-"""OpenCV non-local means filter strength ``h = NLM_H_FACTOR * sigma`` (see
-:func:`classical_denoiser`)."""
+NLM_H_GRAY = 1.0
+"""OpenCV non-local means strength for gray images: ``h = NLM_H_GRAY * sigma``."""
+
+NLM_H_COLOR = 0.6
+"""OpenCV non-local means strength for RGB images: ``h = hColor = NLM_H_COLOR * sigma``."""
 
 
 def load_test_image(path: str | os.PathLike[str], *, gray: bool = False) -> np.ndarray:
@@ -300,12 +303,15 @@ def classical_denoiser(method: str) -> Denoiser:
       ``sigma_psd = sigma / 255`` on the unclipped float input; ``bm3d.bm3d_rgb`` (opponent
       colour space) for RGB, ``bm3d.bm3d`` for gray.
     * ``"nlm"``: OpenCV fast non-local means (``pip install opencv-python-headless``) on the
-      input clipped and rounded to 8 bits; ``cv2.fastNlMeansDenoisingColored`` (RGB, filtered
-      in CIELAB) or ``cv2.fastNlMeansDenoising`` (gray) with OpenCV's default 7 x 7 patches and
-      21 x 21 search window, and ``h = hColor = NLM_H_FACTOR * sigma``. OpenCV weights patches by
-      ``exp(-d^2 / h^2)`` with ``d^2`` the mean squared patch difference, which is about
-      ``2 sigma^2`` between two noisy copies of the same content; ``h = sigma`` keeps those
-      weights at ``exp(-2)`` and is the usual setting for this implementation.
+      input clipped and rounded to 8 bits, with OpenCV's default 7 x 7 patches and 21 x 21
+      search window. Gray: ``cv2.fastNlMeansDenoising`` with ``h = NLM_H_GRAY * sigma``
+      (``= sigma``). RGB: ``cv2.fastNlMeansDenoisingColored`` (filters in CIELAB) with
+      ``h = hColor = NLM_H_COLOR * sigma`` (``= 0.6 sigma``). OpenCV has no noise-aware
+      default: it weights patches by ``exp(-d^2 / h^2)``, ``d^2`` being the mean squared patch
+      difference (about ``2 sigma^2`` between two noisy copies of the same content), so ``h``
+      must scale with sigma. The factors were the best of 0.3 to 1.5 (in PSNR) on 256 x 256
+      crops of standard test images at sigma 15, 25 and 50; the colour factor is lower because
+      the CIELAB lightness channel carries less noise than each RGB channel.
 
     Both inputs and outputs follow :data:`Denoiser`; at ``sigma == 0`` the input is returned.
 
@@ -321,13 +327,18 @@ def classical_denoiser(method: str) -> Denoiser:
     raise ValueError(f"unknown classical method {method!r}; expected 'bm3d' or 'nlm'")
 
 
+def _missing(method: str, module: str, package: str, exc: ImportError) -> str:
+    if exc.name not in (None, module):
+        # The package is there but one of its own dependencies is not (bm3d needs scipy).
+        return f"classical_denoiser({method!r}): importing {module} failed ({exc})"
+    return f"classical_denoiser({method!r}) needs the {package} package: pip install {package}"
+
+
 def _bm3d_denoiser() -> Denoiser:
     try:
         import bm3d
     except ImportError as exc:
-        raise ImportError(
-            "classical_denoiser('bm3d') needs the bm3d package: pip install bm3d"
-        ) from exc
+        raise ImportError(_missing("bm3d", "bm3d", "bm3d", exc)) from exc
 
     def denoise(noisy: torch.Tensor, sigma: float) -> torch.Tensor:
         z = _to_hwc(noisy)
@@ -349,9 +360,7 @@ def _nlm_denoiser() -> Denoiser:
     try:
         import cv2
     except ImportError as exc:
-        raise ImportError(
-            "classical_denoiser('nlm') needs OpenCV: pip install opencv-python-headless"
-        ) from exc
+        raise ImportError(_missing("nlm", "cv2", "opencv-python-headless", exc)) from exc
 
     def denoise(noisy: torch.Tensor, sigma: float) -> torch.Tensor:
         z = _to_hwc(noisy)
@@ -359,12 +368,13 @@ def _nlm_denoiser() -> Denoiser:
         if sigma == 0:
             return noisy.clone()
         u8 = from_float(z, np.uint8)
-        h = NLM_H_FACTOR * float(sigma)
         if channels == 3:
+            h = NLM_H_COLOR * float(sigma)
             # OpenCV expects BGR channel order for its colour conversion to CIELAB.
             bgr = np.ascontiguousarray(u8[:, :, ::-1])
             out = cv2.fastNlMeansDenoisingColored(bgr, None, h, h, 7, 21)[:, :, ::-1]
         elif channels == 1:
+            h = NLM_H_GRAY * float(sigma)
             out = cv2.fastNlMeansDenoising(np.ascontiguousarray(u8[:, :, 0]), None, h, 7, 21)
         else:
             raise ValueError(f"NLM handles 1 or 3 channels, got {channels}")

@@ -65,11 +65,13 @@ def atomic_write(
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = _open_temp(folder, path.name)
+    os.close(fd)
     try:
+        # Reopened by name (not os.fdopen) so that f.name is a path: tifffile needs one.
         if binary:
-            f: IO = os.fdopen(fd, "wb")
+            f: IO = open(tmp, "wb")  # noqa: SIM115
         else:
-            f = os.fdopen(fd, "w", encoding=encoding, newline="")
+            f = open(tmp, "w", encoding=encoding, newline="")  # noqa: SIM115
         with f:
             yield f
             f.flush()

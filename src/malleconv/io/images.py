@@ -62,7 +62,7 @@ class ImageReadError(ValueError):
     """An image file exists but cannot be decoded (corrupt, truncated or unsupported)."""
 
 
-@dataclass
+@dataclass(eq=False)  # element-wise array comparison makes == meaningless
 class Image:
     """A decoded image.
 
@@ -141,8 +141,6 @@ def read_image(path: str | os.PathLike[str]) -> Image:
     if pixels is None:
         try:
             pixels, icc = _read_pillow(path)
-        except ImageReadError:
-            raise
         except MemoryError:
             raise
         except Exception as exc:
@@ -195,13 +193,13 @@ def _apply_orientation(pixels: np.ndarray, orientation: int | None) -> np.ndarra
 def _int_to_uint16(arr: np.ndarray) -> np.ndarray:
     lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
     if lo < 0 or hi > 65535:
-        raise ImageReadError(f"integer pixel values span {lo}..{hi}, outside 0..65535")
+        raise ValueError(f"integer pixel values span {lo}..{hi}, outside 0..65535")
     return arr.astype(np.uint16)
 
 
 def _float_to_uint16(arr: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
-        raise ImageReadError("float image contains NaN or infinite values")
+        raise ValueError("float image contains NaN or infinite values")
     return from_float(arr, np.uint16)
 
 
@@ -215,9 +213,21 @@ def _rescale(arr: np.ndarray, bits: int) -> np.ndarray:
     return scaled.astype(target)
 
 
+def _tag_bytes(value: object) -> bytes | None:
+    # tifffile gives UNDEFINED/BYTE tags as bytes, or as a tuple/array of ints in older versions.
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    try:
+        return np.asarray(value, dtype=np.uint8).tobytes()
+    except (TypeError, ValueError):
+        return None
+
+
 def _read_tiff(path: Path) -> tuple[np.ndarray, bytes | None]:
     photometric_enum = tifffile.PHOTOMETRIC
     with tifffile.TiffFile(path) as tif:
+        if len(tif.pages) == 0:
+            raise ValueError("no image in TIFF file")
         page = tif.pages[0]
         photometric = page.photometric
         if photometric not in (
@@ -234,7 +244,7 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, bytes | None]:
         orientation_tag = page.tags.get(274)
         icc_tag = page.tags.get(34675)
         orientation = int(orientation_tag.value) if orientation_tag is not None else None
-        icc = bytes(np.asarray(icc_tag.value, dtype=np.uint8)) if icc_tag is not None else None
+        icc = _tag_bytes(icc_tag.value) if icc_tag is not None else None
 
     if axes == "SYX":
         arr = np.moveaxis(arr, 0, -1)

@@ -143,8 +143,9 @@ class MalleConv2d(_DynamicConvBase):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         grid, bias = self.predict_grid(x)
-        guide = torch.sigmoid(self.to_guide(x)) if self.guided else None
-        return slice_conv(x, grid, bias, groups=self.groups, guide=guide)
+        guide = torch.sigmoid(self.to_guide(x)).to(x.dtype) if self.guided else None
+        # Under autocast the predictor may run in another precision than x.
+        return slice_conv(x, grid.to(x.dtype), bias.to(x.dtype), groups=self.groups, guide=guide)
 
     def extra_repr(self) -> str:
         return (

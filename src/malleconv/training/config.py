@@ -1,0 +1,119 @@
+"""Training configuration: YAML files with dotted command-line overrides."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["DEFAULT_CONFIG", "load_config", "apply_overrides", "merge"]
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "model": {"name": "mallenet-s", "overrides": {}},
+    "data": {
+        "patch_size": 64,
+        "batch_size": 16,
+        "sigma": [0.0, 75.0],
+        "gray": False,
+        "workers": 0,
+        "skip_corrupt": False,
+        # Without --val, the last N training images (sorted by name) are held out for
+        # validation and never trained on.
+        "val_holdout": 8,
+    },
+    "optim": {
+        "lr": 1.0e-3,
+        "weight_decay": 1.0e-4,
+        "betas": [0.9, 0.99],
+        "warmup_steps": 500,
+        "min_lr": 1.0e-6,
+        "grad_clip": 1.0,
+    },
+    "train": {
+        "steps": 10000,
+        "loss": "charbonnier",
+        "ema": 0.999,
+        "seed": 0,
+        "channels_last": True,
+        "bf16": False,
+        "log_every": 20,
+        "val_every": 1000,
+        "val_sigmas": [15, 25, 50],
+        "val_max_images": 8,
+        "val_crop": 256,
+        "ckpt_every": 500,
+        "ckpt_minutes": 5.0,
+        "threads": 0,
+    },
+}
+
+
+def merge(base: dict, update: dict, path: str = "") -> dict:
+    """Recursively merge ``update`` into a copy of ``base``; unknown keys are an error."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        where = f"{path}{key}"
+        if key not in out:
+            raise ValueError(f"unknown config key {where!r}; known: {sorted(out)}")
+        if isinstance(out[key], dict) and key != "overrides":
+            if not isinstance(value, dict):
+                raise ValueError(f"config key {where!r} must be a mapping")
+            out[key] = merge(out[key], value, where + ".")
+        else:
+            out[key] = value
+    return out
+
+
+def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
+    """Apply ``section.key=value`` overrides (values parsed as YAML)."""
+    cfg = copy.deepcopy(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like section.key=value")
+        dotted, raw = item.split("=", 1)
+        keys = dotted.strip().split(".")
+        node = cfg
+        for i, key in enumerate(keys[:-1]):
+            if key not in node or not isinstance(node[key], dict):
+                raise ValueError(f"unknown config key {'.'.join(keys[: i + 1])!r}")
+            node = node[key]
+        last = keys[-1]
+        if last not in node and keys[0] != "model":
+            raise ValueError(f"unknown config key {dotted!r}; known: {sorted(node)}")
+        node[last] = yaml.safe_load(raw)
+    return cfg
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> dict:
+    """Defaults, updated by the YAML file at ``path`` and then by ``overrides``."""
+    cfg = DEFAULT_CONFIG
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"{p}: invalid YAML: {err}") from err
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{p}: a config must be a mapping")
+        cfg = merge(cfg, loaded)
+    cfg = apply_overrides(cfg, overrides or [])
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: dict) -> None:
+    lo, hi = (float(v) for v in cfg["data"]["sigma"])
+    if not (0 <= lo <= hi <= 75):
+        raise ValueError(f"data.sigma must be a range within [0, 75], got {[lo, hi]}")
+    if cfg["train"]["loss"] not in ("l1", "charbonnier", "mse"):
+        raise ValueError(f"train.loss must be l1, charbonnier or mse, got {cfg['train']['loss']!r}")
+    for key in ("patch_size", "batch_size"):
+        if int(cfg["data"][key]) < 1:
+            raise ValueError(f"data.{key} must be positive")
+    if int(cfg["train"]["steps"]) < 1:
+        raise ValueError("train.steps must be positive")

@@ -1,0 +1,438 @@
+"""The training loop: deterministic data, AdamW + cosine, EMA, checkpoints, DDP.
+
+Determinism: the batch of step ``s`` is a pure function of ``(seed, s, rank)`` (crops,
+augmentations, noise levels and noise), so a run resumed from a checkpoint at step ``s``
+continues with exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.datasets import ImageFolderPatches, apply_augmentation
+from ..evaluation.metrics import psnr as psnr_metric
+from ..evaluation.protocol import load_test_image, make_noisy
+from ..io.images import list_images, to_float
+from ..models.registry import create_model, save_model
+
+__all__ = ["Trainer", "StepBatches", "train"]
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Item ``s`` is the training batch of step ``s``: ``(clean, noisy, sigma)``.
+
+    clean, noisy: ``(B, C, P, P)`` float32; sigma: ``(B,)`` in 8-bit units. Each rank of
+    a distributed run draws its own disjoint patches.
+    """
+
+    def __init__(
+        self,
+        patches: ImageFolderPatches,
+        batch_size: int,
+        sigma_range,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+    ):
+        self.patches = patches
+        self.batch_size = batch_size
+        self.lo, self.hi = (float(v) for v in sigma_range)
+        self.seed, self.rank, self.world = seed, rank, world
+        self.per_epoch = max(1, patches.num_images // (batch_size * world))
+
+    def __len__(self) -> int:
+        return sys.maxsize
+
+    def _crop(self, image_index: int, rng: np.random.Generator) -> torch.Tensor:
+        """A random ``(C, P, P)`` float patch of one image with one of the 8 symmetries."""
+        img = self.patches.images[image_index]
+        p = self.patches.patch_size
+        h, w = img.shape[:2]
+        top, left = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
+        patch = apply_augmentation(img[top : top + p, left : left + p], int(rng.integers(0, 8)))
+        arr = to_float(np.ascontiguousarray(patch))
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        if arr.shape[2] != self.patches.channels:
+            arr = np.repeat(arr[..., :1], self.patches.channels, axis=2)
+        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+    def __getitem__(self, step: int):
+        epoch, within = divmod(step, self.per_epoch)
+        # A fresh epoch permutation of images per (seed, epoch), identical on every rank.
+        perm = np.random.default_rng((self.seed, 7, epoch)).permutation(self.patches.num_images)
+        start = (within * self.world + self.rank) * self.batch_size
+        idx = [int(perm[(start + i) % len(perm)]) for i in range(self.batch_size)]
+        crops = []
+        for n, i in enumerate(idx):
+            rng = np.random.default_rng((self.seed, 11, step, self.rank, n))
+            crops.append(self._crop(i, rng))
+        clean = torch.stack(crops)
+        seq = np.random.SeedSequence((self.seed, 13, step, self.rank))
+        gen = torch.Generator().manual_seed(int(seq.generate_state(1, np.uint64)[0] >> 1))
+        sigma = self.lo + (self.hi - self.lo) * torch.rand(self.batch_size, generator=gen)
+        noise = torch.randn(clean.shape, generator=gen) * (sigma.view(-1, 1, 1, 1) / 255.0)
+        return clean, clean + noise, sigma
+
+
+def _loss_fn(kind: str):
+    if kind == "l1":
+        return F.l1_loss
+    if kind == "mse":
+        return F.mse_loss
+    eps2 = 1e-3**2
+
+    def charbonnier(pred, target):
+        return torch.sqrt((pred - target) ** 2 + eps2).mean()
+
+    return charbonnier
+
+
+class EMA:
+    """Exponential moving average of parameters and buffers (float32 copies)."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.state = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                self.state[k].lerp_(v.float(), 1 - self.decay)
+            else:
+                self.state[k].copy_(v)
+
+    def copy_to(self, model: nn.Module) -> None:
+        model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in self.state.items()})
+
+
+def _lr_lambda(warmup: int, total: int, min_ratio: float):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, total - warmup)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    return f
+
+
+class Trainer:
+    """Trains a denoiser from a config dict (see :mod:`malleconv.training.config`)."""
+
+    def __init__(
+        self,
+        cfg: dict,
+        data: str | os.PathLike,
+        out: str | os.PathLike,
+        val: str | os.PathLike | None = None,
+        progress: bool = True,
+    ):
+        self.cfg = cfg
+        self.out = Path(out)
+        self.progress = progress
+        t = cfg["train"]
+        if int(t.get("threads") or 0) > 0:
+            torch.set_num_threads(int(t["threads"]))
+        self.rank = int(os.environ.get("RANK", 0))
+        self.world = int(os.environ.get("WORLD_SIZE", 1))
+        if self.world > 1 and not torch.distributed.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            torch.distributed.init_process_group(backend)
+        self.device = torch.device(
+            f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+        )
+        torch.manual_seed(int(t["seed"]))
+        d = cfg["data"]
+        self.model = create_model(cfg["model"]["name"], **(cfg["model"].get("overrides") or {}))
+        self.gray = (
+            getattr(self.model, "config", None) is not None and self.model.config.in_channels == 1
+        )
+        self.channels_last = bool(t["channels_last"])
+        self.model.to(self.device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.patches = ImageFolderPatches(
+            data,
+            int(d["patch_size"]),
+            gray=self.gray,
+            skip_corrupt=bool(d["skip_corrupt"]),
+            seed=int(t["seed"]),
+        )
+        holdout = int(d.get("val_holdout") or 0) if val is None else 0
+        self.holdout_files: list[Path] = []
+        if holdout:
+            if holdout >= self.patches.num_images:
+                raise ValueError(
+                    f"data.val_holdout={holdout} leaves no training image in {data} "
+                    f"({self.patches.num_images} images)"
+                )
+            self.holdout_files = self.patches.files[-holdout:]
+            del self.patches.files[-holdout:]
+            del self.patches.images[-holdout:]
+        self.batches = StepBatches(
+            self.patches, int(d["batch_size"]), d["sigma"], int(t["seed"]), self.rank, self.world
+        )
+        self.net = self.model
+        if self.world > 1:
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        o = cfg["optim"]
+        self.opt = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=float(o["lr"]),
+            betas=tuple(o["betas"]),
+            weight_decay=float(o["weight_decay"]),
+        )
+        total = int(t["steps"])
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, _lr_lambda(int(o["warmup_steps"]), total, float(o["min_lr"]) / float(o["lr"]))
+        )
+        self.ema = EMA(self.model, float(t["ema"])) if float(t["ema"] or 0) > 0 else None
+        self.loss_fn = _loss_fn(t["loss"])
+        self.step = 0
+        self.val_images = self._load_val([val] if val else self.holdout_files)
+        self._stop = False
+
+    # ------------------------------------------------------------------ validation
+    def _load_val(self, paths) -> list[tuple[str, np.ndarray]]:
+        if not paths:
+            return []
+        t = self.cfg["train"]
+        entries = list_images(paths)[: int(t["val_max_images"])]
+        crop = int(t["val_crop"] or 0)
+        out = []
+        for file, rel in entries:
+            img = load_test_image(file, gray=self.gray)
+            if crop:
+                h, w = img.shape[:2]
+                top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+                img = np.ascontiguousarray(img[top : top + crop, left : left + crop])
+            out.append((rel.as_posix(), img))
+        return out
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean PSNR per validation sigma (EMA weights when enabled), standard protocol."""
+        if not self.val_images:
+            return {}
+        model = self.model
+        if self.ema is not None:
+            model = create_model(
+                self.cfg["model"]["name"], **(self.cfg["model"].get("overrides") or {})
+            )
+            self.ema.copy_to(model)
+            model.to(self.device)
+        model.eval()
+        res = {}
+        for sigma in self.cfg["train"]["val_sigmas"]:
+            vals = []
+            for name, clean in self.val_images:
+                noisy = make_noisy(clean, name, float(sigma)).to(self.device)
+                out = model(noisy, float(sigma)).clamp(0, 1)
+                out8 = (out[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+                vals.append(psnr_metric(out8, clean))
+            res[f"psnr_{sigma:g}"] = float(np.mean(vals))
+        self.model.train()
+        return res
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def ckpt_path(self) -> Path:
+        return self.out / "checkpoints" / "last.pt"
+
+    def save_checkpoint(self) -> None:
+        if self.rank != 0:
+            return
+        self.ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "step": self.step,
+            "config": self.cfg,
+            "model": self.model.state_dict(),
+            "optim": self.opt.state_dict(),
+            "sched": self.sched.state_dict(),
+            "ema": self.ema.state if self.ema else None,
+            "torch_rng": torch.get_rng_state(),
+        }
+        tmp = self.ckpt_path.with_name("last.pt.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.ckpt_path)
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optim"])
+        self.sched.load_state_dict(state["sched"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.state = {k: v.float() for k, v in state["ema"].items()}
+        torch.set_rng_state(state["torch_rng"])
+        self.step = int(state["step"])
+
+    def export(self, path: str | os.PathLike | None = None, half: bool = True) -> Path:
+        """Write the (EMA) weights as safetensors + JSON spec."""
+        model = create_model(
+            self.cfg["model"]["name"], **(self.cfg["model"].get("overrides") or {})
+        )
+        if self.ema is not None:
+            self.ema.copy_to(model)
+        else:
+            model.load_state_dict(self.model.state_dict())
+        name = self.cfg["model"]["name"]
+        path = Path(path) if path else self.out / f"{name}.safetensors"
+        return save_model(model, path, half=half, meta={"steps": self.step})
+
+    # ------------------------------------------------------------------ loop
+    def _train_step(self, batch) -> float:
+        clean, noisy, sigma = (t.to(self.device, non_blocking=True) for t in batch)
+        if self.channels_last:
+            clean = clean.contiguous(memory_format=torch.channels_last)
+            noisy = noisy.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=bool(self.cfg["train"]["bf16"])
+        ):
+            pred = self.net(noisy, sigma)
+        loss = self.loss_fn(pred.float(), clean)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = float(self.cfg["optim"]["grad_clip"] or 0)
+        if clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        self.opt.step()
+        self.sched.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return float(loss.detach())
+
+    def _on_signal(self, signum, frame):
+        self._stop = True
+
+    def fit(self, steps: int | None = None) -> dict:
+        """Train until ``train.steps`` (or ``steps`` more); returns the last metrics."""
+        t = self.cfg["train"]
+        total = int(t["steps"])
+        end = total if steps is None else min(total, self.step + steps)
+        d = self.cfg["data"]
+        loader = torch.utils.data.DataLoader(
+            self.batches,
+            batch_size=None,
+            sampler=range(self.step, end),
+            num_workers=int(d["workers"]),
+            persistent_workers=False,
+        )
+        metrics_path = self.out / "metrics.csv"
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+        writer = None
+        old_handler = None
+        try:
+            old_handler = signal.signal(signal.SIGINT, self._on_signal)
+            signal.signal(signal.SIGTERM, self._on_signal)
+        except ValueError:  # not in the main thread
+            pass
+        bar = None
+        if self.progress and self.rank == 0:
+            from tqdm import tqdm
+
+            bar = tqdm(total=end, initial=self.step, unit="step", dynamic_ncols=True)
+        pixels_per_step = int(d["batch_size"]) * int(d["patch_size"]) ** 2 * self.world
+        last_ckpt = time.monotonic()
+        t0, s0 = time.monotonic(), self.step
+        last = {}
+        self.model.train()
+        try:
+            for batch in loader:
+                loss = self._train_step(batch)
+                self.step += 1
+                now = time.monotonic()
+                rate = (self.step - s0) * pixels_per_step / max(1e-9, now - t0)
+                last = {
+                    "step": self.step,
+                    "loss": loss,
+                    "lr": self.sched.get_last_lr()[0],
+                    "pixels_per_s": rate,
+                }
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4f}", px_s=f"{rate:,.0f}")
+                val_every = int(t["val_every"] or 0)
+                if val_every and self.step % val_every == 0 and self.rank == 0:
+                    last.update(self.validate())
+                    if bar is not None:
+                        bar.write(" ".join(f"{k}={v:.4g}" for k, v in last.items()))
+                if self.rank == 0 and (
+                    self.step % int(t["log_every"]) == 0 or any(k.startswith("psnr") for k in last)
+                ):
+                    if writer is None:
+                        new = not metrics_path.exists()
+                        fh = open(metrics_path, "a", newline="")
+                        writer = csv.writer(fh)
+                        if new:
+                            writer.writerow(
+                                [
+                                    "step",
+                                    "loss",
+                                    "lr",
+                                    "pixels_per_s",
+                                    "time",
+                                    *[f"psnr_{s:g}" for s in t["val_sigmas"]],
+                                ]
+                            )
+                    writer.writerow(
+                        [
+                            self.step,
+                            f"{loss:.6f}",
+                            f"{last['lr']:.3e}",
+                            f"{rate:.0f}",
+                            f"{time.time():.0f}",
+                            *[
+                                f"{last[f'psnr_{s:g}']:.3f}" if f"psnr_{s:g}" in last else ""
+                                for s in t["val_sigmas"]
+                            ],
+                        ]
+                    )
+                    fh.flush()
+                    for k in [k for k in last if k.startswith("psnr")]:
+                        last.pop(k)
+                if self.step % int(t["ckpt_every"]) == 0 or now - last_ckpt > 60 * float(
+                    t["ckpt_minutes"]
+                ):
+                    self.save_checkpoint()
+                    last_ckpt = now
+                if self._stop:
+                    break
+        finally:
+            self.save_checkpoint()
+            if self.rank == 0:
+                self.export()
+            if bar is not None:
+                bar.close()
+            if writer is not None:
+                fh.close()
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
+        return last
+
+
+def train(cfg: dict, data, out, val=None, resume: str | None = None, progress=True) -> Trainer:
+    """Build a :class:`Trainer`, optionally resume, fit and export; returns the trainer."""
+    trainer = Trainer(cfg, data, out, val=val, progress=progress)
+    if resume:
+        path = trainer.ckpt_path if resume == "auto" else Path(resume)
+        if path.is_file():
+            trainer.load_checkpoint(path)
+        elif resume != "auto":
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+    trainer.fit()
+    return trainer

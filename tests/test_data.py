@@ -1,0 +1,256 @@
+"""Tests for malleconv.data: synthetic noise and image-folder datasets."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from malleconv.data import (
+    ImageFolderFull,
+    ImageFolderPatches,
+    SigmaSampler,
+    add_gaussian_noise,
+    apply_augmentation,
+    noise_level_map,
+    seed_for,
+)
+from malleconv.io import ImageReadError, rgb_to_gray, write_image
+
+P = 16
+
+
+def _image(seed: int, shape=(32, 48, 3), dtype=np.uint8) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, np.iinfo(dtype).max + 1, size=shape, dtype=dtype)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Three images: 8-bit RGB PNG, 16-bit gray PNG, 8-bit RGB BMP in a subfolder."""
+    root = tmp_path / "train"
+    write_image(root / "a.png", _image(0))
+    write_image(root / "b.png", _image(1, (40, 24), np.uint16))
+    write_image(root / "sub" / "c.bmp", _image(2, (20, 36, 3)))
+    return root
+
+
+# ------------------------------------------------------------------------------------------
+# Noise
+
+
+def test_seed_for_is_stable():
+    # Literal computed once: must not change across runs, Python versions or platforms.
+    assert seed_for("0001.png", 25) == 1979562106032706614
+    assert seed_for("0001.png", 25.0) == seed_for("0001.png", np.float32(25))
+    digest = hashlib.sha256(b"0001.png:25").digest()
+    assert seed_for("0001.png", 25) == int.from_bytes(digest[:8], "little") & (2**63 - 1)
+    assert seed_for("0001.png", 50) != seed_for("0001.png", 25) != seed_for("0002.png", 25)
+    assert 0 <= seed_for("x", 12.5) < 2**63
+
+
+@pytest.mark.parametrize("bad", [-1, 75.5, 100, float("nan"), torch.tensor([10.0, 80.0])])
+def test_sigma_outside_range_is_rejected(bad):
+    clean = torch.zeros(2, 1, 4, 4)
+    with pytest.raises(ValueError, match=r"sigma.*\[0, 75\]"):
+        add_gaussian_noise(clean, bad)
+    with pytest.raises(ValueError, match="sigma"):
+        noise_level_map(bad, clean)
+    if not isinstance(bad, torch.Tensor):
+        with pytest.raises(ValueError, match="sigma"):
+            seed_for("x", bad)
+        with pytest.raises(ValueError, match="sigma"):
+            SigmaSampler(0, bad)
+
+
+def test_add_gaussian_noise_statistics_and_reproducibility():
+    clean = torch.zeros(1, 3, 64, 64)
+    noisy = add_gaussian_noise(clean, 25, torch.Generator().manual_seed(0))
+    assert noisy.shape == clean.shape and noisy.dtype == torch.float32
+    assert abs(noisy.std().item() - 25 / 255) < 0.03 * 25 / 255
+    assert noisy.min() < 0  # not clipped
+    again = add_gaussian_noise(clean, 25.0, torch.Generator().manual_seed(0))
+    assert torch.equal(noisy, again)
+    assert torch.equal(add_gaussian_noise(clean, 0), clean)
+
+
+def test_per_sample_sigma():
+    clean = torch.full((3, 1, 32, 32), 0.5)
+    sigma = torch.tensor([0.0, 10.0, 50.0])
+    noisy = add_gaussian_noise(clean, sigma, torch.Generator().manual_seed(1))
+    stds = (noisy - clean).flatten(1).std(dim=1) * 255
+    assert stds[0] == 0
+    assert abs(stds[1] - 10) < 1.5 and abs(stds[2] - 50) < 7
+
+
+def test_noise_level_map():
+    like = torch.zeros(2, 3, 5, 7)
+    m = noise_level_map(torch.tensor([15.0, 30.0]), like)
+    assert m.shape == (2, 1, 5, 7)
+    assert torch.allclose(m[0], torch.full((1, 5, 7), 15 / 255))
+    assert torch.allclose(m[1], torch.full((1, 5, 7), 30 / 255))
+    assert noise_level_map(25, like[0]).shape == (1, 5, 7)
+
+
+def test_sigma_sampler():
+    sampler = SigmaSampler(5, 50)
+    a = sampler(1000, torch.Generator().manual_seed(3))
+    b = sampler(1000, torch.Generator().manual_seed(3))
+    assert a.shape == (1000,) and torch.equal(a, b)
+    assert a.min() >= 5 and a.max() <= 50 and a.max() - a.min() > 40
+    with pytest.raises(ValueError, match="low <= high"):
+        SigmaSampler(30, 20)
+
+
+# ------------------------------------------------------------------------------------------
+# Augmentation
+
+
+def test_apply_augmentation_is_the_dihedral_group():
+    x = np.arange(3 * 4 * 2).reshape(3, 4, 2)
+    expected = [
+        x,
+        np.rot90(x, 1),
+        np.rot90(x, 2),
+        np.rot90(x, 3),
+        x[:, ::-1],
+        np.rot90(x, 1)[:, ::-1],
+        np.rot90(x, 2)[:, ::-1],
+        np.rot90(x, 3)[:, ::-1],
+    ]
+    outputs = [apply_augmentation(x, m) for m in range(8)]
+    for out, exp in zip(outputs, expected):
+        np.testing.assert_array_equal(out, exp)
+    assert len({out.tobytes() + bytes(out.shape) for out in outputs}) == 8
+    chw = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+    for m in range(8):
+        t = apply_augmentation(chw, m, channels_last=False)
+        np.testing.assert_array_equal(t.permute(1, 2, 0).numpy(), outputs[m])
+    with pytest.raises(ValueError):
+        apply_augmentation(x, 8)
+
+
+# ------------------------------------------------------------------------------------------
+# ImageFolderPatches
+
+
+def test_patches_shapes_and_values(folder):
+    ds = ImageFolderPatches(folder, P, length=10)
+    assert len(ds) == 10 and ds.num_images == 3
+    for i in range(len(ds)):
+        x = ds[i]
+        assert x.shape == (3, P, P) and x.dtype == torch.float32
+        assert 0.0 <= x.min() and x.max() <= 1.0
+    gray = ImageFolderPatches(folder, P, gray=True)
+    assert len(gray) == 3 and gray[0].shape == (1, P, P)
+
+
+def test_patches_are_reproducible(folder):
+    a = ImageFolderPatches(folder, P, seed=7, length=6)
+    b = ImageFolderPatches(folder, P, seed=7, length=6)
+    first = [a[i] for i in range(6)]
+    assert all(torch.equal(x, b[i]) for i, x in enumerate(first))
+    # Access order must not matter (DataLoader workers and shuffling).
+    assert all(torch.equal(first[i], b[i]) for i in reversed(range(6)))
+
+    a.set_epoch(1)
+    epoch1 = [a[i] for i in range(6)]
+    assert not all(torch.equal(x, y) for x, y in zip(first, epoch1))
+    b.set_epoch(1)  # a resumed run at epoch 1 sees the same patches
+    assert all(torch.equal(x, b[i]) for i, x in enumerate(epoch1))
+    a.set_epoch(0)
+    assert all(torch.equal(x, a[i]) for i, x in enumerate(first))
+
+    other = ImageFolderPatches(folder, P, seed=8, length=6)
+    assert not all(torch.equal(x, other[i]) for i, x in enumerate(first))
+
+
+def test_augmentations_are_consistent(folder):
+    plain = ImageFolderPatches(folder, P, augment=False, length=64)
+    augmented = ImageFolderPatches(folder, P, augment=True, length=64)
+    modes = set()
+    for i in range(len(plain)):
+        image_index, top, left, mode = augmented.crop_params(i)
+        assert plain.crop_params(i) == (image_index, top, left, 0)
+        expected = apply_augmentation(plain[i], mode, channels_last=False)
+        assert torch.equal(augmented[i], expected)
+        modes.add(mode)
+    assert modes == set(range(8))
+
+
+def test_patch_content_matches_source(tmp_path):
+    rgb = _image(5, (P, P + 4, 3))
+    write_image(tmp_path / "one.png", rgb)
+    ds = ImageFolderPatches(tmp_path, P, augment=False)
+    _, top, left, _ = ds.crop_params(0)
+    crop = rgb[top : top + P, left : left + P]
+    np.testing.assert_allclose(ds[0].permute(1, 2, 0).numpy(), crop / 255.0, atol=1e-6)
+
+    gray = ImageFolderPatches(tmp_path, P, augment=False, gray=True)
+    _, top, left, _ = gray.crop_params(0)
+    luma = rgb_to_gray(rgb)[top : top + P, left : left + P]
+    np.testing.assert_allclose(gray[0][0].numpy(), luma / 255.0, atol=1e-6)
+
+
+def test_small_images_are_reflect_padded(tmp_path):
+    small = _image(6, (10, 12), np.uint16)
+    write_image(tmp_path / "small.tif", small)
+    ds = ImageFolderPatches(tmp_path, P, augment=False, gray=True)
+    padded = np.pad(small, ((3, 3), (2, 2)), mode="reflect")
+    np.testing.assert_allclose(ds[0][0].numpy(), padded / 65535.0, atol=1e-6)
+    colour = ImageFolderPatches(tmp_path, P, augment=False)
+    assert colour[0].shape == (3, P, P)
+    assert torch.equal(colour[0][0], colour[0][2])  # gray replicated
+
+
+def test_empty_folder_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty"):
+        ImageFolderPatches(tmp_path / "empty", P)
+
+
+def test_corrupt_images(folder):
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n definitely not a png")
+    with pytest.raises(ImageReadError, match="broken.png"):
+        ImageFolderPatches(folder, P)
+    with pytest.warns(UserWarning, match="broken.png"):
+        ds = ImageFolderPatches(folder, P, skip_corrupt=True)
+    assert ds.num_images == 3 and all(f.name != "broken.png" for f in ds.files)
+
+
+def test_folder_with_only_corrupt_images(tmp_path):
+    root = tmp_path / "allbad"
+    root.mkdir()
+    (root / "x.jpg").write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="x.jpg"), pytest.raises(ValueError, match="allbad"):
+        ImageFolderPatches(root, P, skip_corrupt=True)
+
+
+def test_dataloader(folder):
+    ds = ImageFolderPatches(folder, P, length=8)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, shuffle=False)
+    batches = list(loader)
+    assert [tuple(b.shape) for b in batches] == [(4, 3, P, P), (4, 3, P, P)]
+    assert torch.equal(batches[1][0], ds[4])
+
+
+# ------------------------------------------------------------------------------------------
+# ImageFolderFull
+
+
+def test_image_folder_full(folder):
+    ds = ImageFolderFull(folder)
+    items = list(ds)
+    assert [name for name, _ in items] == ["a.png", "b.png"]
+    assert items[0][1].shape == (3, 32, 48)
+    np.testing.assert_allclose(items[0][1].permute(1, 2, 0).numpy(), _image(0) / 255.0, atol=1e-6)
+    assert items[1][1].shape == (3, 40, 24)
+    np.testing.assert_allclose(
+        items[1][1][1].numpy(), _image(1, (40, 24), np.uint16) / 65535.0, atol=1e-6
+    )
+    gray = ImageFolderFull(folder, gray=True, recursive=True)
+    assert len(gray) == 3
+    name, image = gray[2]
+    assert name == "sub/c.bmp" and image.shape == (1, 20, 36)
