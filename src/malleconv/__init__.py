@@ -4,9 +4,13 @@ Public API::
 
     slice_conv, slice_conv_reference     # the slice-and-conv operator
     MalleConv2d, PerPixelConv2d          # layers
+    denoise, estimate_sigma              # denoise arrays / tensors, estimate the noise level
+    load_model, create_model             # models by name or weights file
 """
 
+from .inference import denoise, estimate_sigma
 from .layers import MalleConv2d, PerPixelConv2d
+from .models import create_model, load_model
 from .ops import slice_conv, slice_conv_reference
 
 __version__ = "0.1.0"
@@ -17,4 +21,8 @@ __all__ = [
     "slice_conv_reference",
     "MalleConv2d",
     "PerPixelConv2d",
+    "denoise",
+    "estimate_sigma",
+    "load_model",
+    "create_model",
 ]

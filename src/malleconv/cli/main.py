@@ -14,7 +14,7 @@ _COMMANDS = [info]
 
 def _optional_commands() -> list:
     mods = []
-    for name in ("train", "evaluate", "denoise"):
+    for name in ("denoise", "demo", "train", "evaluate", "bench"):
         try:
             mods.append(__import__(f"malleconv.cli.{name}", fromlist=[name]))
         except ModuleNotFoundError as err:

@@ -1,0 +1,216 @@
+"""``malleconv denoise``: denoise image files and folders."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+_EPILOG = """\
+OUTPUT is a file when there is exactly one input file and OUTPUT has an image extension;
+otherwise it is a folder (created if missing) receiving
+OUTPUT/<relative folder>/<name><suffix><ext>.
+Bit depth (16-bit PNG/TIFF), ICC profiles and alpha are kept. Existing outputs are not
+replaced without --overwrite. Exit status: 0 all done, 1 some files failed or were skipped,
+2 usage error (bad sigma, missing model, no input).
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "denoise",
+        help="denoise image files or folders",
+        description="Denoise images with a MalleNet model.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    p.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="output file or folder")
+    p.add_argument(
+        "--sigma",
+        default="auto",
+        help="noise std in 8-bit units, 0-75, or 'auto' to estimate it per image (default)",
+    )
+    p.add_argument(
+        "--model",
+        default="mallenet-s",
+        metavar="NAME_OR_PATH",
+        help="registered model name or .safetensors path (default mallenet-s)",
+    )
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=512,
+        metavar="N",
+        help="process images larger than this in overlapping tiles of this side, bounding "
+        "memory (default 512; 0 = whole images)",
+    )
+    p.add_argument(
+        "--tile-overlap", type=int, default=32, metavar="N", help="tile overlap (default 32)"
+    )
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument(
+        "--suffix", default="_denoised", help="added to output file names (default _denoised)"
+    )
+    p.add_argument("--recursive", action="store_true", help="search subfolders of folders")
+    p.add_argument(
+        "--format",
+        choices=("same", "png"),
+        default="same",
+        help="output format for folder outputs: same as the input (default) or png",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def _collect(inputs: list[str], recursive: bool) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """Images of all inputs, and error messages for the inputs that could not be expanded."""
+    from ..io.images import list_images
+
+    found: list[tuple[Path, Path]] = []
+    errors: list[str] = []
+    seen: set[Path] = set()
+    for item in inputs:
+        try:
+            pairs = list_images([item], recursive=recursive)
+        except (FileNotFoundError, ValueError) as err:
+            errors.append(str(err))
+            continue
+        for file, rel in pairs:
+            key = file.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append((file, rel))
+    return found, errors
+
+
+def _plan(args, pairs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+    """``(input, output)`` for every input image."""
+    from ..io.images import IMAGE_EXTENSIONS
+
+    out = Path(args.output)
+    is_file_target = out.suffix.lower() in IMAGE_EXTENSIONS and not out.is_dir()
+    if is_file_target:
+        if len(args.inputs) == 1 and len(pairs) == 1 and Path(args.inputs[0]).is_file():
+            return [(pairs[0][0], out)]
+        raise ValueError(
+            f"OUTPUT {out} looks like an image file, but the inputs give {len(pairs)} images "
+            "(or a folder / pattern): give an output folder"
+        )
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"OUTPUT {out} exists and is not a folder")
+    plan = []
+    for file, rel in pairs:
+        ext = ".png" if args.format == "png" else file.suffix
+        plan.append((file, out / rel.parent / f"{rel.stem}{args.suffix}{ext}"))
+    return plan
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from ..inference import _check_sigma, denoise, estimate_sigma
+    from ..io.images import ImageReadError, drop_alpha, read_image, to_float, write_image
+    from ..models import load_model
+
+    fixed_sigma = _check_sigma(args.sigma)
+    if args.tile < 0:
+        raise ValueError(f"--tile must be 0 (no tiling) or at least 16, got {args.tile}")
+    tile = args.tile or None
+    if tile is not None and tile < 16:
+        raise ValueError(f"--tile must be 0 (no tiling) or at least 16, got {args.tile}")
+    if tile is not None and not 0 <= args.tile_overlap <= tile // 2:
+        raise ValueError(f"--tile-overlap must be in [0, {tile // 2}], got {args.tile_overlap}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as err:
+        raise ValueError(f"--device {args.device!r}: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: CUDA is not available")
+
+    start = time.perf_counter()
+    pairs, input_errors = _collect(args.inputs, args.recursive)
+    for msg in input_errors:
+        print(f"malleconv denoise: error: {msg}", file=sys.stderr)
+    if not pairs:
+        raise FileNotFoundError("no input image found")
+    plan = _plan(args, pairs)
+    model = load_model(args.model, device)
+
+    show = not args.no_progress
+    done = failed = skipped = 0
+    failed += len(input_errors)
+    claimed: dict[Path, Path] = {}
+    bar = tqdm(plan, desc="denoise", unit="img", file=sys.stderr, disable=not show)
+
+    def report(src: Path, msg: str, kind: str = "error") -> None:
+        # Messages of read_image already start with the file name.
+        text = msg if str(src) in msg else f"{src}: {msg}"
+        tqdm.write(f"malleconv denoise: {kind}: {text}", file=sys.stderr)
+
+    for src, dst in bar:
+        key = Path(os.path.abspath(dst))
+        if key in claimed:
+            report(src, f"output {dst} is also the output of {claimed[key]}")
+            failed += 1
+            continue
+        claimed[key] = src
+        if key == Path(os.path.abspath(src)):
+            report(src, "refusing to write the output onto the input file")
+            failed += 1
+            continue
+        if dst.exists() and not args.overwrite:
+            report(src, f"output {dst} exists (use --overwrite to replace it)", "skipped")
+            skipped += 1
+            continue
+        tiles_bar = None
+
+        def progress(n: int, total: int) -> None:
+            nonlocal tiles_bar
+            if total <= 1 or not show:
+                return
+            if tiles_bar is None:
+                tiles_bar = tqdm(
+                    total=total, desc="tiles", unit="tile", leave=False, file=sys.stderr
+                )
+            tiles_bar.update(n - tiles_bar.n)
+
+        try:
+            img = read_image(src)
+            if fixed_sigma is None:
+                sigma = estimate_sigma(to_float(drop_alpha(img.pixels)))
+                note = "estimated"
+            else:
+                sigma, note = fixed_sigma, "given"
+            pixels = denoise(
+                img.pixels,
+                sigma=sigma,
+                model=model,
+                tile=tile,
+                overlap=args.tile_overlap,
+                progress=progress,
+            )
+            write_image(dst, pixels, icc_profile=img.icc_profile, overwrite=args.overwrite)
+        except (ImageReadError, ValueError, TypeError, OSError, RuntimeError, MemoryError) as err:
+            report(src, str(err))
+            failed += 1
+            continue
+        finally:
+            if tiles_bar is not None:
+                tiles_bar.close()
+        done += 1
+        tqdm.write(f"{src} -> {dst} (sigma {sigma:.2f}, {note})", file=sys.stdout)
+    bar.close()
+
+    seconds = time.perf_counter() - start
+    print(f"done {done}, failed {failed}, skipped {skipped} in {seconds:.1f} s")
+    return 1 if failed or skipped else 0

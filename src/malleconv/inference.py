@@ -1,0 +1,466 @@
+"""Denoising images with a trained model: noise-level estimation, tiled inference, a
+one-call API for numpy arrays and torch tensors.
+
+Public functions::
+
+    estimate_sigma(image) -> float             # noise std in 8-bit units (wavelet MAD)
+    denoise_tensor(model, noisy, sigma, ...)    # (B, C, H, W) -> (B, C, H, W), optional tiles
+    denoise(image, sigma=None, model=..., ...)  # array / tensor in, same kind, dtype, shape out
+
+Tiling. With ``tile=T`` the image is cut into ``T x T`` tiles that overlap by at least
+``overlap`` pixels (tiles are spread evenly, so the last one ends exactly on the border and
+every tile is full size when the image is at least ``T`` big). Each tile's output is
+weighted by a separable window that is 1 inside and rises as a raised cosine over
+``overlap`` pixels on every side that borders another tile (no ramp on image borders), and
+the weighted outputs are summed into an output accumulator and normalised by the summed
+weights. Where two ramps meet they add up to exactly 1, so tile borders, where a tile lacks
+context, get almost no weight and no seam shows. Memory is bounded by one tile's
+activations plus the output and weight accumulators.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .io.images import from_float, to_float
+
+__all__ = ["SIGMA_MAX", "denoise", "denoise_tensor", "estimate_sigma"]
+
+SIGMA_MAX = 75.0
+"""Largest noise level (8-bit units) the models are trained for and the API accepts."""
+
+# Median absolute deviation of a standard normal variable: MAD / 0.6745 estimates the std.
+_MAD_TO_STD = 0.6745
+
+ProgressFn = Callable[[int, int], None]
+
+
+# --------------------------------------------------------------------------------------------
+# Noise level estimation
+
+
+def _planes(image: np.ndarray | torch.Tensor) -> list[np.ndarray]:
+    """Colour planes of ``image`` as float32 ``H x W`` arrays (alpha channels dropped)."""
+    if torch.is_tensor(image):
+        t = image.detach()
+        if t.dim() == 2:
+            t = t[None]
+        if t.dim() == 3:
+            t = t[None]
+        if t.dim() != 4:
+            raise ValueError(
+                f"estimate_sigma expects an H x W, (C, H, W) or (B, C, H, W) tensor, "
+                f"got shape {tuple(image.shape)}"
+            )
+        if t.shape[1] in (2, 4):  # gray + alpha, RGBA: the last channel is alpha
+            t = t[:, :-1]
+        if not t.is_floating_point():
+            t = t.float() / (255.0 if t.dtype == torch.uint8 else 65535.0)
+        t = t.to("cpu", torch.float32)
+        return [t[b, c].numpy() for b in range(t.shape[0]) for c in range(t.shape[1])]
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(
+            f"estimate_sigma expects an H x W or H x W x C (C in 1..4) array, got shape {arr.shape}"
+        )
+    if arr.shape[2] in (2, 4):
+        arr = arr[:, :, :-1]
+    arr = to_float(arr)
+    return [arr[:, :, c] for c in range(arr.shape[2])]
+
+
+def _plane_sigma(plane: np.ndarray) -> float:
+    h, w = plane.shape
+    h, w = h - h % 2, w - w % 2
+    if h < 2 or w < 2:
+        return 0.0
+    x = plane[:h, :w].astype(np.float32, copy=False)
+    # Finest diagonal detail band of the orthonormal Haar transform, one coefficient per 2x2
+    # block. Its filter has unit norm, so white noise of std s gives coefficients of std s.
+    hh = (x[0::2, 0::2] - x[0::2, 1::2] - x[1::2, 0::2] + x[1::2, 1::2]) * np.float32(0.5)
+    return float(np.median(np.abs(hh))) / _MAD_TO_STD
+
+
+def estimate_sigma(image: np.ndarray | torch.Tensor) -> float:
+    """Estimate the std of additive white Gaussian noise, in 8-bit units (0-255 scale).
+
+    The classical wavelet estimator of Donoho and Johnstone (1994): the noise std is the
+    median absolute value of the finest diagonal (HH) detail band of a Haar wavelet
+    transform divided by 0.6745. Image content is mostly smooth at that scale, so HH holds
+    mostly noise and the median is robust to the edges that leak into it. The estimate is
+    computed per colour channel and the channel estimates are averaged (images of a batch
+    too). Alpha channels (the last channel of a 2- or 4-channel image) are ignored. Strongly
+    textured images give an over-estimate; clipped noise (saturated pixels) an
+    under-estimate.
+
+    Args:
+        image: values in [0, 1]: an ``H x W`` or ``H x W x C`` numpy array (uint8 and uint16
+            are scaled to [0, 1]), or an ``H x W``, ``(C, H, W)`` or ``(B, C, H, W)`` tensor.
+
+    Returns:
+        The estimated sigma, clamped to ``[0, 75]``; 0 for images smaller than 2 x 2.
+
+    Raises:
+        ValueError: unsupported shape, or NaN / infinite values.
+    """
+    planes = _planes(image)
+    if not planes:
+        return 0.0
+    if not all(np.isfinite(p).all() for p in planes):
+        raise ValueError("estimate_sigma: the image contains NaN or infinite values")
+    sigma = float(np.mean([_plane_sigma(p) for p in planes])) * 255.0
+    return min(max(sigma, 0.0), SIGMA_MAX)
+
+
+# --------------------------------------------------------------------------------------------
+# Tiled inference
+
+
+def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of length ``tile`` covering ``size`` with overlaps >= overlap."""
+    if size <= tile:
+        return [0]
+    stride = tile - overlap
+    n = math.ceil((size - overlap) / stride)
+    n = max(n, 2)
+    # Evenly spread: the first tile starts at 0, the last one ends on the border.
+    return [round(i * (size - tile) / (n - 1)) for i in range(n)]
+
+
+def _ramp(n: int) -> torch.Tensor:
+    """Raised cosine rising over ``n`` samples; ``ramp[i] + ramp[n - 1 - i] == 1``."""
+    i = torch.arange(n, dtype=torch.float64)
+    return 0.5 - 0.5 * torch.cos(math.pi * (i + 0.5) / n)
+
+
+def _window(length: int, ramp: torch.Tensor, left: bool, right: bool) -> torch.Tensor:
+    w = torch.ones(length, dtype=torch.float64)
+    n = ramp.numel()
+    if n:
+        if left:
+            w[:n] = ramp
+        if right:
+            w[length - n :] = torch.minimum(w[length - n :], ramp.flip(0))
+    return w
+
+
+def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    for p in model.parameters():
+        return p.device, p.dtype
+    return torch.device("cpu"), torch.float32
+
+
+def _sigma_part(sigma, ys: slice, xs: slice, device, dtype):
+    """The part of ``sigma`` (float, ``(B,)`` tensor or ``(B, 1, H, W)`` map) for a tile."""
+    if torch.is_tensor(sigma):
+        if sigma.dim() == 4:
+            sigma = sigma[..., ys, xs]
+        return sigma.to(device, dtype)
+    return float(sigma)
+
+
+def denoise_tensor(
+    model: nn.Module,
+    noisy: torch.Tensor,
+    sigma: float | torch.Tensor,
+    *,
+    tile: int | None = None,
+    overlap: int = 32,
+    progress: ProgressFn | None = None,
+) -> torch.Tensor:
+    """Run ``model`` on a batch, whole or in overlapping blended tiles.
+
+    The model runs under :func:`torch.inference_mode`, in eval mode (a model in training
+    mode is switched to eval for the call and back afterwards), on the device and dtype of
+    its parameters; the result has the device and dtype of ``noisy``. The output is not
+    clipped.
+
+    Args:
+        model: A denoiser ``model(noisy, sigma)`` (MalleNet, DnCNN, ...).
+        noisy: ``(B, C, H, W)`` float tensor, values in [0, 1] (not clipped).
+        sigma: Noise level in 8-bit units: a float, a ``(B,)`` tensor or a
+            ``(B, 1, H, W)`` map. Models that are not conditioned on it ignore it.
+        tile: Tile side in pixels (at least 16), or None to run the whole image at once.
+            Images no larger than a tile run whole; along a side shorter than ``tile`` the
+            tile is as long as the side.
+        overlap: Minimum overlap of neighbouring tiles, also the length of the blending
+            ramp; ``0 <= overlap <= tile // 2``. It should exceed the distance over which
+            the missing context at a tile border changes the output.
+        progress: Called as ``progress(done, total)`` after each tile.
+
+    Returns:
+        The denoised ``(B, C, H, W)`` tensor.
+    """
+    if not torch.is_tensor(noisy) or noisy.dim() != 4:
+        shape = tuple(noisy.shape) if torch.is_tensor(noisy) else type(noisy).__name__
+        raise ValueError(f"noisy must be a (B, C, H, W) tensor, got {shape}")
+    if not noisy.is_floating_point():
+        raise TypeError(f"noisy must be a float tensor, got {noisy.dtype}")
+    b, c, h, w = noisy.shape
+    if h == 0 or w == 0 or b == 0:
+        raise ValueError(f"cannot denoise an empty tensor of shape {tuple(noisy.shape)}")
+    if tile is not None:
+        tile = int(tile)
+        overlap = int(overlap)
+        if tile < 16:
+            raise ValueError(f"tile must be at least 16 pixels, got {tile}")
+        if not 0 <= overlap <= tile // 2:
+            raise ValueError(f"overlap must be in [0, tile // 2 = {tile // 2}], got {overlap}")
+    device, dtype = _model_device_dtype(model)
+    was_training = model.training
+    model.eval()
+    try:
+        if tile is None or (h <= tile and w <= tile):
+            with torch.inference_mode():
+                everything = slice(None)
+                sig = _sigma_part(sigma, everything, everything, device, dtype)
+                out = model(noisy.to(device, dtype), sig)
+            if progress is not None:
+                progress(1, 1)
+            # A normal (not inference) tensor, so callers may modify it in place.
+            return out.to(noisy.device, noisy.dtype).clone()
+        return _denoise_tiled(model, noisy, sigma, tile, overlap, progress, device, dtype)
+    finally:
+        model.train(was_training)
+
+
+def _denoise_tiled(model, noisy, sigma, tile, overlap, progress, device, dtype):
+    b, c, h, w = noisy.shape
+    ys, xs = _tile_starts(h, tile, overlap), _tile_starts(w, tile, overlap)
+    th, tw = min(tile, h), min(tile, w)
+    ramp = _ramp(overlap)
+    acc_dtype = torch.float64 if noisy.dtype == torch.float64 else torch.float32
+    with torch.no_grad():
+        out = torch.zeros((b, c, h, w), dtype=acc_dtype, device=noisy.device)
+        weight = torch.zeros((h, w), dtype=acc_dtype, device=noisy.device)
+        wy = [_window(th, ramp, i > 0, i < len(ys) - 1) for i in range(len(ys))]
+        wx = [_window(tw, ramp, j > 0, j < len(xs) - 1) for j in range(len(xs))]
+        total, done = len(ys) * len(xs), 0
+        for i, y0 in enumerate(ys):
+            for j, x0 in enumerate(xs):
+                sy, sx = slice(y0, y0 + th), slice(x0, x0 + tw)
+                part = noisy[:, :, sy, sx].to(device, dtype)
+                with torch.inference_mode():
+                    pred = model(part, _sigma_part(sigma, sy, sx, device, dtype))
+                win = torch.outer(wy[i], wx[j]).to(noisy.device, acc_dtype)
+                out[:, :, sy, sx] += pred.to(noisy.device, acc_dtype) * win
+                weight[sy, sx] += win
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+        out /= weight
+    return out.to(noisy.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# One-call API
+
+
+def _check_sigma(sigma) -> float | None:
+    """None for automatic estimation, else the validated float."""
+    if sigma is None or (isinstance(sigma, str) and sigma.strip().lower() == "auto"):
+        return None
+    try:
+        value = float(sigma)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"sigma must be a number in [0, {SIGMA_MAX:g}] (8-bit units) or 'auto', got {sigma!r}"
+        ) from None
+    if not 0.0 <= value <= SIGMA_MAX:  # also rejects NaN
+        raise ValueError(
+            f"sigma must be in [0, {SIGMA_MAX:g}] (noise std in 8-bit units), got {sigma!r}"
+        )
+    return value
+
+
+def _model_key(name_or_path: str | os.PathLike) -> tuple:
+    """Cache key: the name, or for a file its resolved path and modification stamp."""
+    p = Path(name_or_path)
+    if p.is_file():
+        st = p.stat()
+        return (str(p.resolve()), st.st_mtime_ns, st.st_size)
+    return (os.fspath(name_or_path),)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_model(name_or_path: str, device: str, _key: tuple) -> nn.Module:
+    from .models import load_model
+
+    return load_model(name_or_path, device)
+
+
+def _resolve_device(device) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(dev)!r} requested but CUDA is not available")
+    return dev
+
+
+def _get_model(model, device) -> nn.Module:
+    if isinstance(model, nn.Module):
+        if device is not None:
+            want = _resolve_device(device)
+            have, _ = _model_device_dtype(model)
+            if have.type != want.type or (want.index is not None and have.index != want.index):
+                raise ValueError(
+                    f"the model is on {have} but device={str(want)!r} was asked for; "
+                    "move it with model.to(device) or leave device=None"
+                )
+        return model
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model must be a name, a weights path or an nn.Module, got {model!r}")
+    dev = _resolve_device("cpu" if device is None else device)
+    return _cached_model(os.fspath(model), str(dev), _model_key(model))
+
+
+def model_channels(model: nn.Module) -> int:
+    """Colour channels a model takes: 1 (gray) or 3."""
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "in_channels"):
+        return int(config.in_channels)
+    kwargs = getattr(model, "init_kwargs", None)
+    if kwargs and "in_channels" in kwargs:
+        return int(kwargs["in_channels"])
+    return 3
+
+
+def _to_batch(image) -> tuple[torch.Tensor, Callable[[torch.Tensor], object]]:
+    """``image`` as a float32 ``(B, C, H, W)`` tensor, and the function converting back."""
+    if torch.is_tensor(image):
+        t = image.detach()
+        shape, dtype, dev = tuple(t.shape), t.dtype, t.device
+        if t.dim() == 2:
+            t = t[None, None]
+        elif t.dim() == 3:
+            t = t[None]
+        if t.dim() != 4 or t.shape[1] not in (1, 2, 3, 4):
+            raise ValueError(
+                f"image tensor must be H x W, (C, H, W) or (B, C, H, W) with C in 1..4, "
+                f"got shape {shape}"
+            )
+        if dtype == torch.uint8:
+            x = t.to(torch.float32) / 255.0
+        elif t.is_floating_point():
+            x = t.to(torch.float32)
+        else:
+            raise TypeError(f"image tensor must be float or uint8, got {dtype}")
+
+        def back(y: torch.Tensor):
+            y = y.clamp(0.0, 1.0)
+            y = (y * 255.0).round().to(torch.uint8) if dtype == torch.uint8 else y.to(dtype)
+            return y.reshape(shape).to(dev)
+
+        return x, back
+
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image must be a numpy array or a torch tensor, got {type(image)}")
+    shape, dtype = image.shape, image.dtype
+    if image.ndim == 2:
+        arr = image[:, :, None]
+    elif image.ndim == 3 and image.shape[2] in (1, 2, 3, 4):
+        arr = image
+    else:
+        raise ValueError(f"image must be H x W or H x W x C with C in 1..4, got shape {shape}")
+    if dtype not in (np.uint8, np.uint16) and dtype.kind != "f":
+        raise TypeError(f"image must be uint8, uint16 or float, got {dtype}")
+    x = torch.from_numpy(np.ascontiguousarray(to_float(arr).transpose(2, 0, 1)))[None]
+
+    def back_np(y: torch.Tensor):
+        a = y[0].permute(1, 2, 0).cpu().numpy()
+        if dtype.kind == "f":
+            a = np.clip(a, 0.0, 1.0).astype(dtype)
+        else:
+            a = from_float(a, dtype)
+        return a.reshape(shape)
+
+    return x, back_np
+
+
+def denoise(
+    image: np.ndarray | torch.Tensor,
+    sigma: float | str | None = None,
+    model: str | os.PathLike | nn.Module = "mallenet-s",
+    tile: int | None = None,
+    overlap: int = 32,
+    device: str | torch.device | None = None,
+    *,
+    progress: ProgressFn | None = None,
+):
+    """Denoise an image array or tensor; returns the same kind, dtype and shape.
+
+    Accepted inputs:
+
+    * numpy ``H x W`` or ``H x W x C`` (C = 1, 2 gray + alpha, 3 RGB, 4 RGBA), dtype uint8,
+      uint16 or float (values in [0, 1]; noisy values outside it are used as they are);
+    * torch ``H x W``, ``(C, H, W)`` or ``(B, C, H, W)`` tensors, float in [0, 1] or uint8.
+
+    Output: integer images are rounded and clipped to their range; **float outputs are
+    clipped to [0, 1]** (use :func:`denoise_tensor` for the raw, unclipped model output).
+    Alpha channels are returned untouched. A gray image with a colour model is replicated
+    to three channels and the mean of the three denoised channels is returned; a colour
+    image with a gray model is an error.
+
+    Args:
+        image: The noisy image.
+        sigma: Noise std in 8-bit units, in [0, 75]; None or ``"auto"`` estimates it with
+            :func:`estimate_sigma` (per image of a batch). Blind models (DnCNN) ignore it.
+        model: Registered name (shipped weights), ``.safetensors`` path or a model. Loaded
+            models are cached by name / path (and file time) and device.
+        tile: Tile side for bounded memory on big images, None for whole images (see
+            :func:`denoise_tensor`).
+        overlap: Tile overlap in pixels.
+        device: Where a named model runs (default "cpu"). For an ``nn.Module`` the model's
+            own device is used; a different explicit device is an error.
+        progress: ``progress(done, total)`` called after each tile.
+
+    Raises:
+        ValueError: sigma outside [0, 75], unsupported shape, NaN / infinite values, colour
+            image with a gray model, CUDA requested but not available.
+        FileNotFoundError: the model has no weights file.
+    """
+    fixed_sigma = _check_sigma(sigma)
+    x, back = _to_batch(image)
+    if x.numel() == 0:
+        raise ValueError(f"cannot denoise an empty image of shape {tuple(image.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("image contains NaN or infinite values")
+    net = _get_model(model, device)
+    want = model_channels(net)
+
+    c = x.shape[1]
+    alpha = x[:, -1:] if c in (2, 4) else None
+    colour = x[:, :-1] if alpha is not None else x
+    if colour.shape[1] == 3 and want == 1:
+        raise ValueError("the model is a gray (1-channel) model but the image has colour")
+
+    if fixed_sigma is None:
+        sig: float | torch.Tensor = torch.tensor(
+            [estimate_sigma(colour[i]) for i in range(colour.shape[0])], dtype=torch.float32
+        )
+    else:
+        sig = fixed_sigma
+
+    inp = colour.expand(-1, 3, -1, -1) if (colour.shape[1] == 1 and want == 3) else colour
+    out = denoise_tensor(net, inp, sig, tile=tile, overlap=overlap, progress=progress)
+    if out.shape[1] != colour.shape[1]:
+        out = out.mean(dim=1, keepdim=True)
+    if alpha is not None:
+        out = torch.cat([out, alpha.to(out.dtype)], dim=1)
+    result = back(out)
+    if alpha is not None:
+        # Bit-exact alpha, not a float round trip.
+        if torch.is_tensor(image):
+            result[..., -1, :, :] = image[..., -1, :, :].detach().to(result.device)
+        else:
+            result[..., -1] = image[..., -1]
+    return result
