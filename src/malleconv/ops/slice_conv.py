@@ -333,33 +333,46 @@ def _dense_rows(x: Tensor, grid: Tensor, groups: int, bands: Sequence[int]) -> T
     valid_x = torch.arange(tx).view(1, -1) < xl.view(-1, 1)
     xf_t[valid_x] = xf.to(dt)
     xf_t = xf_t.to(dev).view(1, nx, 1, 1, tx)
+    keep_x = valid_x.flatten().nonzero().flatten().to(dev)
     cg_out = c_out // groups
     # Kernels of the two column corners per column band: (B, nx, 2, C_out, C_in/g*k*k).
     xpad = F.pad(x, (r, r + tx, r, r))
+    # Cells first, (B, gh, gw, G, C_out/g, C_in/g*k*k), so a band's cells are contiguous.
+    used_rows = sorted({int(y0[i]) for i in bands} | {int(y1[i]) for i in bands})
+    row_pos = {c: i for i, c in enumerate(used_rows)}
+    lo, hi = used_rows[0], used_rows[-1]
+    used_rows = list(range(lo, hi + 1))
+    row_pos = {c: i for i, c in enumerate(used_rows)}
+    grid_t = grid[..., lo : hi + 1, :].permute(0, 5, 6, 1, 2, 3, 4)
+    grid_t = grid_t.reshape(b, len(used_rows), gw, groups, cg_out, cg_in * k * k)
     pieces = []
     for band in bands:
-        cy0, cy1 = int(y0[band]), int(y1[band])
+        cy0, cy1 = row_pos[int(y0[band])], row_pos[int(y1[band])]
         s, n = int(ys[band]), int(yl[band])
         slab = xpad[:, :, s : s + n + 2 * r, :]  # (B, C_in, n + 2r, W + 2r + tx)
-        tiles = slab[:, :, :, col_idx]  # (B, C_in, n + 2r, nx, tx + 2r)
+        tiles = slab.index_select(3, col_idx.flatten()).view(b, c_in, n + 2 * r, nx, -1)
         tiles = tiles.permute(0, 3, 1, 2, 4).reshape(b * nx, c_in, n + 2 * r, tx + 2 * r)
         cols = F.unfold(tiles, k)  # (B*nx, C_in*k*k, n*tx)
         cols = cols.view(b * nx * groups, cg_in * k * k, n * tx)
-        fy = yf[s : s + n].to(dt).to(dev).view(1, 1, 1, n, 1)
-        acc = None
-        for cy, wy in ((cy0, 1 - fy), (cy1, fy)):
-            row = grid[..., cy, :]  # (B, C_out, C_in/g, k, k, gw)
-            for cx, wx in ((x0, 1 - xf_t), (x1, xf_t)):
-                kern = row.index_select(-1, cx.to(dev))  # (B, C_out, C_in/g, k, k, nx)
-                kern = kern.permute(0, 5, 1, 2, 3, 4).reshape(
-                    b * nx * groups, cg_out, cg_in * k * k
-                )
-                y = torch.bmm(kern, cols).view(b, nx, c_out, n, tx)
-                term = y * (wy * wx)
-                acc = term if acc is None else acc.add_(term)
+        fy = yf[s : s + n].to(dt).to(dev)
+        # The 4 corner kernels of every tile of this band, stacked along the output axis
+        # so that one matmul per tile applies all of them:
+        # (B, 2 rows, gw, G, C_out/g, K) -> (B*nx*G, 2*2*C_out/g, K).
+        rows = grid_t.index_select(1, torch.tensor([cy0, cy1], device=dev))
+        kern = torch.stack(
+            [rows.index_select(2, x0.to(dev)), rows.index_select(2, x1.to(dev))], dim=2
+        )  # (B, 2y, 2x, nx, G, cgo, K)
+        kern = kern.permute(0, 3, 4, 1, 2, 5, 6).reshape(b * nx * groups, 4 * cg_out, -1)
+        y = torch.bmm(kern, cols).view(b, nx, groups, 2, 2, cg_out, n, tx)
+        # Blend: bilinear weights (1-fy, fy) along rows and (1-fx, fx) per tile column.
+        wx = torch.stack([1 - xf_t.view(nx, tx), xf_t.view(nx, tx)], dim=1)  # (nx, 2, tx)
+        wx = wx.view(1, nx, 1, 1, 2, 1, 1, tx)
+        wy = torch.stack([1 - fy, fy]).view(1, 1, 1, 2, 1, 1, n, 1)
+        acc = (y * wx).sum(4)  # (B, nx, G, 2y, cgo, n, tx)
+        acc = (acc * wy.squeeze(4)).sum(3).reshape(b, nx, c_out, n, tx)
         # (B, nx, C_out, n, tx) -> (B, C_out, n, nx*tx) -> crop each tile to its band length.
         acc = acc.permute(0, 2, 3, 1, 4).reshape(b, c_out, n, nx * tx)
-        pieces.append(acc[..., valid_x.flatten().to(dev)])
+        pieces.append(acc.index_select(3, keep_x))
     return torch.cat(pieces, dim=2)
 
 
