@@ -88,3 +88,27 @@ def test_load_errors(tmp_path):
         load_model("no-such-model")
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):
         load_model(tmp_path / "missing.safetensors")
+
+
+@pytest.mark.parametrize("name", ["mallenet-tiny", "dncnn-c"])
+def test_fuse_batchnorm_keeps_outputs(name):
+    from malleconv.models import fuse_batchnorm
+
+    torch.manual_seed(0)
+    model = create_model(name)
+    # Non-trivial BN statistics and a non-zero head, as after training.
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    if isinstance(model, MalleNet):
+        torch.nn.init.normal_(model.tail[-1].weight, std=0.1)
+    model.eval()
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        before = model(x, 25.0)
+        fused = fuse_batchnorm(model)
+        after = fused(x, 25.0)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)

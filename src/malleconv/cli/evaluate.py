@@ -86,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
         from ..models import load_model
 
         label = args.model or "mallenet-s"
-        model = load_model(label, device=args.device)
+        from ..models import fuse_batchnorm
+
+        model = fuse_batchnorm(load_model(label, device=args.device))
         gray_model = getattr(getattr(model, "config", None), "in_channels", 3) == 1
         if gray_model and not args.gray:
             args.gray = True

@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="folder of training images (default: $MALLECONV_DATA/train/CBSD432)",
     )
     p.add_argument("--val", default=None, help="folder of validation images")
-    p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, weights)")
+    p.add_argument("--out", help="run folder (checkpoints, metrics, weights); required to train")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument(
         "--resume",
@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
         profile_training(cfg, data)
         return 0
+    if not args.out:
+        raise ValueError("--out is required to train (the run folder)")
     trainer = train(
         cfg, data, args.out, val=args.val, resume=args.resume, progress=not args.no_progress
     )

@@ -1,6 +1,7 @@
 """Denoising networks and their registry."""
 
 from .dncnn import DnCNN
+from .fuse import fuse_batchnorm
 from .mallenet import MalleNet, MalleNetConfig
 from .registry import (
     MODEL_CONFIGS,
@@ -15,6 +16,7 @@ __all__ = [
     "MalleNet",
     "MalleNetConfig",
     "DnCNN",
+    "fuse_batchnorm",
     "MODEL_CONFIGS",
     "available_models",
     "create_model",

@@ -107,10 +107,13 @@ class EMA:
         self.state = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, step: int | None = None) -> None:
+        # Warm-up (as in timm's ModelEmaV3): early on the average must not be dominated
+        # by the untrained initial weights.
+        decay = self.decay if step is None else min(self.decay, (1 + step) / (10 + step))
         for k, v in model.state_dict().items():
             if v.is_floating_point():
-                self.state[k].lerp_(v.float(), 1 - self.decay)
+                self.state[k].lerp_(v.float(), 1 - decay)
             else:
                 self.state[k].copy_(v)
 
@@ -280,6 +283,16 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.step = int(state["step"])
 
+    def init_from(self, name_or_path) -> None:
+        """Start from exported weights (the EMA, if any, starts from them too)."""
+        from ..models.registry import load_model
+
+        src = load_model(name_or_path)
+        state = self.model.state_dict()
+        self.model.load_state_dict({k: v.to(state[k].dtype) for k, v in src.state_dict().items()})
+        if self.ema is not None:
+            self.ema = EMA(self.model, self.ema.decay)
+
     def export(self, path: str | os.PathLike | None = None, half: bool = True) -> Path:
         """Write the (EMA) weights as safetensors + JSON spec."""
         model = create_model(
@@ -312,7 +325,7 @@ class Trainer:
         self.opt.step()
         self.sched.step()
         if self.ema is not None:
-            self.ema.update(self.model)
+            self.ema.update(self.model, self.step)
         return float(loss.detach())
 
     def _on_signal(self, signum, frame):
@@ -341,6 +354,14 @@ class Trainer:
             signal.signal(signal.SIGTERM, self._on_signal)
         except ValueError:  # not in the main thread
             pass
+        tb = None
+        if self.rank == 0:
+            try:  # TensorBoard is optional: metrics.csv is always written.
+                from torch.utils.tensorboard import SummaryWriter
+
+                tb = SummaryWriter(str(self.out / "tensorboard"))
+            except ImportError:
+                tb = None
         bar = None
         if self.progress and self.rank == 0:
             from tqdm import tqdm
@@ -403,6 +424,10 @@ class Trainer:
                         ]
                     )
                     fh.flush()
+                    if tb is not None:
+                        for key, value in last.items():
+                            if key != "step":
+                                tb.add_scalar(key, value, self.step)
                     for k in [k for k in last if k.startswith("psnr")]:
                         last.pop(k)
                 if self.step % int(t["ckpt_every"]) == 0 or now - last_ckpt > 60 * float(
@@ -420,14 +445,31 @@ class Trainer:
                 bar.close()
             if writer is not None:
                 fh.close()
+            if tb is not None:
+                tb.close()
             if old_handler is not None:
                 signal.signal(signal.SIGINT, old_handler)
         return last
 
 
-def train(cfg: dict, data, out, val=None, resume: str | None = None, progress=True) -> Trainer:
-    """Build a :class:`Trainer`, optionally resume, fit and export; returns the trainer."""
+def train(
+    cfg: dict,
+    data,
+    out,
+    val=None,
+    resume: str | None = None,
+    progress=True,
+    init: str | None = None,
+) -> Trainer:
+    """Build a :class:`Trainer`, optionally resume, fit and export; returns the trainer.
+
+    ``init`` warm-starts from exported weights (a ``.safetensors`` path or a model name
+    with shipped weights) with a fresh optimiser and schedule; ``resume`` continues a run
+    from its checkpoint exactly.
+    """
     trainer = Trainer(cfg, data, out, val=val, progress=progress)
+    if init and not resume:
+        trainer.init_from(init)
     if resume:
         path = trainer.ckpt_path if resume == "auto" else Path(resume)
         if path.is_file():
