@@ -69,3 +69,12 @@ def test_bad_constructor_arguments(kwargs, word):
     args.update(kwargs)
     with pytest.raises(ValueError, match=word):
         MalleConv2d(**args)
+
+
+def test_self_guided_layer_uses_own_channel_as_guide():
+    layer = MalleConv2d(4, 4, 1, 4, guided=True, guide="self", grid_stride=8)
+    assert layer.to_guide is None
+    x = torch.rand(1, 4, 16, 16)
+    torch.testing.assert_close(layer(x), layer.static_forward(x), atol=1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="in_channels == out_channels"):
+        MalleConv2d(4, 8, 1, 4, guided=True, guide="self")

@@ -65,7 +65,9 @@ class MalleConv2d(_DynamicConvBase):
 
     With ``guided=True`` the grid is a bilateral grid with ``grid_depth`` planes and each
     pixel's kernel is also interpolated along depth at a guide value, ``sigmoid`` of a
-    learned 1x1 conv of the input (``(B, 1, H, W)``), as in HDRNet and the authors' code.
+    learned 1x1 conv of the input (``(B, 1, H, W)``, ``guide="learned"``), or, as in the
+    authors' code, each output channel's own input feature clipped to [0, 1]
+    (``guide="self"``, needs ``in_channels == out_channels``).
     """
 
     def __init__(
@@ -82,8 +84,17 @@ class MalleConv2d(_DynamicConvBase):
         guided: bool = False,
         grid_depth: int = 8,
         norm: str = "batch",
+        guide: str = "learned",
     ):
         super().__init__(in_channels, out_channels, kernel_size, groups)
+        if guide not in ("learned", "self"):
+            raise ValueError(f"guide must be 'learned' or 'self', got {guide!r}")
+        if guided and guide == "self" and in_channels != out_channels:
+            raise ValueError(
+                f"guide='self' needs in_channels == out_channels, got {in_channels} and "
+                f"{out_channels}"
+            )
+        self.guide_mode = guide
         if downsample < 1 or grid_stride < downsample or grid_stride % downsample:
             raise ValueError(
                 f"grid_stride={grid_stride} must be a multiple of downsample={downsample} >= 1"
@@ -110,7 +121,7 @@ class MalleConv2d(_DynamicConvBase):
         # Zero init: the dynamic part starts at 0, the layer starts as its static conv.
         nn.init.zeros_(self.to_grid.weight)
         nn.init.zeros_(self.to_grid.bias)
-        self.to_guide = nn.Conv2d(in_channels, 1, 1) if guided else None
+        self.to_guide = nn.Conv2d(in_channels, 1, 1) if guided and guide == "learned" else None
 
     def predict_grid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Predict the kernels for ``x``.
@@ -143,7 +154,12 @@ class MalleConv2d(_DynamicConvBase):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         grid, bias = self.predict_grid(x)
-        guide = torch.sigmoid(self.to_guide(x)).to(x.dtype) if self.guided else None
+        guide = None
+        if self.guided:
+            if self.guide_mode == "self":
+                guide = x.clamp(0, 1)
+            else:
+                guide = torch.sigmoid(self.to_guide(x)).to(x.dtype)
         # Under autocast the predictor may run in another precision than x.
         return slice_conv(x, grid.to(x.dtype), bias.to(x.dtype), groups=self.groups, guide=guide)
 

@@ -48,6 +48,7 @@ class MalleNetConfig:
     malle_guided: bool = False
     malle_grid_depth: int = 8
     malle_predictor_width: int = 16
+    malle_guide: str = "learned"
     malle_levels: tuple[int, ...] = field(default_factory=lambda: (0, 1, 2, 3))
 
     def __post_init__(self):
@@ -82,6 +83,7 @@ class _GatedMalleConv(nn.Module):
             guided=cfg.malle_guided,
             grid_depth=cfg.malle_grid_depth,
             norm=cfg.norm,
+            guide=cfg.malle_guide,
         )
         self.act = nn.PReLU(channels) if cfg.act == "prelu" else nn.GELU()
         self.gate = nn.Parameter(torch.zeros(1, channels, 1, 1))

@@ -39,6 +39,21 @@ MODEL_CONFIGS: dict[str, tuple[str, dict]] = {
         "mallenet",
         dict(in_channels=1, widths=(64, 64, 128, 256), expand=5, decoder_blocks=2),
     ),
+    # The authors' MalleConv form: per-channel affine (1x1 depthwise kernel + bias) in a
+    # bilateral grid sliced by each channel's own feature, at paper-scale widths.
+    "mallenet-paper": (
+        "mallenet",
+        dict(
+            widths=(64, 64, 128, 256),
+            expand=5,
+            decoder_blocks=2,
+            malle_kernel=1,
+            malle_guided=True,
+            malle_guide="self",
+            malle_grid_depth=8,
+            malle_grid_stride=8,
+        ),
+    ),
     "mallenet-tiny": (
         "mallenet",
         dict(
