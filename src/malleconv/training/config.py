@@ -35,7 +35,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "train": {
         "steps": 10000,
         "loss": "charbonnier",
-        "ema": 0.999,
+        # EMA of the weights (0 = off). With BatchNorm the averaged model needs its
+        # statistics re-estimated (done automatically); see docs/training.md.
+        "ema": 0.0,
         "seed": 0,
         "channels_last": True,
         "bf16": False,

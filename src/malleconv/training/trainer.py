@@ -118,7 +118,34 @@ class EMA:
                 self.state[k].copy_(v)
 
     def copy_to(self, model: nn.Module) -> None:
+        """Load the averaged weights into ``model``.
+
+        Averaged BatchNorm statistics do not match averaged weights (the scale symmetry
+        of BatchNorm makes weight averaging and statistics averaging disagree), so
+        callers should re-estimate them with :func:`recalibrate_batchnorm`.
+        """
         model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in self.state.items()})
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, batches, device) -> None:
+    """Re-estimate BatchNorm running statistics as a plain average over ``batches``.
+
+    ``batches`` yields ``(clean, noisy, sigma)``; the model is left in eval mode.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    for _, noisy, sigma in batches:
+        model(noisy.to(device), sigma.to(device))
+    for m, mom in zip(norms, saved):
+        m.momentum = mom
+    model.eval()
 
 
 def _lr_lambda(warmup: int, total: int, min_ratio: float):
@@ -238,6 +265,7 @@ class Trainer:
             )
             self.ema.copy_to(model)
             model.to(self.device)
+            self._recalibrate(model)
         model.eval()
         res = {}
         for sigma in self.cfg["train"]["val_sigmas"]:
@@ -283,6 +311,16 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.step = int(state["step"])
 
+    def _recalibrate(self, model: nn.Module, n: int = 32) -> None:
+        # Fixed batches (independent of the current step) so that exports are reproducible.
+        recal = StepBatches(
+            self.patches,
+            self.batches.batch_size,
+            (self.batches.lo, self.batches.hi),
+            self.batches.seed + 1,
+        )
+        recalibrate_batchnorm(model, (recal[i] for i in range(n)), self.device)
+
     def init_from(self, name_or_path) -> None:
         """Start from exported weights (the EMA, if any, starts from them too)."""
         from ..models.registry import load_model
@@ -300,6 +338,7 @@ class Trainer:
         )
         if self.ema is not None:
             self.ema.copy_to(model)
+            self._recalibrate(model)
         else:
             model.load_state_dict(self.model.state_dict())
         name = self.cfg["model"]["name"]
