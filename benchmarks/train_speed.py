@@ -112,7 +112,7 @@ def main(argv=None) -> int:
         f"Command: `{meta['command']}`  ",
         f"{meta['date']}, torch {meta['torch']}, {meta['device']}, {meta['threads']} threads, "
         f"batch {args.batch} x {args.patch}x{args.patch} patches, mean of {args.steps} steps "
-        "after 3 warm-up steps (forward + backward + AdamW step + EMA).",
+        "after 3 warm-up steps (forward + backward + gradient clipping + AdamW step; EMA off).",
         "",
         "| model | " + " | ".join(VARIANTS) + " |",
         "|---|" + "---:|" * len(VARIANTS),
