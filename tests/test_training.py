@@ -128,3 +128,22 @@ def test_cli_train_and_profile(image_folder, tmp_path, capsys):
     assert Path(out / "mallenet-tiny.json").is_file()
     assert "psnr_25" in (out / "metrics.csv").read_text().splitlines()[0]
     assert main(["train", "--data", str(tmp_path / "nope"), "--out", str(out)]) == 2
+
+
+def test_init_warm_starts_from_exported_weights(image_folder, tmp_path):
+    from malleconv.models import create_model, save_model
+    from malleconv.training import train
+
+    torch.manual_seed(5)
+    source = create_model("mallenet-tiny")
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    path = save_model(source, tmp_path / "src.safetensors", half=False)
+    cfg = tiny_config(steps=1)
+    cfg["optim"]["lr"] = 1e-12  # one step that cannot move the weights measurably
+    trainer = train(cfg, image_folder, tmp_path / "warm", progress=False, init=str(path))
+    a, b = source.state_dict(), trainer.model.state_dict()
+    for k in a:
+        if a[k].is_floating_point() and "running" not in k:
+            torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=1e-6)

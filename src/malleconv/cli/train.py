@@ -30,6 +30,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="continue from OUT/checkpoints/last.pt (or a given checkpoint)",
     )
     p.add_argument(
+        "--init",
+        default=None,
+        metavar="WEIGHTS",
+        help="warm-start from exported weights (a .safetensors path or a shipped model name)",
+    )
+    p.add_argument(
         "--profile",
         action="store_true",
         help="measure training pixels/s for a few steps instead of training",
@@ -56,7 +62,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise ValueError("--out is required to train (the run folder)")
     trainer = train(
-        cfg, data, args.out, val=args.val, resume=args.resume, progress=not args.no_progress
+        cfg,
+        data,
+        args.out,
+        val=args.val,
+        resume=args.resume,
+        progress=not args.no_progress,
+        init=args.init,
     )
     print(f"step {trainer.step}: weights {trainer.out / (cfg['model']['name'] + '.safetensors')}")
     return 0
