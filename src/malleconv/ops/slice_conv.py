@@ -147,6 +147,16 @@ def _depth_weights(guide: Tensor, gd: int) -> Tensor:
     return (1 - (z.unsqueeze(2) - planes).abs()).clamp_min(0)
 
 
+def _slice_bias(bias: Tensor, guide: Tensor | None, size: tuple[int, int]) -> Tensor:
+    """Per-pixel bias ``(B, C_out, H, W)`` from ``(B, C_out, gh, gw)`` or, guided,
+    ``(B, C_out, gd, gh, gw)``."""
+    if bias.dim() == 4:
+        return _upsample(bias, size)
+    b, c, gd = bias.shape[:3]
+    planes = _upsample(bias.reshape(b, c * gd, *bias.shape[-2:]), size)
+    return (planes.view(b, c, gd, *size) * _depth_weights(guide, gd)).sum(2)
+
+
 def slice_conv_reference(
     x: Tensor,
     grid: Tensor,
@@ -177,11 +187,7 @@ def slice_conv_reference(
     cols = F.unfold(x, k, padding=k // 2).reshape(b, groups, 1, cg_in * k * k, h * w)
     out = (kernels * cols).sum(3).reshape(b, c_out, h, w)
     if bias is not None:
-        if bias.dim() == 5:
-            planes = _upsample(bias.reshape(b, c_out * gd, gh, gw), (h, w))
-            out = out + (planes.reshape(b, c_out, gd, h, w) * _depth_weights(guide, gd)).sum(2)
-        else:
-            out = out + _upsample(bias, (h, w))
+        out = out + _slice_bias(bias, guide, (h, w))
     return out
 
 
@@ -335,19 +341,15 @@ def _dense_rows(x: Tensor, grid: Tensor, groups: int, bands: Sequence[int]) -> T
     xf_t = xf_t.to(dev).view(1, nx, 1, 1, tx)
     keep_x = valid_x.flatten().nonzero().flatten().to(dev)
     cg_out = c_out // groups
-    # Kernels of the two column corners per column band: (B, nx, 2, C_out, C_in/g*k*k).
     xpad = F.pad(x, (r, r + tx, r, r))
     # Cells first, (B, gh, gw, G, C_out/g, C_in/g*k*k), so a band's cells are contiguous.
-    used_rows = sorted({int(y0[i]) for i in bands} | {int(y1[i]) for i in bands})
-    row_pos = {c: i for i, c in enumerate(used_rows)}
-    lo, hi = used_rows[0], used_rows[-1]
-    used_rows = list(range(lo, hi + 1))
-    row_pos = {c: i for i, c in enumerate(used_rows)}
+    # Bands are consecutive, so their cells are one contiguous range of grid rows.
+    lo, hi = int(y0[bands[0]]), int(y1[bands[-1]])
     grid_t = grid[..., lo : hi + 1, :].permute(0, 5, 6, 1, 2, 3, 4)
-    grid_t = grid_t.reshape(b, len(used_rows), gw, groups, cg_out, cg_in * k * k)
+    grid_t = grid_t.reshape(b, hi - lo + 1, gw, groups, cg_out, cg_in * k * k)
     pieces = []
     for band in bands:
-        cy0, cy1 = row_pos[int(y0[band])], row_pos[int(y1[band])]
+        cy0, cy1 = int(y0[band]) - lo, int(y1[band]) - lo
         s, n = int(ys[band]), int(yl[band])
         slab = xpad[:, :, s : s + n + 2 * r, :]  # (B, C_in, n + 2r, W + 2r + tx)
         tiles = slab.index_select(3, col_idx.flatten()).view(b, c_in, n + 2 * r, nx, -1)
@@ -439,12 +441,7 @@ def _make_chunks(
     if has_bias:
 
         def bias_piece(xx, gg, bias, guide):
-            h, w = xx.shape[-2:]
-            if bias.dim() == 5:
-                b, c = bias.shape[:2]
-                planes = _upsample(bias.reshape(b, c * gd, *bias.shape[-2:]), (h, w))
-                return (planes.view(b, c, gd, h, w) * _depth_weights(guide, gd)).sum(2)
-            return _upsample(bias, (h, w))
+            return _slice_bias(bias, guide, tuple(xx.shape[-2:]))
 
         pieces.append((all_rows, bias_piece))
     return pieces
