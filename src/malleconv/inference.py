@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +47,11 @@ ProgressFn = Callable[[int, int], None]
 # Noise level estimation
 
 
-def _planes(image: np.ndarray | torch.Tensor) -> list[np.ndarray]:
-    """Colour planes of ``image`` as float32 ``H x W`` arrays (alpha channels dropped)."""
+def _planes(image: np.ndarray | torch.Tensor) -> Iterator[np.ndarray]:
+    """Colour planes of ``image`` as float32 ``H x W`` arrays (alpha channels dropped).
+
+    One plane at a time, so that a big image never exists in float all at once.
+    """
     if torch.is_tensor(image):
         t = image.detach()
         if t.dim() == 2:
@@ -62,10 +65,13 @@ def _planes(image: np.ndarray | torch.Tensor) -> list[np.ndarray]:
             )
         if t.shape[1] in (2, 4):  # gray + alpha, RGBA: the last channel is alpha
             t = t[:, :-1]
-        if not t.is_floating_point():
-            t = t.float() / (255.0 if t.dtype == torch.uint8 else 65535.0)
-        t = t.to("cpu", torch.float32)
-        return [t[b, c].numpy() for b in range(t.shape[0]) for c in range(t.shape[1])]
+        for i in range(t.shape[0]):
+            for c in range(t.shape[1]):
+                plane = t[i, c]
+                if not plane.is_floating_point():
+                    plane = plane.float() / (255.0 if plane.dtype == torch.uint8 else 65535.0)
+                yield plane.to("cpu", torch.float32).numpy()
+        return
     arr = np.asarray(image)
     if arr.ndim == 2:
         arr = arr[:, :, None]
@@ -75,8 +81,8 @@ def _planes(image: np.ndarray | torch.Tensor) -> list[np.ndarray]:
         )
     if arr.shape[2] in (2, 4):
         arr = arr[:, :, :-1]
-    arr = to_float(arr)
-    return [arr[:, :, c] for c in range(arr.shape[2])]
+    for c in range(arr.shape[2]):
+        yield to_float(arr[:, :, c])
 
 
 def _plane_sigma(plane: np.ndarray) -> float:
@@ -113,12 +119,14 @@ def estimate_sigma(image: np.ndarray | torch.Tensor) -> float:
     Raises:
         ValueError: unsupported shape, or NaN / infinite values.
     """
-    planes = _planes(image)
-    if not planes:
+    sigmas = []
+    for plane in _planes(image):
+        if not np.isfinite(plane).all():
+            raise ValueError("estimate_sigma: the image contains NaN or infinite values")
+        sigmas.append(_plane_sigma(plane))
+    if not sigmas:
         return 0.0
-    if not all(np.isfinite(p).all() for p in planes):
-        raise ValueError("estimate_sigma: the image contains NaN or infinite values")
-    sigma = float(np.mean([_plane_sigma(p) for p in planes])) * 255.0
+    sigma = float(np.mean(sigmas)) * 255.0
     return min(max(sigma, 0.0), SIGMA_MAX)
 
 
@@ -239,31 +247,93 @@ def _channels_last(x: torch.Tensor) -> torch.Tensor:
 
 
 def _denoise_tiled(model, noisy, sigma, tile, overlap, progress, device, dtype):
-    b, c, h, w = noisy.shape
+    b, _, h, w = noisy.shape
+    acc_dtype = torch.float64 if noisy.dtype == torch.float64 else torch.float32
+    out: list[torch.Tensor] = []
+
+    def emit(y0: int, rows: torch.Tensor) -> None:
+        if not out:
+            out.append(
+                torch.empty((b, rows.shape[1], h, w), dtype=noisy.dtype, device=noisy.device)
+            )
+        out[0][:, :, y0 : y0 + rows.shape[2]] = rows
+
+    _blend_tiles(
+        model,
+        (h, w),
+        lambda sy, sx: noisy[:, :, sy, sx],
+        emit,
+        sigma,
+        tile,
+        overlap,
+        progress,
+        device,
+        dtype,
+        acc_dtype,
+        noisy.device,
+    )
+    return out[0]
+
+
+def _blend_tiles(
+    model, size, read, emit, sigma, tile, overlap, progress, device, dtype, acc_dtype, out_device
+) -> None:
+    """Run ``model`` on overlapping tiles and hand out blended rows, top to bottom.
+
+    ``read(ys, xs)`` returns the ``(B, C, th, tw)`` float input of a tile;
+    ``emit(y0, rows)`` receives finished output rows ``(B, C_out, n, W)`` in order. Only
+    one row of tiles is held at a time (plus the rows it shares with the next one), so
+    the memory does not grow with the image: a 24-megapixel photo never exists in float.
+
+    The blending weight of a tile is ``wy_i(y) * wx_j(x)`` (raised-cosine ramps over the
+    overlaps), so the total weight at a pixel is separable, ``WY(y) * WX(x)``, and each
+    row can be normalised as soon as no later tile touches it.
+    """
+    h, w = size
     ys, xs = _tile_starts(h, tile, overlap), _tile_starts(w, tile, overlap)
     th, tw = min(tile, h), min(tile, w)
     ramp = _ramp(overlap)
-    acc_dtype = torch.float64 if noisy.dtype == torch.float64 else torch.float32
-    with torch.no_grad():
-        out = torch.zeros((b, c, h, w), dtype=acc_dtype, device=noisy.device)
-        weight = torch.zeros((h, w), dtype=acc_dtype, device=noisy.device)
-        wy = [_window(th, ramp, i > 0, i < len(ys) - 1) for i in range(len(ys))]
-        wx = [_window(tw, ramp, j > 0, j < len(xs) - 1) for j in range(len(xs))]
-        total, done = len(ys) * len(xs), 0
-        for i, y0 in enumerate(ys):
-            for j, x0 in enumerate(xs):
-                sy, sx = slice(y0, y0 + th), slice(x0, x0 + tw)
-                part = noisy[:, :, sy, sx].to(device, dtype)
-                with torch.inference_mode():
-                    pred = model(_channels_last(part), _sigma_part(sigma, sy, sx, device, dtype))
-                win = torch.outer(wy[i], wx[j]).to(noisy.device, acc_dtype)
-                out[:, :, sy, sx] += pred.to(noisy.device, acc_dtype) * win
-                weight[sy, sx] += win
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-        out /= weight
-    return out.to(noisy.dtype)
+    wy = [_window(th, ramp, i > 0, i < len(ys) - 1) for i in range(len(ys))]
+    wx = [_window(tw, ramp, j > 0, j < len(xs) - 1) for j in range(len(xs))]
+    total_y = torch.zeros(h, dtype=torch.float64)
+    total_x = torch.zeros(w, dtype=torch.float64)
+    for y0, win in zip(ys, wy):
+        total_y[y0 : y0 + th] += win
+    for x0, win in zip(xs, wx):
+        total_x[x0 : x0 + tw] += win
+    inv_x = (1.0 / total_x).to(out_device, acc_dtype)
+    total, done = len(ys) * len(xs), 0
+    pending, pending_y0 = None, 0  # blended rows not yet final
+    for i, y0 in enumerate(ys):
+        sy = slice(y0, y0 + th)
+        band = None
+        for j, x0 in enumerate(xs):
+            sx = slice(x0, x0 + tw)
+            part = read(sy, sx).to(device, dtype)
+            with torch.inference_mode():
+                pred = model(_channels_last(part), _sigma_part(sigma, sy, sx, device, dtype))
+            pred = pred.to(out_device, acc_dtype)
+            if band is None:
+                band = torch.zeros(pred.shape[:2] + (th, w), dtype=acc_dtype, device=out_device)
+            band[..., sx] += pred * wx[j].to(out_device, acc_dtype)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        band *= wy[i].to(out_device, acc_dtype).view(-1, 1)
+        if pending is not None:
+            # Rows above this tile row are final; the rest overlap it.
+            final = y0 - pending_y0
+            _emit_rows(emit, pending_y0, pending[:, :, :final], total_y, inv_x)
+            band[:, :, : pending.shape[2] - final] += pending[:, :, final:]
+        pending, pending_y0 = band, y0
+    _emit_rows(emit, pending_y0, pending, total_y, inv_x)
+
+
+def _emit_rows(emit, y0: int, rows: torch.Tensor, total_y: torch.Tensor, inv_x: torch.Tensor):
+    if rows.shape[2] == 0:
+        return
+    inv_y = (1.0 / total_y[y0 : y0 + rows.shape[2]]).to(rows.device, rows.dtype)
+    emit(y0, rows * inv_y.view(-1, 1) * inv_x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,6 +410,104 @@ def model_channels(model: nn.Module) -> int:
     if kwargs and "in_channels" in kwargs:
         return int(kwargs["in_channels"])
     return 3
+
+
+def _image_dims(image) -> tuple[int, int, int, int]:
+    """``(B, C, H, W)`` of an image array or tensor that :func:`denoise` accepts."""
+    if torch.is_tensor(image):
+        shape = tuple(image.shape)
+        dims = {2: (1, 1) + shape, 3: (1,) + shape, 4: shape}.get(len(shape))
+        if dims is None or dims[1] not in (1, 2, 3, 4):
+            raise ValueError(
+                f"image tensor must be H x W, (C, H, W) or (B, C, H, W) with C in 1..4, "
+                f"got shape {shape}"
+            )
+        if not (image.dtype == torch.uint8 or image.is_floating_point()):
+            raise TypeError(f"image tensor must be float or uint8, got {image.dtype}")
+        return dims
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image must be a numpy array or a torch tensor, got {type(image)}")
+    shape = image.shape
+    if not (image.ndim == 2 or (image.ndim == 3 and shape[2] in (1, 2, 3, 4))):
+        raise ValueError(f"image must be H x W or H x W x C with C in 1..4, got shape {shape}")
+    if image.dtype not in (np.uint8, np.uint16) and image.dtype.kind != "f":
+        raise TypeError(f"image must be uint8, uint16 or float, got {image.dtype}")
+    return (1, shape[2] if image.ndim == 3 else 1) + shape[:2]
+
+
+def _denoise_streaming(image, fixed_sigma, net, want, tile, overlap, progress):
+    """:func:`denoise` of a big image tile by tile, without a float copy of the whole image.
+
+    Tiles are converted to float as they are read and finished rows are converted back to
+    the input's dtype as they come out of :func:`_blend_tiles`, straight into the result.
+    Same output as the whole-image path (same channel, alpha and rounding rules).
+    """
+    b, c, h, w = _image_dims(image)
+    ncol = c - 1 if c in (2, 4) else c
+    if ncol == 3 and want == 1:
+        raise ValueError("the model is a gray (1-channel) model but the image has colour")
+    is_tensor = torch.is_tensor(image)
+    if is_tensor:
+        src = image.detach().reshape(b, c, h, w)
+        floating = src.is_floating_point()
+        if floating and not bool(torch.isfinite(src).all()):
+            raise ValueError("image contains NaN or infinite values")
+        result = torch.empty_like(src)
+        out_device = src.device
+    else:
+        src = image if image.ndim == 3 else image[:, :, None]
+        floating = image.dtype.kind == "f"
+        if floating and not np.isfinite(src).all():
+            raise ValueError("image contains NaN or infinite values")
+        result = np.empty_like(src)
+        out_device = torch.device("cpu")
+
+    if fixed_sigma is None:
+        parts = [src[i] for i in range(b)] if is_tensor else [src]
+        sig: float | torch.Tensor = torch.tensor(
+            [estimate_sigma(part) for part in parts], dtype=torch.float32
+        )
+    else:
+        sig = fixed_sigma
+
+    def read(sy: slice, sx: slice) -> torch.Tensor:
+        if is_tensor:
+            t = src[:, :ncol, sy, sx]
+            x = t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
+        else:
+            tile_px = to_float(src[sy, sx, :ncol]).transpose(2, 0, 1)
+            x = torch.from_numpy(np.ascontiguousarray(tile_px))[None]
+        return x.expand(-1, 3, -1, -1) if (ncol == 1 and want == 3) else x
+
+    def emit(y0: int, rows: torch.Tensor) -> None:
+        if rows.shape[1] != ncol:  # a gray image through a colour model
+            rows = rows.mean(dim=1, keepdim=True)
+        n = rows.shape[2]
+        if is_tensor:
+            y = rows.clamp(0.0, 1.0)
+            y = (y * 255.0).round().to(torch.uint8) if src.dtype == torch.uint8 else y
+            result[:, :ncol, y0 : y0 + n] = y.to(result.dtype)
+        else:
+            a = rows[0].permute(1, 2, 0).numpy()
+            a = np.clip(a, 0.0, 1.0).astype(src.dtype) if floating else from_float(a, src.dtype)
+            result[y0 : y0 + n, :, :ncol] = a
+
+    dev, dtype = _model_device_dtype(net)
+    was_training = net.training
+    net.eval()
+    try:
+        _blend_tiles(
+            net, (h, w), read, emit, sig, tile, overlap, progress, dev, dtype,
+            torch.float32, out_device,
+        )  # fmt: skip
+    finally:
+        net.train(was_training)
+    if ncol != c:  # alpha, bit-exact
+        if is_tensor:
+            result[:, -1] = src[:, -1]
+        else:
+            result[..., -1] = src[..., -1]
+    return result.reshape(image.shape)
 
 
 def _to_batch(image) -> tuple[torch.Tensor, Callable[[torch.Tensor], object]]:
@@ -437,13 +605,17 @@ def denoise(
         FileNotFoundError: the model has no weights file.
     """
     fixed_sigma = _check_sigma(sigma)
-    x, back = _to_batch(image)
-    if x.numel() == 0:
+    b, c, h, w = _image_dims(image)
+    if b * c * h * w == 0:
         raise ValueError(f"cannot denoise an empty image of shape {tuple(image.shape)}")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError("image contains NaN or infinite values")
     net = _get_model(model, device)
     want = model_channels(net)
+    if tile is not None and (h > tile or w > tile):
+        return _denoise_streaming(image, fixed_sigma, net, want, tile, overlap, progress)
+
+    x, back = _to_batch(image)
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("image contains NaN or infinite values")
 
     c = x.shape[1]
     alpha = x[:, -1:] if c in (2, 4) else None

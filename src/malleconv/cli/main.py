@@ -39,8 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ..runtime import tune_allocator
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    tune_allocator()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -231,6 +231,9 @@ class _DepthwiseSliceConv(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, grid):
+        ctx.save_for_backward(x, grid)
+        if x.numel() >= _BANDED_MIN_NUMEL:
+            return _depthwise_banded(x, grid)
         h, w = x.shape[-2:]
         k = grid.shape[3]
         r = k // 2
@@ -244,7 +247,6 @@ class _DepthwiseSliceConv(torch.autograd.Function):
                 torch.mul(weight, x, out=out)
             else:
                 out[:, :, oy, ox].addcmul_(weight[:, :, oy, ox], x[:, :, sy, sx])
-        ctx.save_for_backward(x, grid)
         return out
 
     @staticmethod
@@ -280,6 +282,82 @@ class _DepthwiseSliceConv(torch.autograd.Function):
                     buf, [h, w], [b, c, gh, gw], False, None, None
                 )
         return grad_x, grad_grid
+
+
+# Below this many elements the per-band Python loop costs more than it saves.
+_BANDED_MIN_NUMEL = 1 << 20
+# Rows per chunk are chosen so that one chunk of a feature map is about this many bytes:
+# the chunk's weights, input rows and output stay in cache across the k*k taps.
+_CHUNK_BYTES = 1 << 21
+
+
+def _x_interpolated(grid: Tensor, cells: slice, w: int, fmt: torch.memory_format) -> Tensor:
+    """Some grid rows interpolated along x only.
+
+    grid: ``(B, C, 1, k, k, gh, gw)`` -> ``(B, C, k*k, rows, W)`` for the grid rows
+    ``cells``. Bilinear interpolation is separable, so a pixel's kernel is the linear
+    interpolation along y of two of these rows. For channels-last inputs the result has
+    channels innermost, so that a row broadcast over a chunk of pixels reads contiguously.
+    """
+    b, c, _, k, _, _, gw = grid.shape
+    flat = grid[..., cells, :].reshape(b, c * k * k, -1, gw)
+    n = flat.shape[2]
+    rows = F.interpolate(flat, size=(n, w), mode="bilinear", align_corners=False)
+    rows = rows.view(b, c, k * k, n, w)
+    if fmt == torch.channels_last:
+        rows = rows.permute(0, 2, 3, 4, 1).contiguous().permute(0, 4, 1, 2, 3)
+    return rows
+
+
+def _depthwise_banded(x: Tensor, grid: Tensor) -> Tensor:
+    """Depthwise slice-and-conv forward in cache-sized chunks of rows.
+
+    x: ``(B, C, H, W)``; grid: ``(B, C, 1, k, k, gh, gw)`` -> ``(B, C, H, W)``.
+    Rows between the same two grid rows share two x-interpolated kernel rows, so a tap's
+    weights for a chunk are one ``lerp`` of two broadcast rows: no full-resolution
+    upsampling, and the chunk's weights, input and output stay in cache over all taps.
+    Extra memory: the output, one chunk of weights and ``(B, C, k*k, 2, W)`` kernel rows.
+    """
+    b, c, h, w = x.shape
+    k, gh = grid.shape[3], grid.shape[-2]
+    r = k // 2
+    fmt = _memory_format(x)
+    cell0, cell1, starts, lengths, frac = _bands(h, gh)
+    frac = frac.to(device=x.device, dtype=x.dtype)
+    max_rows = max(1, _CHUNK_BYTES // max(1, b * c * w * x.element_size()))
+    out = torch.empty_like(x, memory_format=fmt)
+    wbuf = torch.empty(b, c, min(max_rows, h), w, dtype=x.dtype, device=x.device)
+    wbuf = wbuf.contiguous(memory_format=fmt)
+    taps = _tap_order(k)
+    for c0, c1, start, length in zip(
+        cell0.tolist(), cell1.tolist(), starts.tolist(), lengths.tolist()
+    ):
+        rows = _x_interpolated(grid, slice(c0, c1 + 1), w, fmt)  # cells c0 and c1 -> 0, -1
+        for y0 in range(start, start + length, max_rows):
+            y1 = min(y0 + max_rows, start + length)
+            fy = frac[y0:y1].view(1, 1, y1 - y0, 1)
+            out_rows = out[:, :, y0:y1]
+            for n, (i, j) in enumerate(taps):
+                t, di, dj = i * k + j, i - r, j - r
+                row0 = rows[:, :, t, 0].unsqueeze(2)
+                if c0 == c1:
+                    weight = row0
+                else:
+                    weight = wbuf[:, :, : y1 - y0]
+                    torch.lerp(row0, rows[:, :, t, -1].unsqueeze(2), fy, out=weight)
+                if n == 0:  # the centre tap covers every pixel: it initialises the output
+                    torch.mul(weight, x[:, :, y0:y1], out=out_rows)
+                    continue
+                # Output rows of this chunk whose neighbour (di, dj) is inside the image.
+                oy0, oy1 = max(y0, -di), min(y1, h - di)
+                if oy1 <= oy0:
+                    continue
+                (_, ox), (_, sx) = _shift_regions(h, w, di, dj)
+                wy = slice(oy0 - y0, oy1 - y0) if weight.shape[2] > 1 else slice(None)
+                out_rows[:, :, oy0 - y0 : oy1 - y0, ox].addcmul_(
+                    weight[:, :, wy, ox], x[:, :, oy0 + di : oy1 + di, sx]
+                )
+    return out
 
 
 def _memory_format(x: Tensor) -> torch.memory_format:

@@ -1,0 +1,128 @@
+"""Peak memory and time of ``malleconv denoise`` on one big photo, in a fresh process.
+
+    python benchmarks/denoise_memory.py [--megapixels 24] [--sigma 25 | auto] [--tile 512]
+        [--model mallenet-s] [--out docs/benchmarks]
+
+Makes a synthetic noisy RGB photo of about ``--megapixels`` (3:2, smooth shapes plus
+Gaussian noise, 8-bit PNG) in a temporary folder, runs the real command line on it in a
+child process (``python -m malleconv denoise IN -o OUT --tile N ...``) and reads the
+child's peak resident memory (``ru_maxrss`` of ``RUSAGE_CHILDREN``). The target of the
+``denoise`` issue is 2 GB for a 24-megapixel photo. Writes ``denoise_memory.md`` / ``.json``.
+Run it with the machine otherwise idle if the time matters to you; the memory does not
+depend on load.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# benchmarks/operator.py shadows the standard library's ``operator``: drop this folder.
+if sys.path and os.path.realpath(sys.path[0] or os.curdir) == os.path.dirname(
+    os.path.realpath(__file__)
+):
+    sys.path.pop(0)
+
+import argparse
+import datetime
+import json
+import platform
+import resource
+import shlex
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+TARGET_GB = 2.0
+
+
+def synthetic_photo(height: int, width: int, sigma: float, seed: int = 0) -> np.ndarray:
+    """``H x W x 3`` uint8: smooth colour gradients and discs, plus Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    yy = np.linspace(0, 1, height, dtype=np.float32)[:, None]
+    xx = np.linspace(0, 1, width, dtype=np.float32)[None, :]
+    img = np.empty((height, width, 3), np.float32)
+    for c in range(3):
+        img[:, :, c] = 0.25 + 0.5 * (0.6 * xx * (c + 1) / 3 + 0.4 * yy * (3 - c) / 3)
+    for _ in range(12):
+        cy, cx = rng.random(2) * (height, width)
+        r = rng.uniform(0.03, 0.15) * min(height, width)
+        y0, y1 = max(0, int(cy - r)), min(height, int(cy + r) + 1)
+        x0, x1 = max(0, int(cx - r)), min(width, int(cx + r) + 1)
+        inside = (yy[y0:y1] * height - cy) ** 2 + (xx[:, x0:x1] * width - cx) ** 2 < r * r
+        img[y0:y1, x0:x1][inside] = rng.random(3).astype(np.float32)
+    for c in range(3):  # plane by plane keeps this script's own memory low
+        img[:, :, c] += rng.standard_normal((height, width), dtype=np.float32) * (sigma / 255)
+    return np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--megapixels", type=float, default=24.0)
+    ap.add_argument("--sigma", default="25", help="noise added, and passed to --sigma")
+    ap.add_argument("--tile", type=int, default=512)
+    ap.add_argument("--model", default="mallenet-s")
+    ap.add_argument("--out", default="docs/benchmarks")
+    args = ap.parse_args(argv)
+
+    width = int(round((args.megapixels * 1e6 * 1.5) ** 0.5))
+    height = int(round(width / 1.5))
+    noise = 25.0 if args.sigma == "auto" else float(args.sigma)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "big.png"
+        Image.fromarray(synthetic_photo(height, width, noise)).save(src, compress_level=1)
+        dst = Path(tmp) / "big_denoised.png"
+        cmd = [
+            sys.executable, "-m", "malleconv", "denoise", str(src), "-o", str(dst),
+            "--sigma", args.sigma, "--tile", str(args.tile), "--model", args.model,
+            "--no-progress",
+        ]  # fmt: skip
+        print("$", shlex.join(cmd), flush=True)
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        if proc.returncode != 0:
+            print(proc.stdout, proc.stderr, sep="\n", file=sys.stderr)
+            return proc.returncode
+        peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 1e9
+        with Image.open(dst) as im:
+            assert im.size == (width, height), im.size
+
+    status = "PASS" if peak_gb <= TARGET_GB else "FAIL"
+    result = {
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "command": "python benchmarks/denoise_memory.py " + shlex.join(argv or sys.argv[1:]),
+        "image": f"{width}x{height} ({width * height / 1e6:.1f} MP), RGB 8-bit PNG",
+        "model": args.model,
+        "sigma": args.sigma,
+        "tile": args.tile,
+        "seconds": round(seconds, 1),
+        "peak_rss_gb": round(peak_gb, 3),
+        "target_gb": TARGET_GB,
+        "status": status,
+    }
+    print(json.dumps(result, indent=2))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "denoise_memory.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "denoise_memory.md").write_text(
+        "# Memory of `malleconv denoise` on a big photo\n\n"
+        f"Command: `{result['command']}` ({result['date']}, {result['machine']}).\n\n"
+        "A synthetic noisy photo is denoised by the command line in a fresh child process; "
+        "the peak is the child's maximum resident set size (everything: Python, torch, the "
+        "decoded image, the model, the output, the PNG encoder).\n\n"
+        "| image | model | tile | sigma | wall time | peak RSS | target | |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+        f"| {result['image']} | {args.model} | {args.tile} | {args.sigma} | "
+        f"{seconds:.1f} s | {peak_gb:.2f} GB | {TARGET_GB:g} GB | {status} |\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
