@@ -18,7 +18,7 @@ For ``C`` channels, ``k = 3``, batch 1, float32, depthwise (``groups = C``) and 
 * ``perpixel_layer`` / ``malleconv_layer``: the full ``PerPixelConv2d`` / ``MalleConv2d``
   layers, predictor included (``eval()`` for the forward, ``train()`` for forward+backward).
 
-Metrics: forward time (median of ``--repeat`` after one warm-up, under ``torch.no_grad``),
+Metrics: forward time (median of ``--repeat`` after ``--warmup`` runs, under ``torch.no_grad``),
 forward+backward time (``loss = out.sum()``, every input, grid and parameter requiring
 grad), and the peak *extra* memory of one forward and of one forward+backward: the peak
 over the inputs, so the output, gradients and every temporary count.
@@ -184,17 +184,19 @@ def time_case(
     pass_: str,
     repeat: int,
     budget_s: float,
+    warmup: int = 1,
 ) -> dict:
-    """Median of ``repeat`` runs after one warm-up.
+    """Median of ``repeat`` runs after ``warmup`` (at least one) untimed runs.
 
-    When the warm-up shows that ``repeat`` runs would take more than ``budget_s``, fewer
+    When the last warm-up shows that ``repeat`` runs would take more than ``budget_s``, fewer
     runs are timed (at least one); ``runs`` says how many.
     """
     torch.manual_seed(0)
     fn, leaves = build_case(method, kind, size, channels, device, pass_ == "fwdbwd")
-    t0 = time.perf_counter()
-    run_once(fn, leaves, pass_, device)  # warm-up
-    warm = time.perf_counter() - t0
+    for _ in range(max(1, warmup)):
+        t0 = time.perf_counter()
+        run_once(fn, leaves, pass_, device)
+        warm = time.perf_counter() - t0
     runs = max(1, min(repeat, int(budget_s // max(warm, 1e-9))))
     times = []
     for _ in range(runs):
@@ -497,6 +499,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
@@ -520,6 +523,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="torch.set_num_threads (default: torch's default, all cores)",
     )
+    p.add_argument(
+        "--tune-allocator",
+        action="store_true",
+        help="call malleconv.runtime.tune_allocator() first (as the malleconv command does): "
+        "freed memory is reused instead of being unmapped, so timings exclude page faults",
+    )
     p.add_argument("--no-memory", action="store_true", help="timings only")
     p.add_argument("--_child", nargs=5, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -527,6 +536,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.tune_allocator:
+        from malleconv.runtime import tune_allocator
+
+        tune_allocator()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args._child:
@@ -559,6 +572,7 @@ def main(argv=None) -> int:
         "cpu": cpu_name(),
         "cpu_count": ncpu,
         "threads": torch.get_num_threads(),
+        "tune_allocator": args.tune_allocator,
         "load_average_at_start": list(load),
         "channels": c,
         "kernel_size": K,
@@ -566,6 +580,7 @@ def main(argv=None) -> int:
         "batch": 1,
         "dtype": "float32",
         "repeat": args.repeat,
+        "warmup": max(1, args.warmup),
         "sizes": sizes,
         "max_gb": args.max_gb,
         "case_timeout_s": args.case_timeout,
@@ -596,7 +611,15 @@ def main(argv=None) -> int:
                         )
                         continue
                     t = time_case(
-                        method, kind, size, c, args.device, pass_, args.repeat, args.case_timeout
+                        method,
+                        kind,
+                        size,
+                        c,
+                        args.device,
+                        pass_,
+                        args.repeat,
+                        args.case_timeout,
+                        args.warmup,
                     )
                     row["time"][pass_] = t
                     msg = f"{t['ms']:10.2f} ms"
@@ -626,8 +649,15 @@ def main(argv=None) -> int:
         f"({meta['device_name']})",
         f"- CPU: {meta['cpu']}, {ncpu} logical CPUs, torch threads: {meta['threads']}, "
         f"load average at start: {load[0]:.2f}",
+        "- Allocator: "
+        + (
+            "`tune_allocator()` (freed memory reused, no page faults in the timings)"
+            if args.tune_allocator
+            else "glibc default (every block over 32 MB is a fresh mmap: page faults count)"
+        ),
         f"- C = {c}, k = {K}, batch 1, float32, grid stride {GRID_STRIDE}; times are the "
-        f"median of {args.repeat} runs after one warm-up (fewer where marked: runs that "
+        f"median of {args.repeat} runs after {max(1, args.warmup)} warm-up run(s) (fewer "
+        "where marked: runs that "
         f"would exceed {args.case_timeout:g} s per case), all in one process, one case "
         "after the other; forward under `torch.no_grad`, forward+backward with "
         "`out.sum().backward()`, all inputs, grids and parameters requiring grad.",

@@ -78,9 +78,16 @@ def main(argv=None) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     results: dict[str, dict[str, float]] = {}
     for name in args.models:
-        cfg = load_config(None, [f"model.name={name}", f"data.patch_size={args.patch}",
-                                 f"data.batch_size={args.batch}", "data.val_holdout=0",
-                                 "train.val_every=0"])
+        cfg = load_config(
+            None,
+            [
+                f"model.name={name}",
+                f"data.patch_size={args.patch}",
+                f"data.batch_size={args.batch}",
+                "data.val_holdout=0",
+                "train.val_every=0",
+            ],
+        )
         results[name] = {}
         for label, over in VARIANTS.items():
             c = copy.deepcopy(cfg)
@@ -104,8 +111,9 @@ def main(argv=None) -> int:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "train_speed.json").write_text(json.dumps({"meta": meta, "results": results},
-                                                     indent=2) + "\n")
+    (out / "train_speed.json").write_text(
+        json.dumps({"meta": meta, "results": results}, indent=2) + "\n"
+    )
     lines = [
         "# Training throughput",
         "",

@@ -78,3 +78,29 @@ def test_self_guided_layer_uses_own_channel_as_guide():
     torch.testing.assert_close(layer(x), layer.static_forward(x), atol=1e-6, rtol=1e-6)
     with pytest.raises(ValueError, match="in_channels == out_channels"):
         MalleConv2d(4, 8, 1, 4, guided=True, guide="self")
+
+
+@pytest.mark.parametrize("num_parameters", [1, 6])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_prelu_matches_torch_values_and_gradients(num_parameters, channels_last):
+    from malleconv.layers.blocks import PReLU
+
+    torch.manual_seed(0)
+    ours, ref = PReLU(num_parameters), torch.nn.PReLU(num_parameters)
+    with torch.no_grad():
+        ref.weight.uniform_(-0.5, 0.5)
+        ours.weight.copy_(ref.weight)
+    x = torch.randn(2, 6, 5, 7)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    g = torch.randn(2, 6, 5, 7)
+    y1, y2 = ours(x1), ref(x2)
+    assert torch.equal(y1, y2)
+    y1.backward(g)
+    y2.backward(g)
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=0, atol=0)
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        assert torch.equal(ours(x), ref(x))
+    assert set(ours.state_dict()) == set(ref.state_dict())

@@ -3,9 +3,28 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["InvertedBottleneck", "make_norm", "make_act"]
+__all__ = ["InvertedBottleneck", "PReLU", "make_norm", "make_act"]
+
+
+class PReLU(nn.PReLU):
+    """:class:`torch.nn.PReLU` (same parameter, same values) with a faster backward.
+
+    ``(B, C, H, W) -> (B, C, H, W)``. PyTorch's CPU PReLU backward was the largest single
+    cost of a MalleNet training step (28% of it, ``torch.profiler``, channels-last); with
+    gradients enabled this computes ``relu(x) - a * relu(-x)``, whose backward is two
+    ReLU masks and a reduction. Without gradients it calls the fused ``F.prelu``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+            a = self.weight
+            if a.numel() > 1:
+                a = a.view(1, -1, *([1] * (x.dim() - 2)))
+            return F.relu(x) - a * F.relu(-x)
+        return F.prelu(x, self.weight)
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -21,7 +40,7 @@ def make_norm(kind: str, channels: int) -> nn.Module:
 
 def make_act(kind: str, channels: int) -> nn.Module:
     if kind == "prelu":
-        return nn.PReLU(channels)
+        return PReLU(channels)
     if kind == "gelu":
         return nn.GELU()
     if kind == "relu":

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops.slice_conv import slice_conv
-from .blocks import InvertedBottleneck
+from .blocks import InvertedBottleneck, PReLU
 
 __all__ = ["MalleConv2d", "PerPixelConv2d"]
 
@@ -108,7 +108,7 @@ class MalleConv2d(_DynamicConvBase):
         self.guided, self.grid_depth = guided, grid_depth if guided else 1
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, predictor_width, 3, padding=1),
-            nn.PReLU(predictor_width),
+            PReLU(predictor_width),
         ]
         for _ in range(int(math.log2(pools))):
             layers += [InvertedBottleneck(predictor_width, 2, norm) for _ in range(predictor_depth)]
@@ -199,7 +199,7 @@ class PerPixelConv2d(_DynamicConvBase):
             raise ValueError("guided=True is not supported by PerPixelConv2d")
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, predictor_width, 3, padding=1),
-            nn.PReLU(predictor_width),
+            PReLU(predictor_width),
         ]
         layers += [InvertedBottleneck(predictor_width, 2, norm) for _ in range(predictor_depth)]
         self.predictor = nn.Sequential(*layers)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers.blocks import InvertedBottleneck
+from ..layers.blocks import InvertedBottleneck, PReLU
 from ..layers.malleconv import MalleConv2d
 
 __all__ = ["MalleNet", "MalleNetConfig"]
@@ -85,7 +85,7 @@ class _GatedMalleConv(nn.Module):
             norm=cfg.norm,
             guide=cfg.malle_guide,
         )
-        self.act = nn.PReLU(channels) if cfg.act == "prelu" else nn.GELU()
+        self.act = PReLU(channels) if cfg.act == "prelu" else nn.GELU()
         self.gate = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
