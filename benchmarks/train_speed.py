@@ -22,10 +22,12 @@ if sys.path and os.path.realpath(sys.path[0] or os.curdir) == os.path.dirname(
     sys.path.pop(0)
 
 import argparse
+import contextlib
 import copy
 import datetime
 import json
 import platform
+import shlex
 import tempfile
 from pathlib import Path
 
@@ -53,6 +55,22 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+@contextlib.contextmanager
+def _torch_prelu(enabled: bool):
+    """Make malleconv's PReLU run torch's own ``nn.PReLU.forward`` (for comparison)."""
+    from malleconv.layers.blocks import PReLU
+
+    if not enabled:
+        yield
+        return
+    ours = PReLU.forward
+    PReLU.forward = torch.nn.PReLU.forward
+    try:
+        yield
+    finally:
+        PReLU.forward = ours
+
+
 def _synthetic_folder(root: Path, n: int = 16, size: int = 256) -> Path:
     rng = np.random.default_rng(0)
     for i in range(n):
@@ -70,7 +88,25 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=None)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default="docs/benchmarks")
+    ap.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), metavar="V"
+    )
+    ap.add_argument(
+        "--torch-prelu-too",
+        action="store_true",
+        help="also measure each variant with torch's own nn.PReLU forward/backward, "
+        "side by side with malleconv's PReLU",
+    )
+    ap.add_argument(
+        "--no-tune-allocator",
+        action="store_true",
+        help="keep glibc's default allocator (malleconv train tunes it; see malleconv.runtime)",
+    )
     args = ap.parse_args(argv)
+    if not args.no_tune_allocator:
+        from malleconv.runtime import tune_allocator
+
+        tune_allocator()
     if args.threads:
         torch.set_num_threads(args.threads)
     tmp = tempfile.TemporaryDirectory()
@@ -89,16 +125,20 @@ def main(argv=None) -> int:
             ],
         )
         results[name] = {}
-        for label, over in VARIANTS.items():
-            c = copy.deepcopy(cfg)
-            c["train"].update(over)
-            try:
-                results[name][label] = measure(c, data, steps=args.steps)
-            except RuntimeError as err:  # e.g. bf16 unsupported
-                print(f"{name} {label}: {err}", file=sys.stderr)
-                continue
-            print(f"{name:12s} {label:20s} {results[name][label]:>12,.0f} pixels/s", flush=True)
-    cmd = "python benchmarks/train_speed.py " + " ".join(argv or sys.argv[1:])
+        for label in args.variants:
+            for torch_prelu in (False, True) if args.torch_prelu_too else (False,):
+                key = label + (", torch PReLU" if torch_prelu else "")
+                c = copy.deepcopy(cfg)
+                c["train"].update(VARIANTS[label])
+                try:
+                    with _torch_prelu(torch_prelu):
+                        results[name][key] = measure(c, data, steps=args.steps)
+                except RuntimeError as err:  # e.g. bf16 unsupported
+                    print(f"{name} {key}: {err}", file=sys.stderr)
+                    continue
+                print(f"{name:12s} {key:34s} {results[name][key]:>12,.0f} pixels/s", flush=True)
+    columns = [k for k in dict.fromkeys(k for per in results.values() for k in per)]
+    cmd = "python benchmarks/train_speed.py " + shlex.join(argv or sys.argv[1:])
     meta = {
         "command": cmd.strip(),
         "date": datetime.date.today().isoformat(),
@@ -108,6 +148,7 @@ def main(argv=None) -> int:
         "patch": args.patch,
         "batch": args.batch,
         "steps": args.steps,
+        "allocator": "glibc default" if args.no_tune_allocator else "tune_allocator()",
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -120,13 +161,14 @@ def main(argv=None) -> int:
         f"Command: `{meta['command']}`  ",
         f"{meta['date']}, torch {meta['torch']}, {meta['device']}, {meta['threads']} threads, "
         f"batch {args.batch} x {args.patch}x{args.patch} patches, mean of {args.steps} steps "
-        "after 3 warm-up steps (forward + backward + gradient clipping + AdamW step; EMA off).",
+        "after 3 warm-up steps (forward + backward + gradient clipping + AdamW step; EMA off); "
+        f"allocator: {meta['allocator']}.",
         "",
-        "| model | " + " | ".join(VARIANTS) + " |",
-        "|---|" + "---:|" * len(VARIANTS),
+        "| model | " + " | ".join(columns) + " |",
+        "|---|" + "---:|" * len(columns),
     ]
     for name, per in results.items():
-        cells = [f"{per[v]:,.0f}" if v in per else "n/a" for v in VARIANTS]
+        cells = [f"{per[v]:,.0f}" if v in per else "n/a" for v in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("Pixels per second of training (higher is better).")
