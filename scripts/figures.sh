@@ -1,16 +1,37 @@
 #!/usr/bin/env bash
 # Re-measures every figure in docs/ (run on an otherwise idle machine):
-#   docs/benchmarks/operator.{md,json}     slice_conv speed and memory
-#   docs/benchmarks/train_speed.{md,json}  training pixels/s
-#   docs/results/<model>/            evaluation of the shipped models (docs/models.md)
+#   docs/benchmarks/operator.{md,json}         slice_conv speed and memory
+#   docs/benchmarks/tuned/operator.{md,json}   the same timings without page-fault costs
+#   docs/benchmarks/train_speed.{md,json}      training pixels/s
+#   docs/benchmarks/prelu/train_speed.*        malleconv's PReLU against torch's
+#   docs/benchmarks/inference_speed.*          denoising time per model
+#   docs/benchmarks/allocator.{md,json}        glibc default against tune_allocator()
+#   docs/benchmarks/denoise_memory.{md,json}   24-megapixel photo: peak RSS and time
+#   docs/results/<model>/, docs/results/cbm3d/ evaluation (docs/models.md); BM3D takes
+#                                              about an hour (skip with SKIP_BM3D=1)
 # Needs the datasets: MALLECONV_DATA=/path/to/datasets (train/, test/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${MALLECONV_DATA:?set MALLECONV_DATA to the folder holding train/ and test/}"
 PY=.venv/bin/python
-$PY benchmarks/operator.py --sizes 256 512 1024 --out docs/benchmarks
+$PY benchmarks/operator.py --sizes 256 512 1024 --kinds depthwise --max-gb 18 \
+    --case-timeout 200 --out docs/benchmarks
+$PY benchmarks/operator.py --sizes 512 --kinds depthwise --methods slice_conv static \
+    --no-memory --tune-allocator --warmup 3 --repeat 7 --out docs/benchmarks/tuned
 $PY benchmarks/train_speed.py --models mallenet-s mallenet-l dncnn-c --out docs/benchmarks
+$PY benchmarks/train_speed.py --models mallenet-s --variants "fp32 channels-last" \
+    --torch-prelu-too --out docs/benchmarks/prelu
+$PY benchmarks/inference_speed.py --out docs/benchmarks
+$PY benchmarks/allocator.py --out docs/benchmarks
+$PY benchmarks/denoise_memory.py --out docs/benchmarks
 for model in mallenet-s; do
   .venv/bin/malleconv eval --model "$model" --data CBSD68 Kodak24 McMaster \
       --sigma 15 25 50 --out "docs/results/$model" --no-progress
 done
+if [ -z "${SKIP_BM3D:-}" ]; then
+  .venv/bin/malleconv eval --method bm3d --data McMaster Kodak24 --sigma 15 25 50 \
+      --threads 1 --out docs/results/cbm3d --no-progress
+fi
+$PY benchmarks/compare_results.py docs/results/mallenet-s docs/results/cbm3d \
+    --names mallenet-s CBM3D --datasets Kodak24 McMaster \
+    --out docs/results/mallenet-s-vs-cbm3d.md
