@@ -302,6 +302,8 @@ def _blend_tiles(
     for x0, win in zip(xs, wx):
         total_x[x0 : x0 + tw] += win
     inv_x = (1.0 / total_x).to(out_device, acc_dtype)
+    wy = [win.to(out_device, acc_dtype).view(-1, 1) for win in wy]
+    wx = [win.to(out_device, acc_dtype) for win in wx]
     total, done = len(ys) * len(xs), 0
     pending, pending_y0 = None, 0  # blended rows not yet final
     for i, y0 in enumerate(ys):
@@ -315,11 +317,11 @@ def _blend_tiles(
             pred = pred.to(out_device, acc_dtype)
             if band is None:
                 band = torch.zeros(pred.shape[:2] + (th, w), dtype=acc_dtype, device=out_device)
-            band[..., sx] += pred * wx[j].to(out_device, acc_dtype)
+            band[..., sx] += pred * wx[j]
             done += 1
             if progress is not None:
                 progress(done, total)
-        band *= wy[i].to(out_device, acc_dtype).view(-1, 1)
+        band *= wy[i]
         if pending is not None:
             # Rows above this tile row are final; the rest overlap it.
             final = y0 - pending_y0
@@ -444,8 +446,6 @@ def _denoise_streaming(image, fixed_sigma, net, want, tile, overlap, progress):
     """
     b, c, h, w = _image_dims(image)
     ncol = c - 1 if c in (2, 4) else c
-    if ncol == 3 and want == 1:
-        raise ValueError("the model is a gray (1-channel) model but the image has colour")
     is_tensor = torch.is_tensor(image)
     if is_tensor:
         src = image.detach().reshape(b, c, h, w)
@@ -484,13 +484,9 @@ def _denoise_streaming(image, fixed_sigma, net, want, tile, overlap, progress):
             rows = rows.mean(dim=1, keepdim=True)
         n = rows.shape[2]
         if is_tensor:
-            y = rows.clamp(0.0, 1.0)
-            y = (y * 255.0).round().to(torch.uint8) if src.dtype == torch.uint8 else y
-            result[:, :ncol, y0 : y0 + n] = y.to(result.dtype)
+            result[:, :ncol, y0 : y0 + n] = _tensor_like(rows, src.dtype).to(result.device)
         else:
-            a = rows[0].permute(1, 2, 0).numpy()
-            a = np.clip(a, 0.0, 1.0).astype(src.dtype) if floating else from_float(a, src.dtype)
-            result[y0 : y0 + n, :, :ncol] = a
+            result[y0 : y0 + n, :, :ncol] = _array_like(rows[0].permute(1, 2, 0).numpy(), src.dtype)
 
     dev, dtype = _model_device_dtype(net)
     was_training = net.training
@@ -510,54 +506,37 @@ def _denoise_streaming(image, fixed_sigma, net, want, tile, overlap, progress):
     return result.reshape(image.shape)
 
 
-def _to_batch(image) -> tuple[torch.Tensor, Callable[[torch.Tensor], object]]:
-    """``image`` as a float32 ``(B, C, H, W)`` tensor, and the function converting back."""
+def _tensor_like(y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Float output -> ``dtype``: clipped to [0, 1]; uint8 rounded."""
+    y = y.clamp(0.0, 1.0)
+    return (y * 255.0).round().to(torch.uint8) if dtype == torch.uint8 else y.to(dtype)
+
+
+def _array_like(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Float output -> ``dtype``: clipped to [0, 1]; integers scaled and rounded."""
+    return np.clip(a, 0.0, 1.0).astype(dtype) if dtype.kind == "f" else from_float(a, dtype)
+
+
+def _to_batch(image, dims) -> tuple[torch.Tensor, Callable[[torch.Tensor], object]]:
+    """``image`` (validated by :func:`_image_dims`, which gave ``dims``) as a float32
+    ``(B, C, H, W)`` tensor, and the function converting a result back."""
+    b, c, h, w = dims
     if torch.is_tensor(image):
-        t = image.detach()
-        shape, dtype, dev = tuple(t.shape), t.dtype, t.device
-        if t.dim() == 2:
-            t = t[None, None]
-        elif t.dim() == 3:
-            t = t[None]
-        if t.dim() != 4 or t.shape[1] not in (1, 2, 3, 4):
-            raise ValueError(
-                f"image tensor must be H x W, (C, H, W) or (B, C, H, W) with C in 1..4, "
-                f"got shape {shape}"
-            )
-        if dtype == torch.uint8:
-            x = t.to(torch.float32) / 255.0
-        elif t.is_floating_point():
-            x = t.to(torch.float32)
-        else:
-            raise TypeError(f"image tensor must be float or uint8, got {dtype}")
+        t = image.detach().reshape(dims)
+        shape, dtype, dev = tuple(image.shape), image.dtype, image.device
+        x = t.to(torch.float32) / 255.0 if dtype == torch.uint8 else t.to(torch.float32)
 
         def back(y: torch.Tensor):
-            y = y.clamp(0.0, 1.0)
-            y = (y * 255.0).round().to(torch.uint8) if dtype == torch.uint8 else y.to(dtype)
-            return y.reshape(shape).to(dev)
+            return _tensor_like(y, dtype).reshape(shape).to(dev)
 
         return x, back
 
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"image must be a numpy array or a torch tensor, got {type(image)}")
     shape, dtype = image.shape, image.dtype
-    if image.ndim == 2:
-        arr = image[:, :, None]
-    elif image.ndim == 3 and image.shape[2] in (1, 2, 3, 4):
-        arr = image
-    else:
-        raise ValueError(f"image must be H x W or H x W x C with C in 1..4, got shape {shape}")
-    if dtype not in (np.uint8, np.uint16) and dtype.kind != "f":
-        raise TypeError(f"image must be uint8, uint16 or float, got {dtype}")
+    arr = image.reshape(h, w, c)
     x = torch.from_numpy(np.ascontiguousarray(to_float(arr).transpose(2, 0, 1)))[None]
 
     def back_np(y: torch.Tensor):
-        a = y[0].permute(1, 2, 0).cpu().numpy()
-        if dtype.kind == "f":
-            a = np.clip(a, 0.0, 1.0).astype(dtype)
-        else:
-            a = from_float(a, dtype)
-        return a.reshape(shape)
+        return _array_like(y[0].permute(1, 2, 0).cpu().numpy(), dtype).reshape(shape)
 
     return x, back_np
 
@@ -610,18 +589,18 @@ def denoise(
         raise ValueError(f"cannot denoise an empty image of shape {tuple(image.shape)}")
     net = _get_model(model, device)
     want = model_channels(net)
+    if want == 1 and c - (c in (2, 4)) == 3:
+        raise ValueError("the model is a gray (1-channel) model but the image has colour")
     if tile is not None and (h > tile or w > tile):
         return _denoise_streaming(image, fixed_sigma, net, want, tile, overlap, progress)
 
-    x, back = _to_batch(image)
+    x, back = _to_batch(image, (b, c, h, w))
     if not bool(torch.isfinite(x).all()):
         raise ValueError("image contains NaN or infinite values")
 
     c = x.shape[1]
     alpha = x[:, -1:] if c in (2, 4) else None
     colour = x[:, :-1] if alpha is not None else x
-    if colour.shape[1] == 3 and want == 1:
-        raise ValueError("the model is a gray (1-channel) model but the image has colour")
 
     if fixed_sigma is None:
         sig: float | torch.Tensor = torch.tensor(

@@ -8,8 +8,10 @@ are never materialised: that is what makes MalleConv cheap in memory.
 Two evaluation strategies, both exact:
 
 * **Tap loop** (``C_in // groups == 1``: depthwise, with optional channel multiplier).
-  For each of the ``k*k`` taps, the tap's weight map is upsampled from the grid with
-  ``F.interpolate`` (one feature map) and multiplied with the shifted input.
+  For each of the ``k*k`` taps, the tap's weights are multiplied with the shifted input.
+  Large forwards work in cache-sized chunks of rows whose weights are one ``lerp`` of two
+  x-interpolated grid rows (bilinear interpolation is separable); small inputs and the
+  backward upsample one full-resolution weight map per tap with ``F.interpolate``.
 * **Tiled conv** (grouped and dense kernels). Bilinear interpolation is linear in the
   kernel, so ``y(p) = sum_corners w_corner(p) * (K_corner conv x)(p)``. Pixels that share
   the same pair of neighbouring cells form a band; each band is convolved with the 4
