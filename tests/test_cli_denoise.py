@@ -243,3 +243,15 @@ def test_help_subprocess():
     assert res.returncode == 0
     for option in ("--sigma", "--model", "--tile", "--overwrite", "--recursive", "--format"):
         assert option in res.stdout
+
+
+def test_self_ensemble_flag(tmp_path, capsys, weights):
+    src = _save(tmp_path / "in.png")
+    code, _, err = _run(capsys, weights, src, "-o", tmp_path / "a.png", "--sigma", "20")
+    assert code == 0, err
+    code, _, err = _run(
+        capsys, weights, src, "-o", tmp_path / "b.png", "--sigma", "20", "--self-ensemble"
+    )
+    assert code == 0, err
+    a, b = (read_image(tmp_path / n).pixels for n in ("a.png", "b.png"))
+    assert a.shape == b.shape and not np.array_equal(a, b)

@@ -203,3 +203,42 @@ def test_classical_denoisers_improve_psnr(sets, method):
         noisy = evaluate(identity, sets[:1], [25], gray=gray, progress=False)
         denoised = evaluate(denoiser, sets[:1], [25], gray=gray, progress=False)
         assert denoised["colour"][25]["psnr"] > noisy["colour"][25]["psnr"] + 2
+
+
+def test_eval_command_with_self_ensemble(sets, tmp_path, capsys):
+    """``malleconv eval --model PATH --self-ensemble`` runs the x8 ensemble end to end."""
+    from malleconv.cli.main import main
+    from malleconv.models import create_model, save_model
+
+    torch.manual_seed(0)
+    model = create_model("mallenet-tiny")
+    with torch.no_grad():
+        torch.nn.init.normal_(model.tail[-1].weight, std=0.05)
+    weights = save_model(model, tmp_path / "tiny.safetensors", half=False)
+    results = {}
+    for flag in ([], ["--self-ensemble"]):
+        out = tmp_path / ("x8" if flag else "x1")
+        code = main(
+            [
+                "eval",
+                "--model",
+                str(weights),
+                "--data",
+                str(sets[0]),
+                "--sigma",
+                "25",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--threads",
+                "1",
+                *flag,
+            ]
+        )
+        assert code == 0
+        results[bool(flag)] = json.loads((out / "summary.json").read_text())
+    printed = capsys.readouterr().out
+    assert "x8 self-ensemble" in printed
+    assert results[True] != results[False]
+    assert main(["eval", "--method", "nlm", "--data", str(sets[0]), "--self-ensemble"]) != 0
+    assert "--self-ensemble applies to models" in capsys.readouterr().err

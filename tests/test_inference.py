@@ -424,3 +424,18 @@ def test_estimate_sigma_is_clamped():
     with pytest.raises(ValueError, match="NaN"):
         estimate_sigma(one_nan)
     assert math.isfinite(estimate_sigma(np.zeros((8, 8))))
+
+
+def test_self_ensemble_option(model):
+    """``self_ensemble=True`` is the model averaged over the 8 flips/rotations, tiled or not."""
+    from malleconv.models import SelfEnsemble
+
+    img = np.clip(_noisy(40, 56)[0].permute(1, 2, 0).numpy(), 0, 1).astype(np.float32)
+    plain = denoise(img, 25, model)
+    ens = denoise(img, 25, model, self_ensemble=True)
+    reference = denoise(img, 25, SelfEnsemble(model).eval())
+    assert ens.shape == img.shape and ens.dtype == img.dtype
+    np.testing.assert_allclose(ens, reference, atol=1e-6)
+    assert np.abs(ens - plain).max() > 1e-4
+    tiled = denoise(img, 25, model, tile=32, overlap=8, self_ensemble=True)
+    assert tiled.shape == img.shape

@@ -147,3 +147,40 @@ def test_init_warm_starts_from_exported_weights(image_folder, tmp_path):
     for k in a:
         if a[k].is_floating_point() and "running" not in k:
             torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=1e-6)
+
+
+def test_psnr_loss_is_minus_mean_patch_psnr(image_folder, tmp_path):
+    from malleconv.training.trainer import PSNR_LOSS_MSE_FLOOR, psnr_loss
+
+    target = torch.rand(3, 3, 8, 8)
+    pred = target + 0.01 * torch.arange(1, 4).view(3, 1, 1, 1) * torch.randn(3, 3, 8, 8)
+    mse = ((pred - target) ** 2).flatten(1).mean(1)
+    expected = -(10 * torch.log10(1 / (mse + PSNR_LOSS_MSE_FLOOR))).mean()
+    torch.testing.assert_close(psnr_loss(pred, target), expected)
+    # Per patch, not pooled: the low-error patch pulls the mean PSNR up.
+    assert psnr_loss(pred, target) < 10 * torch.log10(mse.mean())
+    cfg = tiny_config(steps=2, loss="psnr")
+    trainer = Trainer(cfg, image_folder, tmp_path / "run", progress=False)
+    assert np.isfinite(trainer.fit()["loss"])
+
+
+def test_gray_model_warm_starts_from_colour_weights(image_folder, tmp_path):
+    from malleconv.models import create_model, gray_from_color, save_model
+    from malleconv.training import train
+
+    torch.manual_seed(6)
+    colour = create_model("mallenet-tiny")
+    with torch.no_grad():
+        for p in colour.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    path = save_model(colour, tmp_path / "colour.safetensors", half=False)
+    cfg = tiny_config(steps=1)
+    cfg["model"]["overrides"] = {"in_channels": 1}
+    cfg["optim"]["lr"] = 1e-12
+    trainer = train(cfg, image_folder, tmp_path / "gray", progress=False, init=str(path))
+    assert trainer.gray
+    expected = gray_from_color(colour).state_dict()
+    got = trainer.model.state_dict()
+    for k in expected:
+        if expected[k].is_floating_point() and "running" not in k:
+            torch.testing.assert_close(got[k], expected[k], atol=1e-6, rtol=1e-6)

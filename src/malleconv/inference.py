@@ -549,6 +549,7 @@ def denoise(
     overlap: int = 32,
     device: str | torch.device | None = None,
     *,
+    self_ensemble: bool = False,
     progress: ProgressFn | None = None,
 ):
     """Denoise an image array or tensor; returns the same kind, dtype and shape.
@@ -576,6 +577,9 @@ def denoise(
         overlap: Tile overlap in pixels.
         device: Where a named model runs (default "cpu"). For an ``nn.Module`` the model's
             own device is used; a different explicit device is an error.
+        self_ensemble: Average the model over the 8 flips / rotations of the image
+            (:class:`~malleconv.models.ensemble.SelfEnsemble`): 8x the time, a little
+            higher PSNR (docs/models.md).
         progress: ``progress(done, total)`` called after each tile.
 
     Raises:
@@ -588,6 +592,10 @@ def denoise(
     if b * c * h * w == 0:
         raise ValueError(f"cannot denoise an empty image of shape {tuple(image.shape)}")
     net = _get_model(model, device)
+    if self_ensemble:
+        from .models.ensemble import SelfEnsemble
+
+        net = SelfEnsemble(net)
     want = model_channels(net)
     if want == 1 and c - (c in (2, 4)) == 3:
         raise ValueError("the model is a gray (1-channel) model but the image has colour")

@@ -63,6 +63,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="same",
         help="output format for folder outputs: same as the input (default) or png",
     )
+    p.add_argument(
+        "--self-ensemble",
+        action="store_true",
+        help="average the model over 8 flips/rotations: 8x slower, slightly better",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -197,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
                 model=model,
                 tile=tile,
                 overlap=args.tile_overlap,
+                self_ensemble=args.self_ensemble,
                 progress=progress,
             )
             write_image(dst, pixels, icc_profile=img.icc_profile, overwrite=args.overwrite)

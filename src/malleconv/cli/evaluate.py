@@ -35,6 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="folder for per_image.csv and summary.json")
     p.add_argument("--save-images", default=None, metavar="DIR", help="write the outputs")
     p.add_argument("--tile", type=int, default=None, help="denoise tile by tile")
+    p.add_argument(
+        "--self-ensemble",
+        action="store_true",
+        help="average the model over 8 flips/rotations of each image (8x slower)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")
@@ -80,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= s <= 75:
             raise ValueError(f"--sigma {s:g} is outside [0, 75]")
     if args.method:
+        if args.self_ensemble:
+            raise ValueError("--self-ensemble applies to models, not to --method")
         denoiser = classical_denoiser(args.method)
         label = args.method
     else:
@@ -92,6 +99,11 @@ def run(args: argparse.Namespace) -> int:
         gray_model = getattr(getattr(model, "config", None), "in_channels", 3) == 1
         if gray_model and not args.gray:
             args.gray = True
+        if args.self_ensemble:
+            from ..models import SelfEnsemble
+
+            model = SelfEnsemble(model)
+            label += " x8 self-ensemble"
         denoiser = model_denoiser(model, args.device, args.tile)
     summary = evaluate(
         denoiser,

@@ -1,6 +1,8 @@
 """Denoising networks and their registry."""
 
+from .convert import gray_from_color
 from .dncnn import DnCNN
+from .ensemble import SelfEnsemble
 from .fuse import fuse_batchnorm
 from .mallenet import MalleNet, MalleNetConfig
 from .registry import (
@@ -17,6 +19,8 @@ __all__ = [
     "MalleNetConfig",
     "DnCNN",
     "fuse_batchnorm",
+    "gray_from_color",
+    "SelfEnsemble",
     "MODEL_CONFIGS",
     "available_models",
     "create_model",

@@ -112,8 +112,10 @@ def _validate(cfg: dict) -> None:
     lo, hi = (float(v) for v in cfg["data"]["sigma"])
     if not (0 <= lo <= hi <= 75):
         raise ValueError(f"data.sigma must be a range within [0, 75], got {[lo, hi]}")
-    if cfg["train"]["loss"] not in ("l1", "charbonnier", "mse"):
-        raise ValueError(f"train.loss must be l1, charbonnier or mse, got {cfg['train']['loss']!r}")
+    if cfg["train"]["loss"] not in ("l1", "charbonnier", "mse", "psnr"):
+        raise ValueError(
+            f"train.loss must be l1, charbonnier, mse or psnr, got {cfg['train']['loss']!r}"
+        )
     for key in ("patch_size", "batch_size"):
         if int(cfg["data"][key]) < 1:
             raise ValueError(f"data.{key} must be positive")

@@ -86,11 +86,29 @@ class StepBatches(torch.utils.data.Dataset):
         return clean, clean + noise, sigma
 
 
+# Floor of the per-patch MSE in the PSNR loss: (1/255)^2, i.e. a 48 dB cap. Without it the
+# near-noiseless patches (sigma ~ 0), whose error is tiny, would dominate the gradient.
+PSNR_LOSS_MSE_FLOOR = (1.0 / 255.0) ** 2
+
+
+def psnr_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Minus the mean per-patch PSNR (dB) of ``(B, C, H, W)`` tensors in ``[0, 1]``.
+
+    Maximising the mean PSNR weights each patch by ``1 / its MSE``: low-noise patches count as
+    much in dB as high-noise ones, matching the evaluation metric (mean PSNR over images and
+    noise levels). With an MSE or L1 loss the high-sigma patches dominate.
+    """
+    mse = (pred - target).pow(2).flatten(1).mean(dim=1)
+    return 10.0 * torch.log10(mse + PSNR_LOSS_MSE_FLOOR).mean()
+
+
 def _loss_fn(kind: str):
     if kind == "l1":
         return F.l1_loss
     if kind == "mse":
         return F.mse_loss
+    if kind == "psnr":
+        return psnr_loss
     eps2 = 1e-3**2
 
     def charbonnier(pred, target):
@@ -322,10 +340,17 @@ class Trainer:
         recalibrate_batchnorm(model, (recal[i] for i in range(n)), self.device)
 
     def init_from(self, name_or_path) -> None:
-        """Start from exported weights (the EMA, if any, starts from them too)."""
+        """Start from exported weights (the EMA, if any, starts from them too).
+
+        Colour MalleNet weights warm-start a gray model through
+        :func:`~malleconv.models.convert.gray_from_color`.
+        """
+        from ..models.convert import gray_from_color
         from ..models.registry import load_model
 
         src = load_model(name_or_path)
+        if self.gray and getattr(getattr(src, "config", None), "in_channels", 1) == 3:
+            src = gray_from_color(src)
         state = self.model.state_dict()
         self.model.load_state_dict({k: v.to(state[k].dtype) for k, v in src.state_dict().items()})
         if self.ema is not None:
