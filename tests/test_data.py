@@ -254,3 +254,54 @@ def test_image_folder_full(folder):
     assert len(gray) == 3
     name, image = gray[2]
     assert name == "sub/c.bmp" and image.shape == (1, 20, 36)
+
+
+def test_downscale_half_is_a_box_average():
+    from malleconv.data.datasets import downscale_half
+
+    img = np.array([[0, 2, 10, 11, 99], [4, 2, 10, 11, 99], [7, 7, 7, 7, 7]], dtype=np.uint8)
+    np.testing.assert_array_equal(downscale_half(img), [[2, 10]])  # rint(2.0), rint(10.5) -> 10
+    rgb16 = _image(3, (9, 6, 3), np.uint16)
+    half = downscale_half(rgb16)
+    assert half.shape == (4, 3, 3) and half.dtype == np.uint16
+    block = rgb16[2:4, 4:6].astype(np.float64).mean(axis=(0, 1))
+    np.testing.assert_array_equal(half[1, 2], np.rint(block))
+    with pytest.raises(ValueError, match="too small"):
+        downscale_half(np.zeros((1, 5), np.uint8))
+
+
+def test_step_batches_mix_half_size_patches(tmp_path):
+    from malleconv.training.trainer import StepBatches
+
+    root = tmp_path / "rgb"
+    write_image(root / "a.png", _image(0, (32, 40, 3)))
+    write_image(root / "b.png", _image(1, (24, 20, 3)))
+    patches = ImageFolderPatches(root, 8)
+    assert StepBatches(patches, 4, [10, 10], seed=1).halves == []
+    mixed = StepBatches(patches, 4, [10, 10], seed=1, downscale_prob=0.5)
+    assert [h.shape for h in mixed.halves] == [(16, 20, 3), (12, 10, 3)]
+
+    def crops_of(images):
+        found = set()
+        for img in images:
+            for top in range(img.shape[0] - 7):
+                for left in range(img.shape[1] - 7):
+                    for mode in range(8):
+                        crop = apply_augmentation(img[top : top + 8, left : left + 8], mode)
+                        found.add(np.ascontiguousarray(crop).tobytes())
+        return found
+
+    def from_halves(batches, steps=6):
+        half = crops_of(batches.halves)
+        verdicts = []
+        for step in range(steps):
+            clean, _, sigma = batches[step]
+            assert clean.shape == (4, 3, 8, 8) and torch.all(sigma == 10)
+            for patch in clean:
+                as_uint8 = np.rint(patch.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+                verdicts.append(as_uint8.tobytes() in half)
+        return verdicts
+
+    assert all(from_halves(StepBatches(patches, 4, [10, 10], seed=1, downscale_prob=1.0)))
+    verdicts = from_halves(mixed)
+    assert any(verdicts) and not all(verdicts)

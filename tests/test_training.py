@@ -184,3 +184,9 @@ def test_gray_model_warm_starts_from_colour_weights(image_folder, tmp_path):
     for k in expected:
         if expected[k].is_floating_point() and "running" not in k:
             torch.testing.assert_close(got[k], expected[k], atol=1e-6, rtol=1e-6)
+
+
+def test_downscale_prob_is_validated():
+    assert load_config(None, ["data.downscale_prob=0.5"])["data"]["downscale_prob"] == 0.5
+    with pytest.raises(ValueError, match="downscale_prob"):
+        load_config(None, ["data.downscale_prob=1.5"])

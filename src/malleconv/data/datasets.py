@@ -25,7 +25,9 @@ __all__ = [
     "ImageFolderPatches",
     "NUM_AUGMENTATIONS",
     "apply_augmentation",
+    "downscale_half",
     "load_clean",
+    "pad_to",
 ]
 
 NUM_AUGMENTATIONS = 8
@@ -71,7 +73,25 @@ def load_clean(path: str | os.PathLike[str], *, gray: bool) -> np.ndarray:
     return pixels
 
 
-def _pad_to(pixels: np.ndarray, size: int) -> np.ndarray:
+def downscale_half(pixels: np.ndarray) -> np.ndarray:
+    """``H x W [x C]`` integer image -> ``H//2 x W//2 [x C]``: 2x2 box average, same dtype.
+
+    JPEG training images (CBSD432) store chroma at half resolution (4:2:0), so their
+    colour edges are soft; halving the size gives images whose chroma is as sharp as
+    their luma, like lossless test images (McMaster, Kodak24).
+    """
+    h, w = pixels.shape[0] // 2 * 2, pixels.shape[1] // 2 * 2
+    if h == 0 or w == 0:
+        raise ValueError(f"image of shape {pixels.shape} is too small to halve")
+    p = pixels[:h, :w].astype(np.float64)
+    half = (p[0::2, 0::2] + p[1::2, 0::2] + p[0::2, 1::2] + p[1::2, 1::2]) / 4
+    if np.issubdtype(pixels.dtype, np.integer):
+        top = np.iinfo(pixels.dtype).max
+        return np.clip(np.rint(half), 0, top).astype(pixels.dtype)
+    return half.astype(pixels.dtype)
+
+
+def pad_to(pixels: np.ndarray, size: int) -> np.ndarray:
     """Reflect-pad ``H x W x C`` so both sides are at least ``size`` (centred)."""
     h, w = pixels.shape[:2]
     dh, dw = max(0, size - h), max(0, size - w)
@@ -158,7 +178,7 @@ class ImageFolderPatches(Dataset):
                 continue
             self.files.append(file)
             # Padding once here keeps __getitem__ cheap for small images.
-            self.images.append(_pad_to(pixels, self.patch_size))
+            self.images.append(pad_to(pixels, self.patch_size))
         if not self.images:
             raise ValueError(f"{root}: no readable image in folder")
         self.length = int(length) if length is not None else len(self.images)

@@ -23,6 +23,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
         # Without --val, the last N training images (sorted by name) are held out for
         # validation and never trained on.
         "val_holdout": 8,
+        # Probability of cutting a patch from the image halved in size (sharp chroma for
+        # JPEG 4:2:0 training images; see data.datasets.downscale_half).
+        "downscale_prob": 0.0,
     },
     "optim": {
         "lr": 1.0e-3,
@@ -115,6 +118,10 @@ def _validate(cfg: dict) -> None:
     if cfg["train"]["loss"] not in ("l1", "charbonnier", "mse", "psnr"):
         raise ValueError(
             f"train.loss must be l1, charbonnier, mse or psnr, got {cfg['train']['loss']!r}"
+        )
+    if not 0.0 <= float(cfg["data"]["downscale_prob"]) <= 1.0:
+        raise ValueError(
+            f"data.downscale_prob must be in [0, 1], got {cfg['data']['downscale_prob']}"
         )
     for key in ("patch_size", "batch_size"):
         if int(cfg["data"][key]) < 1:

@@ -20,7 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.datasets import ImageFolderPatches, apply_augmentation
+from ..data.datasets import (
+    ImageFolderPatches,
+    apply_augmentation,
+    downscale_half,
+    pad_to,
+)
 from ..evaluation.metrics import psnr as psnr_metric
 from ..evaluation.protocol import load_test_image, make_noisy
 from ..io.images import list_images, to_float
@@ -33,7 +38,8 @@ class StepBatches(torch.utils.data.Dataset):
     """Item ``s`` is the training batch of step ``s``: ``(clean, noisy, sigma)``.
 
     clean, noisy: ``(B, C, P, P)`` float32; sigma: ``(B,)`` in 8-bit units. Each rank of
-    a distributed run draws its own disjoint patches.
+    a distributed run draws its own disjoint patches. With ``downscale_prob > 0`` each patch
+    is cut, with that probability, from the image halved in size (:func:`downscale_half`).
     """
 
     def __init__(
@@ -44,12 +50,18 @@ class StepBatches(torch.utils.data.Dataset):
         seed: int,
         rank: int = 0,
         world: int = 1,
+        downscale_prob: float = 0.0,
     ):
         self.patches = patches
         self.batch_size = batch_size
         self.lo, self.hi = (float(v) for v in sigma_range)
         self.seed, self.rank, self.world = seed, rank, world
         self.per_epoch = max(1, patches.num_images // (batch_size * world))
+        self.downscale_prob = float(downscale_prob)
+        self.halves: list[np.ndarray] = []
+        if self.downscale_prob > 0:
+            p = patches.patch_size
+            self.halves = [pad_to(downscale_half(img), p) for img in patches.images]
 
     def __len__(self) -> int:
         return sys.maxsize
@@ -57,6 +69,9 @@ class StepBatches(torch.utils.data.Dataset):
     def _crop(self, image_index: int, rng: np.random.Generator) -> torch.Tensor:
         """A random ``(C, P, P)`` float patch of one image with one of the 8 symmetries."""
         img = self.patches.images[image_index]
+        # Drawn only when enabled, so runs without it keep their random streams.
+        if self.downscale_prob > 0 and rng.random() < self.downscale_prob:
+            img = self.halves[image_index]
         p = self.patches.patch_size
         h, w = img.shape[:2]
         top, left = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
@@ -230,7 +245,13 @@ class Trainer:
             del self.patches.files[-holdout:]
             del self.patches.images[-holdout:]
         self.batches = StepBatches(
-            self.patches, int(d["batch_size"]), d["sigma"], int(t["seed"]), self.rank, self.world
+            self.patches,
+            int(d["batch_size"]),
+            d["sigma"],
+            int(t["seed"]),
+            self.rank,
+            self.world,
+            downscale_prob=float(d["downscale_prob"]),
         )
         self.net = self.model
         if self.world > 1:
