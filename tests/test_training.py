@@ -130,23 +130,34 @@ def test_cli_train_and_profile(image_folder, tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "nope"), "--out", str(out)]) == 2
 
 
-def test_init_warm_starts_from_exported_weights(image_folder, tmp_path):
+def _warm_start(image_folder, out, seed, **model_overrides):
+    """A perturbed tiny colour model, exported, then one training step of a (possibly
+    overridden) tiny model warm-started from it at a learning rate too small to move the
+    weights: returns (source model, trainer)."""
     from malleconv.models import create_model, save_model
     from malleconv.training import train
 
-    torch.manual_seed(5)
+    torch.manual_seed(seed)
     source = create_model("mallenet-tiny")
     with torch.no_grad():
         for p in source.parameters():
             p.add_(torch.randn_like(p) * 0.05)
-    path = save_model(source, tmp_path / "src.safetensors", half=False)
+    path = save_model(source, out / "src.safetensors", half=False)
     cfg = tiny_config(steps=1)
-    cfg["optim"]["lr"] = 1e-12  # one step that cannot move the weights measurably
-    trainer = train(cfg, image_folder, tmp_path / "warm", progress=False, init=str(path))
-    a, b = source.state_dict(), trainer.model.state_dict()
-    for k in a:
-        if a[k].is_floating_point() and "running" not in k:
-            torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=1e-6)
+    cfg["model"]["overrides"] = model_overrides
+    cfg["optim"]["lr"] = 1e-12
+    return source, train(cfg, image_folder, out / "warm", progress=False, init=str(path))
+
+
+def _assert_same_weights(got: dict, expected: dict) -> None:
+    for k in expected:
+        if expected[k].is_floating_point() and "running" not in k:
+            torch.testing.assert_close(got[k], expected[k], atol=1e-6, rtol=1e-6)
+
+
+def test_init_warm_starts_from_exported_weights(image_folder, tmp_path):
+    source, trainer = _warm_start(image_folder, tmp_path, 5)
+    _assert_same_weights(trainer.model.state_dict(), source.state_dict())
 
 
 def test_psnr_loss_is_minus_mean_patch_psnr(image_folder, tmp_path):
@@ -165,25 +176,11 @@ def test_psnr_loss_is_minus_mean_patch_psnr(image_folder, tmp_path):
 
 
 def test_gray_model_warm_starts_from_colour_weights(image_folder, tmp_path):
-    from malleconv.models import create_model, gray_from_color, save_model
-    from malleconv.training import train
+    from malleconv.models import gray_from_color
 
-    torch.manual_seed(6)
-    colour = create_model("mallenet-tiny")
-    with torch.no_grad():
-        for p in colour.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    path = save_model(colour, tmp_path / "colour.safetensors", half=False)
-    cfg = tiny_config(steps=1)
-    cfg["model"]["overrides"] = {"in_channels": 1}
-    cfg["optim"]["lr"] = 1e-12
-    trainer = train(cfg, image_folder, tmp_path / "gray", progress=False, init=str(path))
+    colour, trainer = _warm_start(image_folder, tmp_path, 6, in_channels=1)
     assert trainer.gray
-    expected = gray_from_color(colour).state_dict()
-    got = trainer.model.state_dict()
-    for k in expected:
-        if expected[k].is_floating_point() and "running" not in k:
-            torch.testing.assert_close(got[k], expected[k], atol=1e-6, rtol=1e-6)
+    _assert_same_weights(trainer.model.state_dict(), gray_from_color(colour).state_dict())
 
 
 def test_downscale_prob_is_validated():
