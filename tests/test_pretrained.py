@@ -50,3 +50,17 @@ def test_demo_command(tmp_path, capsys):
     assert comparison.shape == (256, 768, 3)
     # A second run without --overwrite must not replace the outputs.
     assert main(["demo", "--out", str(tmp_path)]) == 2
+
+
+def test_shipped_gray_model_denoises_gray_sample(sample_and_noisy):
+    clean8, _ = sample_and_noisy
+    gray8 = np.rint(clean8.astype(np.float64) @ [0.299, 0.587, 0.114]).astype(np.uint8)
+    g = torch.Generator().manual_seed(26)
+    noisy = gray8 / 255 + torch.randn(gray8.shape, generator=g).numpy() * (25 / 255)
+    model = malleconv.load_model("mallenet-s-gray")
+    assert model.config.in_channels == 1 and not model.training
+    out = malleconv.denoise(noisy.astype(np.float32), sigma=25, model="mallenet-s-gray")
+    assert out.shape == gray8.shape
+    to8 = lambda a: (np.clip(a, 0, 1) * 255).round().astype(np.uint8)  # noqa: E731
+    before, after = psnr(to8(noisy), gray8), psnr(to8(out), gray8)
+    assert after - before > 6.0, (before, after)
