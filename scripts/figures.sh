@@ -7,6 +7,7 @@
 #   docs/benchmarks/inference_speed.*          denoising time per model
 #   docs/benchmarks/allocator.{md,json}        glibc default against tune_allocator()
 #   docs/benchmarks/denoise_memory.{md,json}   24-megapixel photo: peak RSS and time
+#   docs/benchmarks/chroma_subsampling.md      what 4:2:0 chroma costs each test set
 #   docs/results/<model>/, docs/results/cbm3d/ evaluation (docs/models.md); BM3D takes
 #                                              about an hour (skip with SKIP_BM3D=1)
 # Needs the datasets: MALLECONV_DATA=/path/to/datasets (train/, test/).
@@ -24,10 +25,15 @@ $PY benchmarks/train_speed.py --models mallenet-s --variants "fp32 channels-last
 $PY benchmarks/inference_speed.py --out docs/benchmarks
 $PY benchmarks/allocator.py --out docs/benchmarks
 $PY benchmarks/denoise_memory.py --out docs/benchmarks
-for model in mallenet-s; do
-  .venv/bin/malleconv eval --model "$model" --data CBSD68 Kodak24 McMaster \
-      --sigma 15 25 50 --out "docs/results/$model" --no-progress
-done
+$PY benchmarks/chroma_subsampling.py --data "$MALLECONV_DATA/test/CBSD68" \
+    "$MALLECONV_DATA/test/Kodak24" "$MALLECONV_DATA/test/McMaster" \
+    --train "$MALLECONV_DATA/train/CBSD432" --out docs/benchmarks/chroma_subsampling.md
+.venv/bin/malleconv eval --model mallenet-s --data CBSD68 Kodak24 McMaster \
+    --sigma 15 25 50 --out docs/results/mallenet-s --no-progress
+.venv/bin/malleconv eval --model mallenet-s --self-ensemble --data CBSD68 Kodak24 McMaster \
+    --sigma 15 --out docs/results/mallenet-s-x8 --no-progress
+.venv/bin/malleconv eval --model mallenet-s-gray --data Set12 BSD68 \
+    --sigma 15 25 50 --out docs/results/mallenet-s-gray --no-progress
 if [ -z "${SKIP_BM3D:-}" ]; then
   .venv/bin/malleconv eval --method bm3d --data McMaster Kodak24 --sigma 15 25 50 \
       --threads 1 --out docs/results/cbm3d --no-progress
