@@ -74,7 +74,8 @@ def load_clean(path: str | os.PathLike[str], *, gray: bool) -> np.ndarray:
 
 
 def downscale_half(pixels: np.ndarray) -> np.ndarray:
-    """``H x W [x C]`` integer image -> ``H//2 x W//2 [x C]``: 2x2 box average, same dtype.
+    """``H x W [x C]`` image -> ``H//2 x W//2 [x C]``: 2x2 box average, same dtype
+    (integers rounded).
 
     JPEG training images (CBSD432) store chroma at half resolution (4:2:0), so their
     colour edges are soft; halving the size gives images whose chroma is as sharp as

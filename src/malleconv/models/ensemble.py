@@ -8,6 +8,11 @@ from torch import nn
 __all__ = ["SelfEnsemble"]
 
 
+# Which dihedral elements (see _transform) each ensemble size uses; 2 and 4 keep H and W
+# (mirror, 180-degree turn) so every run sees the same shape.
+_TRANSFORM_SETS = {1: (0,), 2: (0, 4), 4: (0, 2, 4, 6), 8: tuple(range(8))}
+
+
 def _transform(x: torch.Tensor, k: int) -> torch.Tensor:
     """Element ``k`` (0..7) of the dihedral group on the last two dims of ``x``."""
     x = torch.rot90(x, k % 4, dims=(-2, -1))
@@ -35,7 +40,7 @@ class SelfEnsemble(nn.Module):
 
     def __init__(self, model: nn.Module, transforms: int = 8):
         super().__init__()
-        if transforms not in (1, 2, 4, 8):
+        if transforms not in _TRANSFORM_SETS:
             raise ValueError(f"transforms must be 1, 2, 4 or 8, got {transforms}")
         self.model = model
         self.transforms = transforms
@@ -47,8 +52,7 @@ class SelfEnsemble(nn.Module):
             return getattr(super().__getattr__("model"), name)
 
     def forward(self, noisy: torch.Tensor, sigma=None) -> torch.Tensor:
-        # With 2 or 4 transforms, use the ones that keep H and W (mirrors, 180 degrees).
-        ks = {1: [0], 2: [0, 4], 4: [0, 2, 4, 6], 8: list(range(8))}[self.transforms]
+        ks = _TRANSFORM_SETS[self.transforms]
         channels_last = noisy.is_contiguous(memory_format=torch.channels_last)
         total = None
         for k in ks:
