@@ -104,3 +104,28 @@ def test_prelu_matches_torch_values_and_gradients(num_parameters, channels_last)
     with torch.no_grad():
         assert torch.equal(ours(x), ref(x))
     assert set(ours.state_dict()) == set(ref.state_dict())
+
+
+@pytest.mark.parametrize("num_parameters", [1, 3])
+def test_prelu_gradcheck_and_frozen_parts(num_parameters):
+    from malleconv.layers.blocks import PReLU, _PReLUFunction
+
+    torch.manual_seed(0)
+    layer = PReLU(num_parameters).double()
+    with torch.no_grad():
+        layer.weight.uniform_(-0.5, 0.5)
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    w = layer.weight.detach().clone().requires_grad_()
+    assert torch.autograd.gradcheck(_PReLUFunction.apply, (x, w))
+    # Frozen slope: only the input gets a gradient, and it is the slope where x < 0.
+    layer.weight.requires_grad_(False)
+    layer(x).sum().backward()
+    slope = layer.weight.view(1, -1, 1, 1) if num_parameters > 1 else layer.weight
+    expected = torch.where(x > 0, torch.ones_like(x), slope.expand_as(x))
+    torch.testing.assert_close(x.grad, expected)
+    # Constant input: only the slope gets a gradient, the sum of the negative inputs.
+    layer.weight.requires_grad_(True)
+    xc = x.detach()
+    layer(xc).sum().backward()
+    dims = (0, 2, 3) if num_parameters > 1 else (0, 1, 2, 3)
+    torch.testing.assert_close(layer.weight.grad, xc.clamp(max=0).sum(dims).view(-1))
