@@ -295,11 +295,13 @@ def test_step_batches_mix_half_size_patches(tmp_path):
         half = crops_of(batches.halves)
         verdicts = []
         for step in range(steps):
-            clean, _, sigma = batches[step]
+            clean, _, sigma, full_size = batches[step]
             assert clean.shape == (4, 3, 8, 8) and torch.all(sigma == 10)
-            for patch in clean:
+            for patch, full in zip(clean, full_size.tolist()):
                 as_uint8 = np.rint(patch.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
                 verdicts.append(as_uint8.tobytes() in half)
+                # The flag says where the patch came from.
+                assert full == (not verdicts[-1])
         return verdicts
 
     assert all(from_halves(StepBatches(patches, 4, [10, 10], seed=1, downscale_prob=1.0)))

@@ -175,6 +175,48 @@ def test_psnr_loss_is_minus_mean_patch_psnr(image_folder, tmp_path):
     assert np.isfinite(trainer.fit()["loss"])
 
 
+def test_soft_chroma_mse_ignores_only_sub_2x2_colour_error():
+    from malleconv.training.trainer import per_patch_mse, psnr_loss
+
+    torch.manual_seed(0)
+    target = torch.rand(4, 3, 8, 8)
+    soft = torch.tensor([True, True, False, True])
+    # Off, or on for no patch: the plain per-patch MSE.
+    pred = target + 0.05 * torch.randn(4, 3, 8, 8)
+    plain = ((pred - target) ** 2).flatten(1).mean(1)
+    torch.testing.assert_close(per_patch_mse(pred, target), plain)
+    torch.testing.assert_close(per_patch_mse(pred, target, torch.zeros(4, dtype=bool)), plain)
+    # Errors constant over aligned 2x2 blocks are kept whole: it is still the RGB MSE.
+    blocky = torch.randn(4, 3, 4, 4).repeat_interleave(2, 2).repeat_interleave(2, 3)
+    torch.testing.assert_close(
+        per_patch_mse(target + blocky, target, soft), (blocky**2).flatten(1).mean(1)
+    )
+    # A colour checkerboard (R up, B down, luma unchanged) is invisible in the marked
+    # patches; a luma checkerboard is not.
+    checker = (torch.arange(8).view(8, 1) + torch.arange(8)) % 2 * 2.0 - 1.0
+    colour = torch.stack([checker, torch.zeros(8, 8), -checker]) * 0.1
+    got = per_patch_mse(target + colour, target, soft)
+    torch.testing.assert_close(got[soft], torch.zeros(3), atol=1e-7, rtol=0)
+    torch.testing.assert_close(got[2], torch.tensor(0.02 / 3))
+    luma = checker.expand(3, 8, 8) * 0.1
+    torch.testing.assert_close(per_patch_mse(target + luma, target, soft), torch.full((4,), 0.01))
+    # Gray patches have no chroma: the flag changes nothing.
+    g = target[:, :1]
+    torch.testing.assert_close(per_patch_mse(g + 0.1, g, soft), torch.full((4,), 0.01))
+    assert psnr_loss(target + colour, target, soft) < psnr_loss(target + colour, target)
+
+
+def test_soft_chroma_training_runs_and_is_validated(image_folder, tmp_path):
+    cfg = tiny_config(steps=2, loss="psnr", soft_chroma=True)
+    cfg["data"]["downscale_prob"] = 0.5
+    trainer = Trainer(cfg, image_folder, tmp_path / "run", progress=False)
+    assert np.isfinite(trainer.fit()["loss"])
+    with pytest.raises(ValueError, match="soft_chroma"):
+        load_config(None, ["train.soft_chroma=true"])  # default loss is charbonnier
+    with pytest.raises(ValueError, match="even"):
+        load_config(None, ["train.soft_chroma=true", "train.loss=psnr", "data.patch_size=33"])
+
+
 def test_gray_model_warm_starts_from_colour_weights(image_folder, tmp_path):
     from malleconv.models import gray_from_color
 

@@ -38,6 +38,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "train": {
         "steps": 10000,
         "loss": "charbonnier",
+        # psnr/mse only: measure the chroma error of full-size patches after a 2x2 average,
+        # where 4:2:0 JPEG targets (CBSD432) know their colour (see per_patch_mse).
+        "soft_chroma": False,
         # EMA of the weights (0 = off). With BatchNorm the averaged model needs its
         # statistics re-estimated (done automatically); see docs/training.md.
         "ema": 0.0,
@@ -119,6 +122,10 @@ def _validate(cfg: dict) -> None:
         raise ValueError(
             f"train.loss must be l1, charbonnier, mse or psnr, got {cfg['train']['loss']!r}"
         )
+    if cfg["train"]["soft_chroma"] and cfg["train"]["loss"] not in ("mse", "psnr"):
+        raise ValueError(f"train.soft_chroma needs loss mse or psnr, got {cfg['train']['loss']!r}")
+    if cfg["train"]["soft_chroma"] and int(cfg["data"]["patch_size"]) % 2:
+        raise ValueError("train.soft_chroma needs an even data.patch_size")
     if not 0.0 <= float(cfg["data"]["downscale_prob"]) <= 1.0:
         raise ValueError(
             f"data.downscale_prob must be in [0, 1], got {cfg['data']['downscale_prob']}"

@@ -37,9 +37,10 @@ __all__ = ["Trainer", "StepBatches", "train"]
 class StepBatches(torch.utils.data.Dataset):
     """Item ``s`` is the training batch of step ``s``: ``(clean, noisy, sigma)``.
 
-    clean, noisy: ``(B, C, P, P)`` float32; sigma: ``(B,)`` in 8-bit units. Each rank of
-    a distributed run draws its own disjoint patches. With ``downscale_prob > 0`` each patch
-    is cut, with that probability, from the image halved in size (:func:`downscale_half`).
+    clean, noisy: ``(B, C, P, P)`` float32; sigma: ``(B,)`` in 8-bit units; full_size:
+    ``(B,)`` bool, False for patches cut from a halved image. Each rank of a distributed run
+    draws its own disjoint patches. With ``downscale_prob > 0`` each patch is cut, with that
+    probability, from the image halved in size (:func:`downscale_half`).
     """
 
     def __init__(
@@ -66,12 +67,15 @@ class StepBatches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return sys.maxsize
 
-    def _crop(self, image_index: int, rng: np.random.Generator) -> torch.Tensor:
-        """A random ``(C, P, P)`` float patch of one image with one of the 8 symmetries."""
+    def _crop(self, image_index: int, rng: np.random.Generator) -> tuple[torch.Tensor, bool]:
+        """A random ``(C, P, P)`` float patch of one image with one of the 8 symmetries, and
+        whether it was cut from the full-size image."""
         img = self.patches.images[image_index]
+        full_size = True
         # Drawn only when enabled, so runs without it keep their random streams.
         if self.downscale_prob > 0 and rng.random() < self.downscale_prob:
             img = self.halves[image_index]
+            full_size = False
         p = self.patches.patch_size
         h, w = img.shape[:2]
         top, left = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
@@ -81,7 +85,7 @@ class StepBatches(torch.utils.data.Dataset):
             arr = arr[..., None]
         if arr.shape[2] != self.patches.channels:
             arr = np.repeat(arr[..., :1], self.patches.channels, axis=2)
-        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))), full_size
 
     def __getitem__(self, step: int):
         epoch, within = divmod(step, self.per_epoch)
@@ -89,16 +93,18 @@ class StepBatches(torch.utils.data.Dataset):
         perm = np.random.default_rng((self.seed, 7, epoch)).permutation(self.patches.num_images)
         start = (within * self.world + self.rank) * self.batch_size
         idx = [int(perm[(start + i) % len(perm)]) for i in range(self.batch_size)]
-        crops = []
+        crops, full_size = [], []
         for n, i in enumerate(idx):
             rng = np.random.default_rng((self.seed, 11, step, self.rank, n))
-            crops.append(self._crop(i, rng))
+            crop, full = self._crop(i, rng)
+            crops.append(crop)
+            full_size.append(full)
         clean = torch.stack(crops)
         seq = np.random.SeedSequence((self.seed, 13, step, self.rank))
         gen = torch.Generator().manual_seed(int(seq.generate_state(1, np.uint64)[0] >> 1))
         sigma = self.lo + (self.hi - self.lo) * torch.rand(self.batch_size, generator=gen)
         noise = torch.randn(clean.shape, generator=gen) * (sigma.view(-1, 1, 1, 1) / 255.0)
-        return clean, clean + noise, sigma
+        return clean, clean + noise, sigma, torch.tensor(full_size)
 
 
 # Floor of the per-patch MSE in the PSNR loss: (1/255)^2, i.e. a 48 dB cap. Without it the
@@ -106,27 +112,74 @@ class StepBatches(torch.utils.data.Dataset):
 PSNR_LOSS_MSE_FLOOR = (1.0 / 255.0) ** 2
 
 
-def psnr_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+# Orthonormal opponent colour basis (rows): luma (R+G+B)/sqrt(3) and two chroma axes. Being a
+# rotation of RGB it keeps squared errors: the RGB MSE is the mean over these three channels.
+_OPPONENT = torch.tensor(
+    [
+        [1 / math.sqrt(3), 1 / math.sqrt(3), 1 / math.sqrt(3)],
+        [1 / math.sqrt(2), 0.0, -1 / math.sqrt(2)],
+        [1 / math.sqrt(6), -2 / math.sqrt(6), 1 / math.sqrt(6)],
+    ]
+)
+
+
+def per_patch_mse(
+    pred: torch.Tensor, target: torch.Tensor, soft_chroma: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean squared error of each patch of ``(B, C, H, W)`` tensors: ``(B,)``.
+
+    ``soft_chroma`` (``(B,)`` bool, colour only): for the marked patches the chroma error is
+    measured after a 2x2 average, i.e. at the resolution at which 4:2:0 JPEG targets know
+    their colour; the luma error stays per pixel. Colour detail finer than 2x2 is then
+    neither rewarded nor penalised in those patches, so the model is not taught to blur it.
+    """
+    err = pred - target
+    mse = err.pow(2).flatten(1).mean(dim=1)
+    if soft_chroma is None or err.shape[1] != 3 or not bool(soft_chroma.any()):
+        return mse
+    h, w = err.shape[-2:]
+    if h % 2 or w % 2:
+        raise ValueError(f"soft-chroma loss needs even patch sides, got {h}x{w}")
+    basis = _OPPONENT.to(err.device, err.dtype)
+    opp = torch.einsum("kc,bchw->bkhw", basis, err)
+    luma = opp[:, 0].pow(2).flatten(1).mean(dim=1)
+    chroma = F.avg_pool2d(opp[:, 1:], 2).pow(2).flatten(1).mean(dim=1) * 2  # two channels
+    soft = (luma + chroma) / 3
+    return torch.where(soft_chroma.to(err.device), soft, mse)
+
+
+# Floor of the per-patch MSE in the PSNR loss: (1/255)^2, i.e. a 48 dB cap. Without it the
+# near-noiseless patches (sigma ~ 0), whose error is tiny, would dominate the gradient.
+PSNR_LOSS_MSE_FLOOR = (1.0 / 255.0) ** 2
+
+
+def psnr_loss(
+    pred: torch.Tensor, target: torch.Tensor, soft_chroma: torch.Tensor | None = None
+) -> torch.Tensor:
     """Minus the mean per-patch PSNR (dB) of ``(B, C, H, W)`` tensors in ``[0, 1]``.
 
     Maximising the mean PSNR weights each patch by ``1 / its MSE``: low-noise patches count as
     much in dB as high-noise ones, matching the evaluation metric (mean PSNR over images and
-    noise levels). With an MSE or L1 loss the high-sigma patches dominate.
+    noise levels). With an MSE or L1 loss the high-sigma patches dominate. ``soft_chroma``:
+    see :func:`per_patch_mse`.
     """
-    mse = (pred - target).pow(2).flatten(1).mean(dim=1)
+    mse = per_patch_mse(pred, target, soft_chroma)
     return 10.0 * torch.log10(mse + PSNR_LOSS_MSE_FLOOR).mean()
 
 
 def _loss_fn(kind: str):
-    if kind == "l1":
-        return F.l1_loss
-    if kind == "mse":
-        return F.mse_loss
+    """``fn(pred, target, soft_chroma=None)``; only ``mse`` and ``psnr`` use ``soft_chroma``."""
     if kind == "psnr":
         return psnr_loss
+    if kind == "mse":
+        return lambda pred, target, soft_chroma=None: per_patch_mse(
+            pred, target, soft_chroma
+        ).mean()
+    if kind == "l1":
+        return lambda pred, target, soft_chroma=None: F.l1_loss(pred, target)
     eps2 = 1e-3**2
 
-    def charbonnier(pred, target):
+    def charbonnier(pred, target, soft_chroma=None):
         return torch.sqrt((pred - target) ** 2 + eps2).mean()
 
     return charbonnier
@@ -164,7 +217,7 @@ class EMA:
 def recalibrate_batchnorm(model: nn.Module, batches, device) -> None:
     """Re-estimate BatchNorm running statistics as a plain average over ``batches``.
 
-    ``batches`` yields ``(clean, noisy, sigma)``; the model is left in eval mode.
+    ``batches`` yields ``(clean, noisy, sigma, ...)``; the model is left in eval mode.
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
@@ -174,7 +227,7 @@ def recalibrate_batchnorm(model: nn.Module, batches, device) -> None:
         m.reset_running_stats()
         m.momentum = None  # cumulative average
     model.train()
-    for _, noisy, sigma in batches:
+    for _, noisy, sigma, *_ in batches:
         model(noisy.to(device), sigma.to(device))
     for m, mom in zip(norms, saved):
         m.momentum = mom
@@ -271,6 +324,7 @@ class Trainer:
         )
         self.ema = EMA(self.model, float(t["ema"])) if float(t["ema"] or 0) > 0 else None
         self.loss_fn = _loss_fn(t["loss"])
+        self.soft_chroma = bool(t["soft_chroma"])
         self.step = 0
         self.val_images = self._load_val([val] if val else self.holdout_files)
         self._stop = False
@@ -393,7 +447,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def _train_step(self, batch) -> float:
-        clean, noisy, sigma = (t.to(self.device, non_blocking=True) for t in batch)
+        clean, noisy, sigma, full_size = (t.to(self.device, non_blocking=True) for t in batch)
         if self.channels_last:
             clean = clean.contiguous(memory_format=torch.channels_last)
             noisy = noisy.contiguous(memory_format=torch.channels_last)
@@ -401,7 +455,7 @@ class Trainer:
             self.device.type, dtype=torch.bfloat16, enabled=bool(self.cfg["train"]["bf16"])
         ):
             pred = self.net(noisy, sigma)
-        loss = self.loss_fn(pred.float(), clean)
+        loss = self.loss_fn(pred.float(), clean, full_size if self.soft_chroma else None)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         clip = float(self.cfg["optim"]["grad_clip"] or 0)
