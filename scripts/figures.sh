@@ -21,7 +21,7 @@ $PY benchmarks/operator.py --sizes 512 --kinds depthwise --methods slice_conv st
     --no-memory --tune-allocator --warmup 3 --repeat 7 --out docs/benchmarks/tuned
 $PY benchmarks/train_speed.py --models mallenet-s mallenet-l dncnn-c --out docs/benchmarks
 $PY benchmarks/train_speed.py --models mallenet-s --variants "fp32 channels-last" \
-    --torch-prelu-too --out docs/benchmarks/prelu
+    --torch-prelu-too --patch 128 --steps 20 --out docs/benchmarks/prelu
 $PY benchmarks/inference_speed.py --out docs/benchmarks
 $PY benchmarks/allocator.py --out docs/benchmarks
 $PY benchmarks/denoise_memory.py --out docs/benchmarks
@@ -37,7 +37,16 @@ $PY benchmarks/chroma_subsampling.py --data "$MALLECONV_DATA/test/CBSD68" \
 if [ -z "${SKIP_BM3D:-}" ]; then
   .venv/bin/malleconv eval --method bm3d --data McMaster Kodak24 --sigma 15 25 50 \
       --threads 1 --out docs/results/cbm3d --no-progress
+  .venv/bin/malleconv eval --method bm3d --data Set12 --gray --sigma 15 25 50 \
+      --out docs/results/bm3d-gray --no-progress
+  .venv/bin/malleconv eval --method bm3d --data BSD68 --gray --sigma 15 25 50 \
+      --out docs/results/bm3d-gray-bsd68 --no-progress
 fi
+$PY benchmarks/compare_results.py docs/results/mallenet-s-gray docs/results/bm3d-gray \
+    --names mallenet-s-gray BM3D --datasets Set12 --out docs/results/mallenet-s-gray-vs-bm3d.md
+$PY benchmarks/compare_results.py docs/results/mallenet-s-gray docs/results/bm3d-gray-bsd68 \
+    --names mallenet-s-gray BM3D --datasets BSD68 \
+    --out docs/results/mallenet-s-gray-vs-bm3d-bsd68.md
 $PY benchmarks/compare_results.py docs/results/mallenet-s docs/results/cbm3d \
     --names mallenet-s CBM3D --datasets Kodak24 McMaster \
     --out docs/results/mallenet-s-vs-cbm3d.md
