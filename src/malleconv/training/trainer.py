@@ -35,7 +35,7 @@ __all__ = ["Trainer", "StepBatches", "train"]
 
 
 class StepBatches(torch.utils.data.Dataset):
-    """Item ``s`` is the training batch of step ``s``: ``(clean, noisy, sigma)``.
+    """Item ``s`` is the training batch of step ``s``: ``(clean, noisy, sigma, full_size)``.
 
     clean, noisy: ``(B, C, P, P)`` float32; sigma: ``(B,)`` in 8-bit units; full_size:
     ``(B,)`` bool, False for patches cut from a halved image. Each rank of a distributed run
@@ -105,11 +105,6 @@ class StepBatches(torch.utils.data.Dataset):
         sigma = self.lo + (self.hi - self.lo) * torch.rand(self.batch_size, generator=gen)
         noise = torch.randn(clean.shape, generator=gen) * (sigma.view(-1, 1, 1, 1) / 255.0)
         return clean, clean + noise, sigma, torch.tensor(full_size)
-
-
-# Floor of the per-patch MSE in the PSNR loss: (1/255)^2, i.e. a 48 dB cap. Without it the
-# near-noiseless patches (sigma ~ 0), whose error is tiny, would dominate the gradient.
-PSNR_LOSS_MSE_FLOOR = (1.0 / 255.0) ** 2
 
 
 # Orthonormal opponent colour basis (rows): luma (R+G+B)/sqrt(3) and two chroma axes. Being a
