@@ -307,3 +307,41 @@ def test_step_batches_mix_half_size_patches(tmp_path):
     assert all(from_halves(StepBatches(patches, 4, [10, 10], seed=1, downscale_prob=1.0)))
     verdicts = from_halves(mixed)
     assert any(verdicts) and not all(verdicts)
+
+
+def test_color_jitter_reorders_channels_and_scales_chroma():
+    from malleconv.data.datasets import color_jitter
+
+    rgb = np.array([[[0.2, 0.5, 0.8], [0.4, 0.4, 0.4]], [[0.0, 0.3, 0.9], [1.0, 0.9, 0.2]]])
+    same = color_jitter(rgb, (0, 1, 2), 1.0)
+    assert same.dtype == np.float32 and same.shape == (2, 2, 3)
+    np.testing.assert_allclose(same, rgb, atol=1e-7)
+    np.testing.assert_allclose(color_jitter(rgb, (2, 0, 1), 1.0), rgb[..., [2, 0, 1]], atol=1e-7)
+    boosted = color_jitter(rgb, (0, 1, 2), 1.5)
+    # Gray pixels stay put; the first pixel (mean 0.5) moves 1.5x as far from its gray level.
+    np.testing.assert_allclose(boosted[0, 1], [0.4, 0.4, 0.4], atol=1e-7)
+    np.testing.assert_allclose(boosted[0, 0], [0.05, 0.5, 0.95], atol=1e-6)
+    # Values pushed out of range are clipped, never beyond [0, 1].
+    assert boosted.min() == 0.0 and boosted.max() == 1.0
+
+
+def test_step_batches_color_jitter(tmp_path):
+    from malleconv.training.trainer import StepBatches
+
+    write_image(tmp_path / "rgb" / "a.png", _image(0, (32, 40, 3)))
+    patches = ImageFolderPatches(tmp_path / "rgb", 8)
+    plain = StepBatches(patches, 4, [0, 0], seed=3)
+    never = StepBatches(patches, 4, [0, 0], seed=3, color_jitter_prob=0.0, saturation_max=2.0)
+    always = StepBatches(patches, 4, [0, 0], seed=3, color_jitter_prob=1.0, saturation_max=1.0)
+    for step in range(3):
+        base, jit = plain[step][0], always[step][0]
+        torch.testing.assert_close(never[step][0], base)
+        # With saturation 1 the jitter only reorders channels: same crops, same values per
+        # pixel as a multiset, and at least one patch in the run has a new channel order.
+        torch.testing.assert_close(jit.sort(dim=1).values, base.sort(dim=1).values)
+    assert any(not torch.equal(plain[s][0], always[s][0]) for s in range(3))
+    gray = ImageFolderPatches(tmp_path / "rgb", 8, gray=True)
+    torch.testing.assert_close(
+        StepBatches(gray, 4, [0, 0], seed=3, color_jitter_prob=1.0)[0][0],
+        StepBatches(gray, 4, [0, 0], seed=3)[0][0],
+    )

@@ -229,3 +229,17 @@ def test_downscale_prob_is_validated():
     assert load_config(None, ["data.downscale_prob=0.5"])["data"]["downscale_prob"] == 0.5
     with pytest.raises(ValueError, match="downscale_prob"):
         load_config(None, ["data.downscale_prob=1.5"])
+
+
+def test_color_jitter_config_is_validated_and_trains(image_folder, tmp_path):
+    cfg = load_config(None, ["data.color_jitter_prob=0.5", "data.saturation_max=1.8"])
+    assert cfg["data"]["color_jitter_prob"] == 0.5 and cfg["data"]["saturation_max"] == 1.8
+    with pytest.raises(ValueError, match="color_jitter_prob"):
+        load_config(None, ["data.color_jitter_prob=-0.1"])
+    with pytest.raises(ValueError, match="saturation_max"):
+        load_config(None, ["data.saturation_max=0.5"])
+    cfg = tiny_config(steps=2)
+    cfg["data"]["color_jitter_prob"] = 1.0
+    trainer = Trainer(cfg, image_folder, tmp_path / "run", progress=False)
+    assert trainer.batches.color_jitter_prob == 1.0
+    assert np.isfinite(trainer.fit()["loss"])

@@ -25,6 +25,7 @@ __all__ = [
     "ImageFolderPatches",
     "NUM_AUGMENTATIONS",
     "apply_augmentation",
+    "color_jitter",
     "downscale_half",
     "load_clean",
     "pad_to",
@@ -56,6 +57,26 @@ def apply_augmentation(x: np.ndarray | torch.Tensor, mode: int, *, channels_last
         return torch.flip(out, dims=(w_axis,)) if mode >= 4 else out
     out = np.rot90(x, mode % 4, axes=(h_axis, w_axis))
     return np.flip(out, axis=w_axis) if mode >= 4 else out
+
+
+def color_jitter(rgb: np.ndarray, order, saturation: float) -> np.ndarray:
+    """Reorder the channels of ``rgb`` and scale its chroma by ``saturation``.
+
+    Args:
+        rgb: ``(H, W, 3)`` float in [0, 1].
+        order: A permutation of ``(0, 1, 2)``: output channel ``i`` is input channel
+            ``order[i]``.
+        saturation: Factor applied to each pixel's distance from its gray level (the channel
+            mean, which a channel reorder keeps); 1 keeps the colours.
+
+    Returns:
+        ``(H, W, 3)`` float32 in [0, 1] (values pushed outside are clipped).
+    """
+    out = rgb[..., list(order)]
+    if saturation != 1.0:
+        gray = out.mean(axis=2, keepdims=True)
+        out = np.clip(gray + saturation * (out - gray), 0.0, 1.0)
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def load_clean(path: str | os.PathLike[str], *, gray: bool) -> np.ndarray:

@@ -23,6 +23,7 @@ from torch import nn
 from ..data.datasets import (
     ImageFolderPatches,
     apply_augmentation,
+    color_jitter,
     downscale_half,
     pad_to,
 )
@@ -40,7 +41,9 @@ class StepBatches(torch.utils.data.Dataset):
     clean, noisy: ``(B, C, P, P)`` float32; sigma: ``(B,)`` in 8-bit units; full_size:
     ``(B,)`` bool, False for patches cut from a halved image. Each rank of a distributed run
     draws its own disjoint patches. With ``downscale_prob > 0`` each patch is cut, with that
-    probability, from the image halved in size (:func:`downscale_half`).
+    probability, from the image halved in size (:func:`downscale_half`). With
+    ``color_jitter_prob > 0`` a colour patch is, with that probability, passed through
+    :func:`color_jitter` before the noise is added.
     """
 
     def __init__(
@@ -52,6 +55,8 @@ class StepBatches(torch.utils.data.Dataset):
         rank: int = 0,
         world: int = 1,
         downscale_prob: float = 0.0,
+        color_jitter_prob: float = 0.0,
+        saturation_max: float = 1.5,
     ):
         self.patches = patches
         self.batch_size = batch_size
@@ -59,6 +64,8 @@ class StepBatches(torch.utils.data.Dataset):
         self.seed, self.rank, self.world = seed, rank, world
         self.per_epoch = max(1, patches.num_images // (batch_size * world))
         self.downscale_prob = float(downscale_prob)
+        self.color_jitter_prob = float(color_jitter_prob)
+        self.saturation_max = float(saturation_max)
         self.halves: list[np.ndarray] = []
         if self.downscale_prob > 0:
             p = patches.patch_size
@@ -85,6 +92,12 @@ class StepBatches(torch.utils.data.Dataset):
             arr = arr[..., None]
         if arr.shape[2] != self.patches.channels:
             arr = np.repeat(arr[..., :1], self.patches.channels, axis=2)
+        # Drawn last and only when enabled, so the crops of runs without it are unchanged.
+        if self.color_jitter_prob > 0 and arr.shape[2] == 3:
+            if rng.random() < self.color_jitter_prob:
+                order = rng.permutation(3)
+                scale = float(rng.uniform(1.0, self.saturation_max))
+                arr = color_jitter(arr, order, scale)
         return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))), full_size
 
     def __getitem__(self, step: int):
@@ -300,6 +313,8 @@ class Trainer:
             self.rank,
             self.world,
             downscale_prob=float(d["downscale_prob"]),
+            color_jitter_prob=float(d["color_jitter_prob"]),
+            saturation_max=float(d["saturation_max"]),
         )
         self.net = self.model
         if self.world > 1:
