@@ -345,3 +345,51 @@ def test_step_batches_color_jitter(tmp_path):
         StepBatches(gray, 4, [0, 0], seed=3, color_jitter_prob=1.0)[0][0],
         StepBatches(gray, 4, [0, 0], seed=3)[0][0],
     )
+
+
+def test_step_batches_quarter_size_mosaics(tmp_path):
+    from malleconv.data.datasets import downscale_half
+    from malleconv.training.trainer import StepBatches
+
+    root = tmp_path / "mixed"
+    write_image(root / "a.png", _image(0, (48, 64, 3)))
+    write_image(root / "b.png", _image(1, (40, 36, 3)))
+    write_image(root / "c.png", _image(2, (36, 44, 1))[..., 0])  # gray, replicated
+    patches = ImageFolderPatches(root, 8)
+    batches = StepBatches(patches, 4, [10, 10], seed=2, quarter_prob=1.0)
+    assert [q.shape[:2] for q in batches.quarters] == [(12, 16), (10, 9), (9, 11)]
+
+    tiles = set()
+    for img in patches.images:
+        quarter = downscale_half(downscale_half(img))
+        quarter = quarter if quarter.ndim == 3 else quarter[..., None]
+        quarter = np.repeat(quarter, 3 // quarter.shape[2], axis=2)
+        for top in range(quarter.shape[0] - 3):
+            for left in range(quarter.shape[1] - 3):
+                for mode in range(8):
+                    crop = apply_augmentation(quarter[top : top + 4, left : left + 4], mode)
+                    tiles.add(np.ascontiguousarray(crop).tobytes())
+    for step in range(4):
+        clean, _, _, full_size = batches[step]
+        assert clean.shape == (4, 3, 8, 8) and not full_size.any()
+        for patch in clean:
+            as_uint8 = np.rint(patch.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+            for top in (0, 4):
+                for left in (0, 4):
+                    tile = np.ascontiguousarray(as_uint8[top : top + 4, left : left + 4])
+                    assert tile.tobytes() in tiles
+
+    # Adding quarters keeps the halved patches of a run: they take the lowest draws.
+    halves = StepBatches(patches, 4, [10, 10], seed=2, downscale_prob=0.5)
+    both = StepBatches(patches, 4, [10, 10], seed=2, downscale_prob=0.5, quarter_prob=0.5)
+    for step in range(4):
+        a, b = halves[step], both[step]
+        for n in range(4):
+            if not a[3][n]:
+                torch.testing.assert_close(a[0][n], b[0][n])
+    assert not any(both[s][3].any() for s in range(4))  # no full-size patch left
+
+    with pytest.raises(ValueError, match="at most 1"):
+        StepBatches(patches, 4, [10, 10], seed=2, downscale_prob=0.6, quarter_prob=0.6)
+    with pytest.raises(ValueError, match="even patch size"):
+        StepBatches(ImageFolderPatches(root, 7), 4, [10, 10], seed=2, quarter_prob=0.5)

@@ -231,6 +231,16 @@ def test_downscale_prob_is_validated():
         load_config(None, ["data.downscale_prob=1.5"])
 
 
+def test_quarter_prob_is_validated():
+    assert load_config(None, ["data.quarter_prob=0.25"])["data"]["quarter_prob"] == 0.25
+    with pytest.raises(ValueError, match="quarter_prob"):
+        load_config(None, ["data.quarter_prob=1.5"])
+    with pytest.raises(ValueError, match="at most 1"):
+        load_config(None, ["data.quarter_prob=0.5", "data.downscale_prob=0.75"])
+    with pytest.raises(ValueError, match="even"):
+        load_config(None, ["data.quarter_prob=0.5", "data.patch_size=33"])
+
+
 def test_color_jitter_config_is_validated_and_trains(image_folder, tmp_path):
     cfg = load_config(None, ["data.color_jitter_prob=0.5", "data.saturation_max=1.8"])
     assert cfg["data"]["color_jitter_prob"] == 0.5 and cfg["data"]["saturation_max"] == 1.8
@@ -240,6 +250,7 @@ def test_color_jitter_config_is_validated_and_trains(image_folder, tmp_path):
         load_config(None, ["data.saturation_max=0.5"])
     cfg = tiny_config(steps=2)
     cfg["data"]["color_jitter_prob"] = 1.0
+    cfg["data"]["quarter_prob"] = 0.5
     trainer = Trainer(cfg, image_folder, tmp_path / "run", progress=False)
-    assert trainer.batches.color_jitter_prob == 1.0
+    assert trainer.batches.color_jitter_prob == 1.0 and trainer.batches.quarter_prob == 0.5
     assert np.isfinite(trainer.fit()["loss"])

@@ -26,6 +26,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
         # Probability of cutting a patch from the image halved in size (sharp chroma for
         # JPEG 4:2:0 training images; see data.datasets.downscale_half).
         "downscale_prob": 0.0,
+        # Probability of a patch being a 2x2 mosaic of crops of images reduced to a quarter
+        # size (the chroma of 4:2:0 JPEG only gets as detailed as its luma at about 1/4).
+        "quarter_prob": 0.0,
         # Probability of a colour jitter per patch (colour training only): a random order of
         # the RGB channels and chroma scaled by a factor uniform in [1, saturation_max] around
         # each pixel's gray level, then clipped to [0, 1]. More saturated and more varied hues
@@ -136,6 +139,12 @@ def _validate(cfg: dict) -> None:
         raise ValueError(
             f"data.downscale_prob must be in [0, 1], got {cfg['data']['downscale_prob']}"
         )
+    if not 0.0 <= float(cfg["data"]["quarter_prob"]) <= 1.0:
+        raise ValueError(f"data.quarter_prob must be in [0, 1], got {cfg['data']['quarter_prob']}")
+    if float(cfg["data"]["downscale_prob"]) + float(cfg["data"]["quarter_prob"]) > 1.0:
+        raise ValueError("data.downscale_prob + data.quarter_prob must be at most 1")
+    if float(cfg["data"]["quarter_prob"]) > 0 and int(cfg["data"]["patch_size"]) % 2:
+        raise ValueError("data.quarter_prob needs an even data.patch_size")
     if not 0.0 <= float(cfg["data"]["color_jitter_prob"]) <= 1.0:
         raise ValueError(
             f"data.color_jitter_prob must be in [0, 1], got {cfg['data']['color_jitter_prob']}"

@@ -42,6 +42,11 @@ class StepBatches(torch.utils.data.Dataset):
     ``(B,)`` bool, False for patches cut from a halved image. Each rank of a distributed run
     draws its own disjoint patches. With ``downscale_prob > 0`` each patch is cut, with that
     probability, from the image halved in size (:func:`downscale_half`). With
+    ``quarter_prob > 0`` a patch is, with that probability, a 2 x 2 mosaic of ``P/2`` crops
+    of images reduced to a quarter of their size (the patch's own image and three random
+    others): CBSD432's JPEG chroma only reaches the detail of its luma at about that scale.
+    Full-size, halved and quarter patches are drawn with probabilities
+    ``1 - downscale_prob - quarter_prob``, ``downscale_prob`` and ``quarter_prob``. With
     ``color_jitter_prob > 0`` a colour patch is, with that probability, passed through
     :func:`color_jitter` before the noise is added.
     """
@@ -55,6 +60,7 @@ class StepBatches(torch.utils.data.Dataset):
         rank: int = 0,
         world: int = 1,
         downscale_prob: float = 0.0,
+        quarter_prob: float = 0.0,
         color_jitter_prob: float = 0.0,
         saturation_max: float = 1.5,
     ):
@@ -64,34 +70,64 @@ class StepBatches(torch.utils.data.Dataset):
         self.seed, self.rank, self.world = seed, rank, world
         self.per_epoch = max(1, patches.num_images // (batch_size * world))
         self.downscale_prob = float(downscale_prob)
+        self.quarter_prob = float(quarter_prob)
+        if self.downscale_prob + self.quarter_prob > 1:
+            raise ValueError("downscale_prob + quarter_prob must be at most 1")
+        p = patches.patch_size
+        if self.quarter_prob > 0 and p % 2:
+            raise ValueError(f"quarter-size mosaics need an even patch size, got {p}")
         self.color_jitter_prob = float(color_jitter_prob)
         self.saturation_max = float(saturation_max)
         self.halves: list[np.ndarray] = []
+        self.quarters: list[np.ndarray] = []
         if self.downscale_prob > 0:
-            p = patches.patch_size
             self.halves = [pad_to(downscale_half(img), p) for img in patches.images]
+        if self.quarter_prob > 0:
+            self.quarters = [
+                pad_to(downscale_half(downscale_half(img)), p // 2) for img in patches.images
+            ]
 
     def __len__(self) -> int:
         return sys.maxsize
 
-    def _crop(self, image_index: int, rng: np.random.Generator) -> tuple[torch.Tensor, bool]:
-        """A random ``(C, P, P)`` float patch of one image with one of the 8 symmetries, and
-        whether it was cut from the full-size image."""
-        img = self.patches.images[image_index]
-        full_size = True
-        # Drawn only when enabled, so runs without it keep their random streams.
-        if self.downscale_prob > 0 and rng.random() < self.downscale_prob:
-            img = self.halves[image_index]
-            full_size = False
-        p = self.patches.patch_size
+    def _cut(self, img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+        """A random ``size x size`` crop of ``img`` with a random one of the 8 symmetries, as
+        float32 ``size x size x C`` (gray images replicated for colour training)."""
         h, w = img.shape[:2]
-        top, left = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
-        patch = apply_augmentation(img[top : top + p, left : left + p], int(rng.integers(0, 8)))
-        arr = to_float(np.ascontiguousarray(patch))
+        top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+        mode = int(rng.integers(0, 8))
+        crop = apply_augmentation(img[top : top + size, left : left + size], mode)
+        arr = to_float(np.ascontiguousarray(crop))
         if arr.ndim == 2:
             arr = arr[..., None]
         if arr.shape[2] != self.patches.channels:
             arr = np.repeat(arr[..., :1], self.patches.channels, axis=2)
+        return arr
+
+    def _crop(self, image_index: int, rng: np.random.Generator) -> tuple[torch.Tensor, bool]:
+        """A random ``(C, P, P)`` float patch of one image with one of the 8 symmetries, and
+        whether it was cut from the full-size image."""
+        p = self.patches.patch_size
+        source = "full"
+        # Drawn only when enabled, so runs without it keep their random streams; halves take
+        # the lowest draws, so adding quarter_prob leaves the halved patches where they were.
+        if self.downscale_prob > 0 or self.quarter_prob > 0:
+            r = rng.random()
+            if r < self.downscale_prob:
+                source = "half"
+            elif r < self.downscale_prob + self.quarter_prob:
+                source = "quarter"
+        if source == "quarter":
+            q = p // 2
+            others = rng.integers(0, len(self.quarters), 3)
+            tiles = [self._cut(self.quarters[i], q, rng) for i in (image_index, *others)]
+            arr = np.concatenate(
+                [np.concatenate(tiles[:2], axis=1), np.concatenate(tiles[2:], axis=1)], axis=0
+            )
+        else:
+            img = self.patches.images[image_index] if source == "full" else self.halves[image_index]
+            arr = self._cut(img, p, rng)
+        full_size = source == "full"
         # Drawn last and only when enabled, so the crops of runs without it are unchanged.
         if self.color_jitter_prob > 0 and arr.shape[2] == 3:
             if rng.random() < self.color_jitter_prob:
@@ -313,6 +349,7 @@ class Trainer:
             self.rank,
             self.world,
             downscale_prob=float(d["downscale_prob"]),
+            quarter_prob=float(d["quarter_prob"]),
             color_jitter_prob=float(d["color_jitter_prob"]),
             saturation_max=float(d["saturation_max"]),
         )
