@@ -98,9 +98,11 @@ def downscale_half(pixels: np.ndarray) -> np.ndarray:
     """``H x W [x C]`` image -> ``H//2 x W//2 [x C]``: 2x2 box average, same dtype
     (integers rounded).
 
-    JPEG training images (CBSD432) store chroma at half resolution (4:2:0), so their
-    colour edges are soft; halving the size gives images whose chroma is as sharp as
-    their luma, like lossless test images (McMaster, Kodak24).
+    JPEG training images (CBSD432) store chroma at half resolution (4:2:0) and quantise it
+    coarsely, so their colour edges are soft; each halving brings the colour detail closer to
+    the luma's, as in lossless test images (McMaster, Kodak24). On CBSD432 the chroma / luma
+    gradient-energy ratio is 0.010 at full size, 0.024 halved and 0.051 at a quarter
+    (``benchmarks/colour_fidelity.py --train``).
     """
     h, w = pixels.shape[0] // 2 * 2, pixels.shape[1] // 2 * 2
     if h == 0 or w == 0:
