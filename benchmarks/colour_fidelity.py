@@ -1,8 +1,9 @@
 """Where a colour denoiser's error lies: luma or chroma, noise left or detail lost.
 
     python benchmarks/colour_fidelity.py --train $MALLECONV_DATA/train/CBSD432 \
-        --model mallenet-s --data $MALLECONV_DATA/test/Kodak24 $MALLECONV_DATA/test/McMaster \
-        --sigma 15 [--bm3d] [--out docs/benchmarks/colour_fidelity.md]
+        --model mallenet-s [other/mallenet-s.safetensors ...] \
+        --data $MALLECONV_DATA/test/Kodak24 $MALLECONV_DATA/test/McMaster --sigma 15 \
+        [--bm3d] [--out docs/benchmarks/colour_fidelity.md]
 
 ``--train``: how detailed the training images' colour is at each scale. For each image and
 for its 1/2, 1/4 and 1/8 size versions (repeated 2x2 box averages, as ``data.downscale_prob``
@@ -115,7 +116,7 @@ def model_split(model, folder: Path, sigma: float, bm3d) -> dict[str, list]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--train", type=Path, help="folder of training images (scales table)")
-    ap.add_argument("--model", default=None, help="model name or weights path")
+    ap.add_argument("--model", nargs="*", default=[], help="model names or weights paths")
     ap.add_argument("--data", type=Path, nargs="*", default=[], help="test image folders")
     ap.add_argument("--sigma", type=float, default=15.0)
     ap.add_argument("--bm3d", action="store_true", help="also split BM3D's error (slow)")
@@ -139,25 +140,28 @@ def main(argv=None) -> int:
         lines.append("")
 
     if args.model and args.data:
-        model = load_model(args.model)
         bm3d = classical_denoiser("bm3d") if args.bm3d else None
         lines += [
-            f"### Error of `{args.model}` at sigma {args.sigma:g}, split into luma and chroma",
+            f"### Error at sigma {args.sigma:g}, split into luma and chroma",
             "",
             "MSE in units of 1e-4 (images in [0, 1]); RGB MSE = mean of the three.",
             "",
-            "| set | input | luma | chroma 1 | chroma 2 | RGB PSNR | chroma gain |",
-            "|---|---|---|---|---|---|---|",
+            "| set | model | input | luma | chroma 1 | chroma 2 | RGB PSNR | chroma gain |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for folder in args.data:
-            for label, rows in model_split(model, folder, args.sigma, bm3d).items():
-                mse = np.mean([r[0] for r in rows], axis=0)
-                psnr = np.mean([10 * np.log10(1 / r[0].mean()) for r in rows])
-                gain = np.nanmean([r[1] for r in rows])
-                lines.append(
-                    f"| {folder.name} | {label} | {mse[0] * 1e4:.2f} | {mse[1] * 1e4:.2f} | "
-                    f"{mse[2] * 1e4:.2f} | {psnr:.2f} | {gain:.3f} |"
-                )
+            for i, name in enumerate(args.model):
+                # BM3D's split does not depend on the model: run it with the first one only.
+                split = model_split(load_model(name), folder, args.sigma, bm3d if i == 0 else None)
+                for label, rows in split.items():
+                    mse = np.mean([r[0] for r in rows], axis=0)
+                    psnr = np.mean([10 * np.log10(1 / r[0].mean()) for r in rows])
+                    gain = np.nanmean([r[1] for r in rows])
+                    who = "-" if label.startswith("BM3D") else f"`{name}`"
+                    lines.append(
+                        f"| {folder.name} | {who} | {label} | {mse[0] * 1e4:.2f} | "
+                        f"{mse[1] * 1e4:.2f} | {mse[2] * 1e4:.2f} | {psnr:.2f} | {gain:.3f} |"
+                    )
         lines.append("")
     if len(lines) == 2:
         ap.error("give --train, or --model with --data")
