@@ -38,9 +38,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from malleconv.cli.evaluate import model_denoiser
 from malleconv.data.datasets import downscale_half, load_clean
 from malleconv.evaluation.protocol import classical_denoiser, load_test_image, make_noisy
-from malleconv.io import list_images
+from malleconv.io import from_float, list_images
 from malleconv.models import load_model
 
 # Rows: luma (R+G+B)/sqrt(3), then two chroma axes; orthonormal, so squared errors add up.
@@ -94,20 +95,20 @@ def error_split(out: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, float]:
 
 def as_hwc(t: torch.Tensor) -> np.ndarray:
     """``1 x 3 x H x W`` -> ``H x W x 3`` float64, clipped and rounded to 8 bits as saved."""
-    arr = t[0].permute(1, 2, 0).double().clamp(0, 1).numpy()
-    return np.round(arr * 255) / 255
+    return from_float(t[0].permute(1, 2, 0).float().numpy()) / 255.0
 
 
-def model_split(model, folder: Path, sigma: float, bm3d) -> dict[str, list]:
+def model_split(denoise, folder: Path, sigma: float, bm3d) -> dict[str, list]:
+    """``denoise``: ``(noisy (1,3,H,W), sigma) -> output``, as ``malleconv eval`` runs it."""
     rows: dict[str, list] = {"noisy input": [], "clean input": [], "BM3D, noisy input": []}
-    for file, _ in list_images([folder], recursive=False):
+    for file, rel in list_images([folder], recursive=False):
         clean8 = load_test_image(file)
         clean = clean8.astype(np.float64) / 255
-        noisy = make_noisy(clean8, file.name, sigma)
+        noisy = make_noisy(clean8, rel.as_posix(), sigma)
         clean_t = torch.from_numpy(clean.transpose(2, 0, 1)).float()[None]
         with torch.inference_mode():
-            rows["noisy input"].append(error_split(as_hwc(model(noisy, sigma)), clean))
-            rows["clean input"].append(error_split(as_hwc(model(clean_t, sigma)), clean))
+            rows["noisy input"].append(error_split(as_hwc(denoise(noisy, sigma)), clean))
+            rows["clean input"].append(error_split(as_hwc(denoise(clean_t, sigma)), clean))
         if bm3d is not None:
             rows["BM3D, noisy input"].append(error_split(as_hwc(bm3d(noisy, sigma)), clean))
     return {k: v for k, v in rows.items() if v}
@@ -149,10 +150,11 @@ def main(argv=None) -> int:
             "| set | model | input | luma | chroma 1 | chroma 2 | RGB PSNR | chroma gain |",
             "|---|---|---|---|---|---|---|---|",
         ]
+        denoisers = [model_denoiser(load_model(name)) for name in args.model]
         for folder in args.data:
-            for i, name in enumerate(args.model):
+            for i, (name, denoise) in enumerate(zip(args.model, denoisers)):
                 # BM3D's split does not depend on the model: run it with the first one only.
-                split = model_split(load_model(name), folder, args.sigma, bm3d if i == 0 else None)
+                split = model_split(denoise, folder, args.sigma, bm3d if i == 0 else None)
                 for label, rows in split.items():
                     mse = np.mean([r[0] for r in rows], axis=0)
                     psnr = np.mean([10 * np.log10(1 / r[0].mean()) for r in rows])
