@@ -254,3 +254,33 @@ def test_color_jitter_config_is_validated_and_trains(image_folder, tmp_path):
     trainer = Trainer(cfg, image_folder, tmp_path / "run", progress=False)
     assert trainer.batches.color_jitter_prob == 1.0 and trainer.batches.quarter_prob == 0.5
     assert np.isfinite(trainer.fit()["loss"])
+
+
+def test_export_only_writes_the_checkpoint_weights_without_training(image_folder, tmp_path):
+    from malleconv.cli import main
+    from malleconv.models.registry import load_model
+
+    out = tmp_path / "run"
+    common = ["--data", str(image_folder), "--out", str(out), "--no-progress",
+              "--set", "model.name=mallenet-tiny", "--set", "data.patch_size=32",
+              "--set", "data.batch_size=2", "--set", "data.val_holdout=0",
+              "--set", "train.val_every=0"]  # fmt: skip
+    # No checkpoint yet: a clear error, nothing written.
+    assert main(["train", "--export-only", *common]) == 2
+    assert not out.exists() or not list(out.glob("*.safetensors"))
+    assert main(["train", *common, "--set", "train.steps=3"]) == 0
+    final = load_model(out / "mallenet-tiny.safetensors").state_dict()
+    # The checkpoint holds the step-3 weights: exporting it again gives the run's export,
+    # under a step-numbered name that leaves the run's own export in place.
+    assert main(["train", "--export-only", *common, "--set", "train.steps=3"]) == 0
+    exported = load_model(out / "mallenet-tiny-step3.safetensors").state_dict()
+    _assert_same_weights(exported, final)
+    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    assert ckpt["step"] == 3  # nothing trained
+    # An explicit target, and no overwriting of an existing file.
+    target = tmp_path / "w.safetensors"
+    assert main(["train", "--export-only", str(target), *common]) == 0
+    assert target.is_file()
+    before = target.read_bytes()
+    assert main(["train", "--export-only", str(target), *common]) == 2
+    assert target.read_bytes() == before

@@ -40,6 +40,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="measure training pixels/s for a few steps instead of training",
     )
+    p.add_argument(
+        "--export-only",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="WEIGHTS",
+        help="do not train: write the weights of the run's checkpoint (the one --resume names, "
+        "else OUT/checkpoints/last.pt) to WEIGHTS (default OUT/NAME-stepN.safetensors)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -61,6 +70,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise ValueError("--out is required to train (the run folder)")
+    if args.export_only is not None:
+        from ..training import export_checkpoint
+
+        checkpoint = args.resume if args.resume not in (None, "auto") else None
+        path = export_checkpoint(cfg, data, args.out, checkpoint, args.export_only or None)
+        print(f"weights {path}")
+        return 0
     trainer = train(
         cfg,
         data,

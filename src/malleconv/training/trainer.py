@@ -32,7 +32,7 @@ from ..evaluation.protocol import load_test_image, make_noisy
 from ..io.images import list_images, to_float
 from ..models.registry import create_model, save_model
 
-__all__ = ["Trainer", "StepBatches", "train"]
+__all__ = ["Trainer", "StepBatches", "train", "export_checkpoint"]
 
 
 class StepBatches(torch.utils.data.Dataset):
@@ -664,3 +664,29 @@ def train(
             raise FileNotFoundError(f"checkpoint not found: {path}")
     trainer.fit()
     return trainer
+
+
+def export_checkpoint(
+    cfg: dict,
+    data,
+    out,
+    checkpoint: str | os.PathLike | None = None,
+    path: str | os.PathLike | None = None,
+) -> Path:
+    """Export the weights of a run's checkpoint without training, e.g. mid-run.
+
+    The trainer is built as for training (the data is needed to recalibrate BatchNorm when
+    the run keeps an EMA), the checkpoint (default ``OUT/checkpoints/last.pt``) is loaded
+    and its weights are written, by default to ``OUT/NAME-stepN.safetensors`` so that the
+    export at the end of the run is not replaced. An existing file is never overwritten.
+    """
+    trainer = Trainer(cfg, data, out, progress=False)
+    ckpt = Path(checkpoint) if checkpoint else trainer.ckpt_path
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {ckpt}")
+    trainer.load_checkpoint(ckpt)
+    name = cfg["model"]["name"]
+    target = Path(path) if path else trainer.out / f"{name}-step{trainer.step}.safetensors"
+    if target.exists():
+        raise FileExistsError(f"{target} exists; remove it or pass another path")
+    return trainer.export(target)
