@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 
@@ -75,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
 
         checkpoint = args.resume if args.resume not in (None, "auto") else None
         path = export_checkpoint(cfg, data, args.out, checkpoint, args.export_only or None)
-        print(f"weights {path}")
+        steps = json.loads(path.with_suffix(".json").read_text()).get("meta", {}).get("steps")
+        print(f"step {steps}: weights {path}")
         return 0
     trainer = train(
         cfg,
