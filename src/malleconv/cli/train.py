@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 
@@ -75,9 +74,8 @@ def run(args: argparse.Namespace) -> int:
         from ..training import export_checkpoint
 
         checkpoint = args.resume if args.resume not in (None, "auto") else None
-        path = export_checkpoint(cfg, data, args.out, checkpoint, args.export_only or None)
-        steps = json.loads(path.with_suffix(".json").read_text()).get("meta", {}).get("steps")
-        print(f"step {steps}: weights {path}")
+        path, step = export_checkpoint(cfg, data, args.out, checkpoint, args.export_only or None)
+        print(f"step {step}: weights {path}")
         return 0
     trainer = train(
         cfg,

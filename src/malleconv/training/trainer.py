@@ -672,8 +672,9 @@ def export_checkpoint(
     out,
     checkpoint: str | os.PathLike | None = None,
     path: str | os.PathLike | None = None,
-) -> Path:
-    """Export the weights of a run's checkpoint without training, e.g. mid-run.
+) -> tuple[Path, int]:
+    """Export the weights of a run's checkpoint without training, e.g. mid-run; returns
+    the weights' path and the checkpoint's step.
 
     The trainer is built as for training (the data is needed to recalibrate BatchNorm when
     the run keeps an EMA), the checkpoint (default ``OUT/checkpoints/last.pt``) is loaded
@@ -689,4 +690,4 @@ def export_checkpoint(
     target = Path(path) if path else trainer.out / f"{name}-step{trainer.step}.safetensors"
     if target.exists():
         raise FileExistsError(f"{target} exists; remove it or pass another path")
-    return trainer.export(target)
+    return trainer.export(target), trainer.step
