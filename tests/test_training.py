@@ -284,3 +284,18 @@ def test_export_only_writes_the_checkpoint_weights_without_training(image_folder
     before = target.read_bytes()
     assert main(["train", "--export-only", str(target), *common]) == 2
     assert target.read_bytes() == before
+
+
+def test_narrow_weights_warm_start_a_wider_model(image_folder, tmp_path):
+    # mallenet-tiny's widths are (8, 16, 16, 32); the level-0 features double.
+    source, trainer = _warm_start(image_folder, tmp_path, 7, widths=(16, 16, 16, 32))
+    assert trainer.model.config.widths == (16, 16, 16, 32)
+    got, expected = trainer.model.state_dict(), source.state_dict()
+    same_shape = {k: v for k, v in expected.items() if got[k].shape == v.shape}
+    assert len(same_shape) < len(expected)  # some tensors did grow
+    _assert_same_weights(got, same_shape)
+    # The grown head keeps the old filters first; the old tail reads no new channel.
+    torch.testing.assert_close(got["heads.0.weight"][:8], expected["heads.0.weight"])
+    last = f"tail.{len(trainer.model.tail) - 1}.weight"
+    torch.testing.assert_close(got[last][:, :8], expected[last])
+    assert got[last][:, 8:].abs().max() < 1e-6

@@ -13,6 +13,7 @@ from .registry import (
     model_stats,
     save_model,
 )
+from .widen import widen_mallenet
 
 __all__ = [
     "MalleNet",
@@ -27,4 +28,5 @@ __all__ = [
     "load_model",
     "model_stats",
     "save_model",
+    "widen_mallenet",
 ]

@@ -34,6 +34,12 @@ MODEL_CONFIGS: dict[str, tuple[str, dict]] = {
         "mallenet",
         dict(in_channels=1, widths=(16, 32, 64, 128), expand=4, encoder_blocks=1, decoder_blocks=1),
     ),
+    # mallenet-s with its full-resolution level twice as wide (fine detail is where
+    # mallenet-s falls behind BM3D); grown from mallenet-s by models.widen.widen_mallenet.
+    "mallenet-m": (
+        "mallenet",
+        dict(widths=(32, 32, 64, 128), expand=4, encoder_blocks=1, decoder_blocks=1),
+    ),
     "mallenet-l": ("mallenet", dict(widths=(64, 64, 128, 256), expand=5, decoder_blocks=2)),
     "mallenet-l-gray": (
         "mallenet",

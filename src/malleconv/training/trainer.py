@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+from copy import deepcopy
 from pathlib import Path
 
 import numpy as np
@@ -465,14 +466,24 @@ class Trainer:
         """Start from exported weights (the EMA, if any, starts from them too).
 
         Colour MalleNet weights warm-start a gray model through
-        :func:`~malleconv.models.convert.gray_from_color`.
+        :func:`~malleconv.models.convert.gray_from_color`, and a narrower MalleNet
+        warm-starts a wider one through :func:`~malleconv.models.widen.widen_mallenet`
+        (same function at step 0, the new channels then learn).
         """
         from ..models.convert import gray_from_color
+        from ..models.mallenet import MalleNet
         from ..models.registry import load_model
+        from ..models.widen import widen_mallenet
 
         src = load_model(name_or_path)
         if self.gray and getattr(getattr(src, "config", None), "in_channels", 1) == 3:
             src = gray_from_color(src)
+        if (
+            isinstance(src, MalleNet)
+            and isinstance(self.model, MalleNet)
+            and src.config.widths != self.model.config.widths
+        ):
+            src = widen_mallenet(src.float(), deepcopy(self.model).float().cpu())
         state = self.model.state_dict()
         self.model.load_state_dict({k: v.to(state[k].dtype) for k, v in src.state_dict().items()})
         if self.ema is not None:
