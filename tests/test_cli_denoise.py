@@ -1,7 +1,8 @@
 """Tests of ``malleconv denoise`` (run in-process through ``malleconv.cli.main``).
 
-No weights are shipped, so a random ``mallenet-tiny`` is exported to a temporary
-``.safetensors`` file and passed with ``--model``.
+They exercise the command, not the shipped weights (tests/test_pretrained.py does that), so
+a small random ``mallenet-tiny`` is exported to a temporary ``.safetensors`` file and passed
+with ``--model``: it runs in milliseconds.
 """
 
 from __future__ import annotations

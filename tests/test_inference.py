@@ -1,6 +1,7 @@
 """Tests for malleconv.inference: noise estimation, tiled inference and the denoise API.
 
-No trained weights are shipped, so the models are small random ones (``mallenet-tiny``). A
+They test the mechanics, not the shipped weights (tests/test_pretrained.py does that), so
+the models are small random ones (``mallenet-tiny``) that run in milliseconds. A
 freshly created MalleNet is the identity (its last conv and the MalleConv gates start at
 0), so :func:`_random_model` gives those non-zero values to make the network actually
 depend on its input and context.
