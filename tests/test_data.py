@@ -347,6 +347,38 @@ def test_step_batches_color_jitter(tmp_path):
     )
 
 
+def test_step_batches_sigma_focus(tmp_path):
+    from malleconv.training.trainer import StepBatches
+
+    write_image(tmp_path / "rgb" / "a.png", _image(0, (32, 40, 3)))
+    patches = ImageFolderPatches(tmp_path / "rgb", 8)
+    plain = StepBatches(patches, 16, [0, 75], seed=5)
+    off = StepBatches(patches, 16, [0, 75], seed=5, sigma_focus=[5, 30], sigma_focus_prob=0.0)
+    always = StepBatches(patches, 16, [0, 75], seed=5, sigma_focus=[5, 30], sigma_focus_prob=1.0)
+    half = StepBatches(patches, 16, [0, 75], seed=5, sigma_focus=[5, 30], sigma_focus_prob=0.5)
+    sigmas = {"plain": [], "always": [], "half": []}
+    for step in range(40):
+        base = plain[step]
+        # Off means unchanged, crops and noise alike; the focus never changes the crops.
+        for a, b in zip(off[step], base):
+            torch.testing.assert_close(a, b)
+        torch.testing.assert_close(always[step][0], base[0])
+        sigmas["plain"].append(base[2])
+        sigmas["always"].append(always[step][2])
+        sigmas["half"].append(half[step][2])
+    plain_s, always_s, half_s = (torch.cat(v) for v in sigmas.values())
+    assert plain_s.min() < 5 and plain_s.max() > 30
+    assert always_s.min() >= 5 and always_s.max() <= 30
+    # A mixture: a few values outside the band, and far more inside it than uniform gives
+    # (1/3 inside for uniform [0, 75], 1/2 + 1/6 = 2/3 for the half-and-half mixture).
+    inside = ((half_s >= 5) & (half_s <= 30)).float().mean().item()
+    assert 0.58 < inside < 0.75 and (half_s > 30).any()
+    with pytest.raises(ValueError, match="sigma_focus"):
+        StepBatches(patches, 4, [0, 75], seed=5, sigma_focus_prob=0.5)
+    with pytest.raises(ValueError, match="sigma_focus_prob"):
+        StepBatches(patches, 4, [0, 75], seed=5, sigma_focus=[5, 30], sigma_focus_prob=1.5)
+
+
 def test_step_batches_quarter_size_mosaics(tmp_path):
     from malleconv.data.datasets import downscale_half
     from malleconv.training.trainer import StepBatches

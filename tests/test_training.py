@@ -256,6 +256,24 @@ def test_color_jitter_config_is_validated_and_trains(image_folder, tmp_path):
     assert np.isfinite(trainer.fit()["loss"])
 
 
+def test_sigma_focus_config_is_validated_and_trains(image_folder, tmp_path):
+    cfg = load_config(None, ["data.sigma_focus=[5, 30]", "data.sigma_focus_prob=0.6"])
+    assert cfg["data"]["sigma_focus"] == [5, 30] and cfg["data"]["sigma_focus_prob"] == 0.6
+    with pytest.raises(ValueError, match="needs a data.sigma_focus"):
+        load_config(None, ["data.sigma_focus_prob=0.5"])
+    with pytest.raises(ValueError, match="sigma_focus_prob"):
+        load_config(None, ["data.sigma_focus=[5, 30]", "data.sigma_focus_prob=2"])
+    with pytest.raises(ValueError, match="data.sigma_focus must be a range"):
+        load_config(None, ["data.sigma_focus=[30, 5]", "data.sigma_focus_prob=0.5"])
+    cfg = tiny_config(steps=2)
+    cfg["data"]["sigma_focus"] = [10, 20]
+    cfg["data"]["sigma_focus_prob"] = 1.0
+    trainer = Trainer(cfg, image_folder, tmp_path / "run", progress=False)
+    sigma = trainer.batches[0][2]
+    assert sigma.min() >= 10 and sigma.max() <= 20
+    assert np.isfinite(trainer.fit()["loss"])
+
+
 def test_export_only_writes_the_checkpoint_weights_without_training(image_folder, tmp_path):
     from malleconv.cli import main
     from malleconv.models.registry import load_model

@@ -35,6 +35,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
         # than CBSD432's; noise is added afterwards, so the noise model is unchanged.
         "color_jitter_prob": 0.0,
         "saturation_max": 1.5,
+        # With probability sigma_focus_prob a patch's sigma is drawn uniformly from the range
+        # sigma_focus instead of from sigma: more training on a band of noise levels.
+        "sigma_focus": None,
+        "sigma_focus_prob": 0.0,
     },
     "optim": {
         "lr": 1.0e-3,
@@ -127,6 +131,15 @@ def _validate(cfg: dict) -> None:
     lo, hi = (float(v) for v in cfg["data"]["sigma"])
     if not (0 <= lo <= hi <= 75):
         raise ValueError(f"data.sigma must be a range within [0, 75], got {[lo, hi]}")
+    focus, focus_prob = cfg["data"]["sigma_focus"], float(cfg["data"]["sigma_focus_prob"])
+    if not 0.0 <= focus_prob <= 1.0:
+        raise ValueError(f"data.sigma_focus_prob must be in [0, 1], got {focus_prob}")
+    if focus is not None:
+        flo, fhi = (float(v) for v in focus)
+        if not (0 <= flo <= fhi <= 75):
+            raise ValueError(f"data.sigma_focus must be a range within [0, 75], got {focus}")
+    elif focus_prob > 0:
+        raise ValueError("data.sigma_focus_prob > 0 needs a data.sigma_focus range")
     if cfg["train"]["loss"] not in ("l1", "charbonnier", "mse", "psnr"):
         raise ValueError(
             f"train.loss must be l1, charbonnier, mse or psnr, got {cfg['train']['loss']!r}"

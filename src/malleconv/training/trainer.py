@@ -49,7 +49,10 @@ class StepBatches(torch.utils.data.Dataset):
     Full-size, halved and quarter patches are drawn with probabilities
     ``1 - downscale_prob - quarter_prob``, ``downscale_prob`` and ``quarter_prob``. With
     ``color_jitter_prob > 0`` a colour patch is, with that probability, passed through
-    :func:`color_jitter` before the noise is added.
+    :func:`color_jitter` before the noise is added. Each patch's sigma is uniform in
+    ``sigma_range``, or with probability ``sigma_focus_prob`` uniform in ``sigma_focus``
+    instead: a mixture that puts more of the training on a band of noise levels (e.g. the
+    low ones, where a small model is furthest behind BM3D) without dropping the rest.
     """
 
     def __init__(
@@ -64,10 +67,20 @@ class StepBatches(torch.utils.data.Dataset):
         quarter_prob: float = 0.0,
         color_jitter_prob: float = 0.0,
         saturation_max: float = 1.5,
+        sigma_focus=None,
+        sigma_focus_prob: float = 0.0,
     ):
         self.patches = patches
         self.batch_size = batch_size
         self.lo, self.hi = (float(v) for v in sigma_range)
+        self.focus_prob = float(sigma_focus_prob)
+        if not 0.0 <= self.focus_prob <= 1.0:
+            raise ValueError(f"sigma_focus_prob must be in [0, 1], got {sigma_focus_prob}")
+        if self.focus_prob > 0 and sigma_focus is None:
+            raise ValueError("sigma_focus_prob > 0 needs a sigma_focus range")
+        self.focus = (
+            tuple(float(v) for v in sigma_focus) if sigma_focus is not None else (self.lo, self.hi)
+        )
         self.seed, self.rank, self.world = seed, rank, world
         self.per_epoch = max(1, patches.num_images // (batch_size * world))
         self.downscale_prob = float(downscale_prob)
@@ -152,7 +165,14 @@ class StepBatches(torch.utils.data.Dataset):
         clean = torch.stack(crops)
         seq = np.random.SeedSequence((self.seed, 13, step, self.rank))
         gen = torch.Generator().manual_seed(int(seq.generate_state(1, np.uint64)[0] >> 1))
-        sigma = self.lo + (self.hi - self.lo) * torch.rand(self.batch_size, generator=gen)
+        u = torch.rand(self.batch_size, generator=gen)
+        sigma = self.lo + (self.hi - self.lo) * u
+        if self.focus_prob > 0:
+            # A separate stream for the choice, so the noise draws below keep their order.
+            pick = np.random.default_rng((self.seed, 17, step, self.rank)).random(self.batch_size)
+            flo, fhi = self.focus
+            focused = torch.from_numpy(pick < self.focus_prob)
+            sigma = torch.where(focused, flo + (fhi - flo) * u, sigma)
         noise = torch.randn(clean.shape, generator=gen) * (sigma.view(-1, 1, 1, 1) / 255.0)
         return clean, clean + noise, sigma, torch.tensor(full_size)
 
@@ -353,6 +373,8 @@ class Trainer:
             quarter_prob=float(d["quarter_prob"]),
             color_jitter_prob=float(d["color_jitter_prob"]),
             saturation_max=float(d["saturation_max"]),
+            sigma_focus=d["sigma_focus"],
+            sigma_focus_prob=float(d["sigma_focus_prob"]),
         )
         self.net = self.model
         if self.world > 1:
