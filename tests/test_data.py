@@ -379,6 +379,68 @@ def test_step_batches_sigma_focus(tmp_path):
         StepBatches(patches, 4, [0, 75], seed=5, sigma_focus=[5, 30], sigma_focus_prob=1.5)
 
 
+def test_dead_leaves_is_deterministic_sharp_and_uses_the_palette():
+    from malleconv.data.dead_leaves import dead_leaves
+
+    palette = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]], np.float32)
+    a = dead_leaves(64, palette, np.random.default_rng(3), shading=0.0)
+    b = dead_leaves(64, palette, np.random.default_rng(3), shading=0.0)
+    c = dead_leaves(64, palette, np.random.default_rng(4), shading=0.0)
+    assert a.shape == (64, 64, 3) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.min() >= 0 and a.max() <= 1
+    # Flat leaves: most pixels are exactly a palette colour, every palette colour is used,
+    # and the rest are anti-aliased edge pixels, mixtures of palette colours (sum 1 here).
+    exact = (np.abs(a[:, :, None, :] - palette[None, None]).max(-1) == 0).any(-1)
+    assert 0.5 < exact.mean() < 1.0
+    used = {tuple(px) for px in a[exact].tolist()}
+    assert used == {tuple(c) for c in palette.tolist()}
+    np.testing.assert_allclose(a.sum(-1), 1.0, atol=1e-5)
+    # Edges at every scale: neighbouring pixels often jump by a whole colour, and a leaf
+    # count the size of the image is reached (many more leaves than an image's few regions).
+    jumps = np.abs(np.diff(a, axis=1)).max(-1)
+    assert (jumps > 0.9).mean() > 0.02
+    # One-channel palettes give one-channel images; tiny images work.
+    gray = dead_leaves(5, np.array([[0.2], [0.8]]), np.random.default_rng(0))
+    assert gray.shape == (5, 5, 1)
+    with pytest.raises(ValueError, match="palette"):
+        dead_leaves(8, np.zeros((0, 3)), np.random.default_rng(0))
+
+
+def test_step_batches_dead_leaves(tmp_path):
+    from malleconv.training.trainer import StepBatches
+
+    write_image(tmp_path / "rgb" / "a.png", _image(0, (32, 40, 3)))
+    patches = ImageFolderPatches(tmp_path / "rgb", 16)
+    plain = StepBatches(patches, 8, [0, 75], seed=5)
+    off = StepBatches(patches, 8, [0, 75], seed=5, dead_leaves_prob=0.0)
+    always = StepBatches(patches, 8, [0, 75], seed=5, dead_leaves_prob=1.0)
+    half = StepBatches(patches, 8, [0, 75], seed=5, dead_leaves_prob=0.5)
+    replaced = 0
+    for step in range(6):
+        base = plain[step]
+        for x, y in zip(off[step], base):
+            torch.testing.assert_close(x, y)
+        clean, noisy, sigma, full = always[step]
+        assert clean.shape == base[0].shape and not full.any()
+        torch.testing.assert_close(sigma, base[2])  # noise levels are not touched
+        # Leaves take the image's colours: every leaf pixel is near the image's colour range.
+        lo = base[0].amin(dim=(0, 2, 3)).view(1, 3, 1, 1) - 0.11
+        hi = base[0].amax(dim=(0, 2, 3)).view(1, 3, 1, 1) + 0.11
+        assert ((clean >= lo) & (clean <= hi)).all()
+        # The patches it leaves alone are the plain run's, full-size flag included.
+        h_clean, _, _, h_full = half[step]
+        for n in range(8):
+            if h_full[n]:
+                torch.testing.assert_close(h_clean[n], base[0][n])
+            else:
+                replaced += 1
+    assert 10 < replaced < 38  # about half of 48
+    with pytest.raises(ValueError, match="dead_leaves_prob"):
+        StepBatches(patches, 4, [0, 75], seed=5, dead_leaves_prob=1.5)
+
+
 def test_step_batches_quarter_size_mosaics(tmp_path):
     from malleconv.data.datasets import downscale_half
     from malleconv.training.trainer import StepBatches

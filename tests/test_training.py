@@ -274,6 +274,16 @@ def test_sigma_focus_config_is_validated_and_trains(image_folder, tmp_path):
     assert np.isfinite(trainer.fit()["loss"])
 
 
+def test_dead_leaves_config_is_validated_and_trains(image_folder, tmp_path):
+    with pytest.raises(ValueError, match="dead_leaves_prob"):
+        load_config(None, ["data.dead_leaves_prob=1.5"])
+    cfg = tiny_config(steps=2)
+    cfg["data"]["dead_leaves_prob"] = 1.0
+    trainer = Trainer(cfg, image_folder, tmp_path / "run", progress=False)
+    assert not trainer.batches[0][3].any()  # all synthetic: none counts as full size
+    assert np.isfinite(trainer.fit()["loss"])
+
+
 def test_export_only_writes_the_checkpoint_weights_without_training(image_folder, tmp_path):
     from malleconv.cli import main
     from malleconv.models.registry import load_model

@@ -1,4 +1,5 @@
-"""Training/evaluation data: synthetic Gaussian noise and image-folder datasets."""
+"""Training/evaluation data: synthetic Gaussian noise, image-folder datasets and synthetic
+dead-leaves images."""
 
 from malleconv.data.datasets import (
     NUM_AUGMENTATIONS,
@@ -7,6 +8,7 @@ from malleconv.data.datasets import (
     apply_augmentation,
     load_clean,
 )
+from malleconv.data.dead_leaves import dead_leaves
 from malleconv.data.noise import (
     SIGMA_MAX,
     SIGMA_MIN,
@@ -27,6 +29,7 @@ __all__ = [
     "add_gaussian_noise",
     "apply_augmentation",
     "check_sigma",
+    "dead_leaves",
     "load_clean",
     "noise_level_map",
     "seed_for",

@@ -39,6 +39,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
         # sigma_focus instead of from sigma: more training on a band of noise levels.
         "sigma_focus": None,
         "sigma_focus_prob": 0.0,
+        # Probability of a patch being a synthetic dead-leaves image (data.dead_leaves) coloured
+        # with its training image's pixels: sharp colour edges at every scale, which
+        # CBSD432's 4:2:0 JPEG chroma lacks. Not counted as full size (no soft chroma).
+        "dead_leaves_prob": 0.0,
     },
     "optim": {
         "lr": 1.0e-3,
@@ -140,6 +144,9 @@ def _validate(cfg: dict) -> None:
             raise ValueError(f"data.sigma_focus must be a range within [0, 75], got {focus}")
     elif focus_prob > 0:
         raise ValueError("data.sigma_focus_prob > 0 needs a data.sigma_focus range")
+    dead_leaves_prob = float(cfg["data"]["dead_leaves_prob"])
+    if not 0.0 <= dead_leaves_prob <= 1.0:
+        raise ValueError(f"data.dead_leaves_prob must be in [0, 1], got {dead_leaves_prob}")
     if cfg["train"]["loss"] not in ("l1", "charbonnier", "mse", "psnr"):
         raise ValueError(
             f"train.loss must be l1, charbonnier, mse or psnr, got {cfg['train']['loss']!r}"

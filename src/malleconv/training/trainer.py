@@ -28,6 +28,7 @@ from ..data.datasets import (
     downscale_half,
     pad_to,
 )
+from ..data.dead_leaves import dead_leaves
 from ..evaluation.metrics import psnr as psnr_metric
 from ..evaluation.protocol import load_test_image, make_noisy
 from ..io.images import list_images, to_float
@@ -52,7 +53,11 @@ class StepBatches(torch.utils.data.Dataset):
     :func:`color_jitter` before the noise is added. Each patch's sigma is uniform in
     ``sigma_range``, or with probability ``sigma_focus_prob`` uniform in ``sigma_focus``
     instead: a mixture that puts more of the training on a band of noise levels (e.g. the
-    low ones, where a small model is furthest behind BM3D) without dropping the rest.
+    low ones, where a small model is furthest behind BM3D) without dropping the rest. With
+    ``dead_leaves_prob > 0`` a patch is, with that probability, a synthetic
+    :func:`~malleconv.data.dead_leaves.dead_leaves` image whose leaves take the colours of the
+    patch's training image (sharp colour edges; ``full_size`` False), colour-jittered like
+    the others.
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class StepBatches(torch.utils.data.Dataset):
         saturation_max: float = 1.5,
         sigma_focus=None,
         sigma_focus_prob: float = 0.0,
+        dead_leaves_prob: float = 0.0,
     ):
         self.patches = patches
         self.batch_size = batch_size
@@ -91,6 +97,9 @@ class StepBatches(torch.utils.data.Dataset):
         if self.quarter_prob > 0 and p % 2:
             raise ValueError(f"quarter-size mosaics need an even patch size, got {p}")
         self.color_jitter_prob = float(color_jitter_prob)
+        self.dead_leaves_prob = float(dead_leaves_prob)
+        if not 0.0 <= self.dead_leaves_prob <= 1.0:
+            raise ValueError(f"dead_leaves_prob must be in [0, 1], got {dead_leaves_prob}")
         self.saturation_max = float(saturation_max)
         self.halves: list[np.ndarray] = []
         self.quarters: list[np.ndarray] = []
@@ -141,14 +150,26 @@ class StepBatches(torch.utils.data.Dataset):
         else:
             img = self.patches.images[image_index] if source == "full" else self.halves[image_index]
             arr = self._cut(img, p, rng)
-        full_size = source == "full"
+        return self._finish(arr, rng), source == "full"
+
+    def _finish(self, arr: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """The optional colour jitter, then ``(P, P, C)`` -> ``(C, P, P)`` tensor."""
         # Drawn last and only when enabled, so the crops of runs without it are unchanged.
         if self.color_jitter_prob > 0 and arr.shape[2] == 3:
             if rng.random() < self.color_jitter_prob:
                 order = rng.permutation(3)
                 scale = float(rng.uniform(1.0, self.saturation_max))
                 arr = color_jitter(arr, order, scale)
-        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))), full_size
+        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+    def _dead_leaves(self, image_index: int, rng: np.random.Generator) -> torch.Tensor:
+        """A ``(C, P, P)`` dead-leaves patch coloured from image ``image_index``'s pixels."""
+        img = self.patches.images[image_index]
+        palette = to_float(img.reshape(-1, img.shape[2] if img.ndim == 3 else 1))
+        arr = dead_leaves(self.patches.patch_size, palette, rng)
+        if arr.shape[2] != self.patches.channels:
+            arr = np.repeat(arr[..., :1], self.patches.channels, axis=2)
+        return self._finish(arr, rng)
 
     def __getitem__(self, step: int):
         epoch, within = divmod(step, self.per_epoch)
@@ -158,6 +179,14 @@ class StepBatches(torch.utils.data.Dataset):
         idx = [int(perm[(start + i) % len(perm)]) for i in range(self.batch_size)]
         crops, full_size = [], []
         for n, i in enumerate(idx):
+            if self.dead_leaves_prob > 0:
+                # Its own stream: with it off (or for the patches it leaves alone) the crops
+                # are those of a run without it.
+                leaves_rng = np.random.default_rng((self.seed, 19, step, self.rank, n))
+                if leaves_rng.random() < self.dead_leaves_prob:
+                    crops.append(self._dead_leaves(i, leaves_rng))
+                    full_size.append(False)
+                    continue
             rng = np.random.default_rng((self.seed, 11, step, self.rank, n))
             crop, full = self._crop(i, rng)
             crops.append(crop)
@@ -375,6 +404,7 @@ class Trainer:
             saturation_max=float(d["saturation_max"]),
             sigma_focus=d["sigma_focus"],
             sigma_focus_prob=float(d["sigma_focus_prob"]),
+            dead_leaves_prob=float(d["dead_leaves_prob"]),
         )
         self.net = self.model
         if self.world > 1:
