@@ -5,6 +5,8 @@
 #   docs/benchmarks/train_speed.{md,json}      training pixels/s
 #   docs/benchmarks/prelu/train_speed.*        malleconv's PReLU against torch's
 #   docs/benchmarks/inference_speed.*          denoising time per model
+#   docs/benchmarks/peer_speed.{md,json}       against DnCNN, DRUNet, SwinIR (needs spandrel,
+#                                              see benchmarks/peer_speed.py; skipped without)
 #   docs/benchmarks/allocator.{md,json}        glibc default against tune_allocator()
 #   docs/benchmarks/denoise_memory.{md,json}   24-megapixel photo: peak RSS and time
 #   docs/benchmarks/chroma_subsampling.md      what 4:2:0 chroma costs each test set
@@ -23,6 +25,9 @@ $PY benchmarks/train_speed.py --models mallenet-s mallenet-l dncnn-c --out docs/
 $PY benchmarks/train_speed.py --models mallenet-s --variants "fp32 channels-last" \
     --torch-prelu-too --patch 128 --steps 20 --out docs/benchmarks/prelu
 $PY benchmarks/inference_speed.py --out docs/benchmarks
+if $PY -c "import importlib.util as u, sys; sys.exit(not (u.find_spec('spandrel') and u.find_spec('einops')))"; then
+  $PY benchmarks/peer_speed.py --out docs/benchmarks
+fi
 $PY benchmarks/allocator.py --out docs/benchmarks
 $PY benchmarks/denoise_memory.py --out docs/benchmarks
 $PY benchmarks/chroma_subsampling.py --data "$MALLECONV_DATA/test/CBSD68" \

@@ -1,0 +1,253 @@
+"""CPU speed and memory of mallenet-s against the networks of the published colour tables.
+
+    pip install -e ".[peers]" && pip install --no-deps spandrel
+    python benchmarks/peer_speed.py [--size 256] [--repeat 3] [--threads N]
+        [--models mallenet-s dncnn-c drunet swinir] [--out docs/benchmarks]
+
+The paper's headline is speed at a given quality ("8.9x faster than SwinIR"); this measures
+the speed half on the machine at hand. Each network runs in a fresh subprocess (so its peak
+memory is its own), batch 1, float32, ``torch.inference_mode``, on one ``size x size``
+colour image, one after the other in a single command so the ratios are side by side.
+Weights are random: time does not depend on their values. The peer architectures come from
+spandrel (installed with ``--no-deps``: its other dependency, torchvision, is a multi-GB
+CUDA build and is only used by two architectures not timed here):
+
+* ``dncnn-c``: this package's DnCNN (CDnCNN-B: 20 layers, 64 channels), BatchNorm folded.
+* ``drunet``: DRUNet, colour (4 input channels: RGB + noise-level map), the published
+  configuration (64/128/256/512 channels, 4 residual blocks per level).
+* ``swinir``: SwinIR colour denoising, the published configuration (6 RSTB x 6 layers,
+  embedding 180, window 8, MLP ratio 2).
+* ``mallenet-s`` / ``mallenet-m`` / ``mallenet-l``: as ``malleconv denoise`` runs them
+  (BatchNorm folded, channels-last, the tuned allocator).
+
+Writes ``peer_speed.md`` / ``.json``: seconds per image (median of ``--repeat`` after a
+warm-up), conv + matmul GFLOPs (``torch.utils.flop_counter``), parameters, and the peak
+resident memory of the subprocess, and how much of it the forward pass added (peak less the
+resident memory once Python, torch and the model were loaded).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# benchmarks/operator.py shadows the standard library's ``operator``: drop this folder.
+if sys.path and os.path.realpath(sys.path[0] or os.curdir) == os.path.dirname(
+    os.path.realpath(__file__)
+):
+    sys.path.pop(0)
+
+import argparse
+import datetime
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import time
+import types
+from pathlib import Path
+
+import torch
+
+PEERS = ("dncnn-c", "drunet", "swinir")
+OURS = ("mallenet-s", "mallenet-m", "mallenet-l")
+
+
+def _import_spandrel_arch(name: str):
+    """Import one spandrel architecture class without torchvision.
+
+    ``import spandrel`` builds its registry, which imports every architecture; two of them
+    (LaMa, RestoreFormer) import torchvision at module level. Neither is timed here, so a
+    placeholder module that fails loudly if used stands in for it.
+    """
+    if "torchvision" not in sys.modules:
+        try:
+            import torchvision  # noqa: F401
+        except ImportError:
+
+            def _unavailable(*args, **kwargs):
+                raise RuntimeError("torchvision is not installed")
+
+            fn = types.ModuleType("torchvision.transforms.functional")
+            fn.InterpolationMode = None
+            fn.rotate = fn.normalize = _unavailable
+            tv = types.ModuleType("torchvision")
+            tv.transforms = types.ModuleType("torchvision.transforms")
+            tv.transforms.functional = fn
+            sys.modules.update(
+                {
+                    "torchvision": tv,
+                    "torchvision.transforms": tv.transforms,
+                    "torchvision.transforms.functional": fn,
+                }
+            )
+    try:
+        import importlib
+
+        module = importlib.import_module(f"spandrel.architectures.{name}")
+    except ImportError as e:
+        raise SystemExit(
+            f"peer model {name!r} needs spandrel: pip install einops typing_extensions && "
+            f"pip install --no-deps spandrel ({e})"
+        ) from e
+    return getattr(module, name)
+
+
+def build(name: str):
+    """``(model, forward(x) -> y, input_channels)`` for a model name, in eval mode."""
+    from malleconv.models import create_model, fuse_batchnorm
+
+    sigma = 25.0
+    if name in OURS or name == "dncnn-c":
+        model = fuse_batchnorm(create_model(name))
+        if name in OURS:
+            from malleconv.runtime import tune_allocator
+
+            tune_allocator()
+            model = model.to(memory_format=torch.channels_last)
+        return model, (lambda x: model(x, sigma)), 3
+    if name == "drunet":
+        cls = _import_spandrel_arch("DRUNet")
+        model = cls(in_nc=4, out_nc=3, nc=[64, 128, 256, 512], nb=4, act_mode="R")
+        level = sigma / 255.0
+
+        def forward(x):
+            noise_map = torch.full_like(x[:, :1], level)
+            return model(torch.cat([x, noise_map], 1))
+
+        return model.eval(), forward, 3
+    if name == "swinir":
+        cls = _import_spandrel_arch("SwinIR")
+        model = cls(
+            upscale=1,
+            in_chans=3,
+            img_size=128,
+            window_size=8,
+            img_range=1.0,
+            depths=[6] * 6,
+            embed_dim=180,
+            num_heads=[6] * 6,
+            mlp_ratio=2,
+            upsampler="",
+            resi_connection="1conv",
+        )
+        return model.eval(), model, 3
+    raise SystemExit(f"unknown model {name!r}; choose from {', '.join(OURS + PEERS)}")
+
+
+def measure(name: str, size: int, repeat: int, threads: int) -> dict:
+    """Time one model in this process: the worker side of :func:`main`."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model, forward, channels = build(name)
+    # Python, torch and the weights: subtracted to give the memory the forward pass needs.
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    x = torch.rand(1, channels, size, size)
+    if name in OURS:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        with FlopCounterMode(display=False) as counter:
+            forward(x)
+        runs = []
+        for i in range(repeat + 1):
+            t = time.perf_counter()
+            y = forward(x)
+            if i:  # the first run is the warm-up
+                runs.append(time.perf_counter() - t)
+    assert y.shape == (1, 3, size, size), (name, tuple(y.shape))
+    return {
+        "model": name,
+        "seconds": statistics.median(runs),
+        "gflops": counter.get_total_flops() / 1e9,
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        # Linux reports ru_maxrss in KiB.
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "base_rss_mb": base_rss,
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", nargs="+", default=["mallenet-s", *PEERS], choices=OURS + PEERS)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--out", default="docs/benchmarks")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.size < 8 or args.size % 8:
+        ap.error(f"--size must be a positive multiple of 8 (DRUNet's levels), got {args.size}")
+    if args.repeat < 1:
+        ap.error(f"--repeat must be at least 1, got {args.repeat}")
+    if args.worker:
+        print(json.dumps(measure(args.worker, args.size, args.repeat, args.threads)))
+        return 0
+    rows = []
+    for name in args.models:
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--worker",
+            name,
+            "--size",
+            str(args.size),
+            "--repeat",
+            str(args.repeat),
+            "--threads",
+            str(args.threads),
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            sys.stderr.write(done.stderr)
+            print(f"{name}: failed (exit {done.returncode})", file=sys.stderr)
+            return done.returncode
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(
+            f"{name:11s} {row['seconds']:8.3f} s  {row['gflops']:8.1f} GFLOPs  "
+            f"{row['params_m']:6.2f} M params  peak RSS {row['peak_rss_mb']:7.0f} MB "
+            f"(+{row['peak_rss_mb'] - row['base_rss_mb']:.0f} MB in the forward pass)",
+            flush=True,
+        )
+    argv_text = " ".join(argv if argv is not None else sys.argv[1:])
+    meta = {
+        "command": f"python benchmarks/peer_speed.py {argv_text}".strip(),
+        "date": datetime.date.today().isoformat(),
+        "torch": torch.__version__,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "threads": args.threads,
+        "size": args.size,
+        "repeat": args.repeat,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "peer_speed.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    base = rows[0]
+    lines = [
+        "# Speed against the published peers",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"{meta['date']}, torch {meta['torch']}, {meta['machine']}, "
+        f"torch threads: {args.threads}, one "
+        f"{args.size}x{args.size} colour image, batch 1, float32, random weights, median of "
+        f"{args.repeat} runs after a warm-up, each network in its own process.",
+        "",
+        f"| model | s / image | time / {base['model']} | GFLOPs | params (M) | peak RSS (MB) "
+        "| of which the forward pass (MB) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['seconds']:.3f} | {r['seconds'] / base['seconds']:.1f}x | "
+            f"{r['gflops']:.1f} | {r['params_m']:.2f} | {r['peak_rss_mb']:.0f} | "
+            f"{r['peak_rss_mb'] - r['base_rss_mb']:.0f} |"
+        )
+    (out / "peer_speed.md").write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
