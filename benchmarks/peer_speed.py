@@ -2,7 +2,7 @@
 
     pip install -e ".[peers]" && pip install --no-deps spandrel
     python benchmarks/peer_speed.py [--size 256] [--repeat 3] [--threads N]
-        [--models mallenet-s dncnn-c drunet swinir] [--out docs/benchmarks]
+        [--models mallenet-s mallenet-l dncnn-c drunet swinir] [--out docs/benchmarks]
 
 The paper's headline is speed at a given quality ("8.9x faster than SwinIR"); this measures
 the speed half on the machine at hand. Each network runs in a fresh subprocess (so its peak
@@ -17,8 +17,11 @@ CUDA build and is only used by two architectures not timed here):
   configuration (64/128/256/512 channels, 4 residual blocks per level).
 * ``swinir``: SwinIR colour denoising, the published configuration (6 RSTB x 6 layers,
   embedding 180, window 8, MLP ratio 2).
-* ``mallenet-s`` / ``mallenet-m`` / ``mallenet-l``: as ``malleconv denoise`` runs them
-  (BatchNorm folded, channels-last, the tuned allocator).
+* ``mallenet-s`` / ``-m`` / ``-l`` / ``-paper``: as ``malleconv denoise`` runs them
+  (BatchNorm folded, channels-last). ``mallenet-l`` has the paper's widths.
+
+Every process uses ``malleconv.runtime.tune_allocator`` (freed memory is reused), as the
+``malleconv`` command does.
 
 Writes ``peer_speed.md`` / ``.json``: seconds per image (median of ``--repeat`` after a
 warm-up), conv + matmul GFLOPs (``torch.utils.flop_counter``), parameters, and the peak
@@ -51,7 +54,7 @@ from pathlib import Path
 import torch
 
 PEERS = ("dncnn-c", "drunet", "swinir")
-OURS = ("mallenet-s", "mallenet-m", "mallenet-l")
+OURS = ("mallenet-s", "mallenet-m", "mallenet-l", "mallenet-paper")
 
 
 def _import_spandrel_arch(name: str):
@@ -102,9 +105,6 @@ def build(name: str):
     if name in OURS or name == "dncnn-c":
         model = fuse_batchnorm(create_model(name))
         if name in OURS:
-            from malleconv.runtime import tune_allocator
-
-            tune_allocator()
             model = model.to(memory_format=torch.channels_last)
         return model, (lambda x: model(x, sigma)), 3
     if name == "drunet":
@@ -140,6 +140,11 @@ def measure(name: str, size: int, repeat: int, threads: int) -> dict:
     """Time one model in this process: the worker side of :func:`main`."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from malleconv.runtime import tune_allocator
+
+    # Every network gets the allocator setting the malleconv command uses: without it,
+    # page faults on fresh feature maps cost about as much system time as the compute.
+    tune_allocator()
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model, forward, channels = build(name)
@@ -171,7 +176,9 @@ def measure(name: str, size: int, repeat: int, threads: int) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", nargs="+", default=["mallenet-s", *PEERS], choices=OURS + PEERS)
+    ap.add_argument(
+        "--models", nargs="+", default=["mallenet-s", "mallenet-l", *PEERS], choices=OURS + PEERS
+    )
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())

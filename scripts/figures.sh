@@ -36,7 +36,7 @@ $PY benchmarks/chroma_subsampling.py --data "$MALLECONV_DATA/test/CBSD68" \
 .venv/bin/malleconv eval --model mallenet-s --data CBSD68 Kodak24 McMaster \
     --sigma 15 25 50 --out docs/results/mallenet-s --no-progress
 .venv/bin/malleconv eval --model mallenet-s --self-ensemble --data CBSD68 Kodak24 McMaster \
-    --sigma 15 --out docs/results/mallenet-s-x8 --no-progress
+    --sigma 15 25 50 --out docs/results/mallenet-s-x8 --no-progress
 .venv/bin/malleconv eval --model mallenet-s-gray --data Set12 BSD68 \
     --sigma 15 25 50 --out docs/results/mallenet-s-gray --no-progress
 if [ -z "${SKIP_BM3D:-}" ]; then
