@@ -35,8 +35,9 @@ MODEL_CONFIGS: dict[str, tuple[str, dict]] = {
         dict(in_channels=1, widths=(16, 32, 64, 128), expand=4, encoder_blocks=1, decoder_blocks=1),
     ),
     # mallenet-s with its full-resolution level twice as wide, grown from mallenet-s by
-    # models.widen.widen_mallenet. No weights shipped: 2,200 steps gained at most 0.06 dB
-    # for ~1.5x the time (docs/training.md); experiments/weights/ keeps them.
+    # models.widen.widen_mallenet. No weights shipped: two stages (2,200 + 700 steps) gained
+    # at most 0.11 dB, on McMaster only, for ~1.5x the time (docs/training.md);
+    # experiments/weights/ keeps them.
     "mallenet-m": (
         "mallenet",
         dict(widths=(32, 32, 64, 128), expand=4, encoder_blocks=1, decoder_blocks=1),
