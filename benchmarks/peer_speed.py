@@ -42,6 +42,7 @@ if sys.path and os.path.realpath(sys.path[0] or os.curdir) == os.path.dirname(
 
 import argparse
 import datetime
+import importlib
 import json
 import platform
 import resource
@@ -86,12 +87,10 @@ def _import_spandrel_arch(name: str):
                 }
             )
     try:
-        import importlib
-
         module = importlib.import_module(f"spandrel.architectures.{name}")
     except ImportError as e:
         raise SystemExit(
-            f"peer model {name!r} needs spandrel: pip install einops typing_extensions && "
+            f"peer model {name!r} needs spandrel: pip install -e '.[peers]' && "
             f"pip install --no-deps spandrel ({e})"
         ) from e
     return getattr(module, name)
