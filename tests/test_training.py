@@ -327,3 +327,27 @@ def test_narrow_weights_warm_start_a_wider_model(image_folder, tmp_path):
     last = f"tail.{len(trainer.model.tail) - 1}.weight"
     torch.testing.assert_close(got[last][:, :8], expected[last])
     assert got[last][:, 8:].abs().max() < 1e-6
+
+
+def test_minutes_budget_stops_training_and_anneals_the_lr(image_folder, tmp_path):
+    cfg = tiny_config(steps=100_000, minutes=0.03)  # 1.8 s: far fewer than 100,000 steps
+    cfg["optim"]["min_lr"] = 1e-5
+    trainer = Trainer(cfg, image_folder, tmp_path / "run", progress=False)
+    last = trainer.fit()
+    assert 10 < trainer.step < 100_000
+    assert trainer.elapsed >= 1.8
+    # The cosine followed the clock to its end: the last lr is near min_lr, not the peak.
+    assert last["lr"] < 0.05 * float(cfg["optim"]["lr"])
+    assert (tmp_path / "run" / "mallenet-tiny.safetensors").is_file()
+    # The spent budget is kept in the checkpoint: resuming trains no further.
+    again = Trainer(cfg, image_folder, tmp_path / "run", progress=False)
+    again.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert again.elapsed == pytest.approx(trainer.elapsed)
+    again.fit()
+    assert again.step == trainer.step
+
+
+def test_minutes_budget_is_validated():
+    with pytest.raises(ValueError, match="train.minutes"):
+        load_config(None, ["train.minutes=0"])
+    assert load_config(None, ["train.minutes=2.5"])["train"]["minutes"] == 2.5

@@ -234,7 +234,8 @@ class _DepthwiseSliceConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, grid):
         ctx.save_for_backward(x, grid)
-        if x.numel() >= _BANDED_MIN_NUMEL:
+        # Cache-sized chunks pay on a CPU; on a GPU they only multiply kernel launches.
+        if x.numel() >= _BANDED_MIN_NUMEL and x.device.type == "cpu":
             return _depthwise_banded(x, grid)
         h, w = x.shape[-2:]
         k = grid.shape[3]

@@ -72,6 +72,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "ckpt_every": 500,
         "ckpt_minutes": 5.0,
         "threads": 0,
+        # Wall-clock budget in minutes (None: off). When set, the cosine decay follows the
+        # elapsed training time instead of the step count and training stops when the
+        # budget is spent, so a run fits a lease of fixed length whatever the hardware
+        # (warm-up stays in steps; train.steps becomes a cap).
+        "minutes": None,
     },
 }
 
@@ -178,3 +183,6 @@ def _validate(cfg: dict) -> None:
             raise ValueError(f"data.{key} must be positive")
     if int(cfg["train"]["steps"]) < 1:
         raise ValueError("train.steps must be positive")
+    minutes = cfg["train"]["minutes"]
+    if minutes is not None and not float(minutes) > 0:
+        raise ValueError(f"train.minutes must be positive (or null), got {minutes}")

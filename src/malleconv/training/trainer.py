@@ -328,11 +328,20 @@ def recalibrate_batchnorm(model: nn.Module, batches, device) -> None:
     model.eval()
 
 
-def _lr_lambda(warmup: int, total: int, min_ratio: float):
+def _lr_lambda(warmup: int, total: int, min_ratio: float, progress=None):
+    """Linear warm-up over ``warmup`` steps, then a cosine from 1 to ``min_ratio``.
+
+    The cosine follows the step count over ``total`` steps, or, when ``progress`` is given
+    (a callable returning the fraction of a wall-clock budget spent), that fraction.
+    """
+
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        t = (step - warmup) / max(1, total - warmup)
+        if progress is not None:
+            t = progress()
+        else:
+            t = (step - warmup) / max(1, total - warmup)
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
     return f
@@ -419,8 +428,15 @@ class Trainer:
             weight_decay=float(o["weight_decay"]),
         )
         total = int(t["steps"])
+        # Seconds of training so far (kept across resumes): drives a train.minutes budget.
+        self.elapsed = 0.0
+        self.budget_s = 60.0 * float(t["minutes"]) if t.get("minutes") else None
+        progress = (lambda: self.elapsed / self.budget_s) if self.budget_s else None
         self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, _lr_lambda(int(o["warmup_steps"]), total, float(o["min_lr"]) / float(o["lr"]))
+            self.opt,
+            _lr_lambda(
+                int(o["warmup_steps"]), total, float(o["min_lr"]) / float(o["lr"]), progress
+            ),
         )
         self.ema = EMA(self.model, float(t["ema"])) if float(t["ema"] or 0) > 0 else None
         self.loss_fn = _loss_fn(t["loss"])
@@ -489,6 +505,7 @@ class Trainer:
             "sched": self.sched.state_dict(),
             "ema": self.ema.state if self.ema else None,
             "torch_rng": torch.get_rng_state(),
+            "elapsed": self.elapsed,
         }
         tmp = self.ckpt_path.with_name("last.pt.tmp")
         torch.save(state, tmp)
@@ -503,6 +520,7 @@ class Trainer:
             self.ema.state = {k: v.float() for k, v in state["ema"].items()}
         torch.set_rng_state(state["torch_rng"])
         self.step = int(state["step"])
+        self.elapsed = float(state.get("elapsed", 0.0))
 
     def _recalibrate(self, model: nn.Module, n: int = 32) -> None:
         # Fixed batches (independent of the current step) so that exports are reproducible.
@@ -581,10 +599,13 @@ class Trainer:
         self._stop = True
 
     def fit(self, steps: int | None = None) -> dict:
-        """Train until ``train.steps`` (or ``steps`` more); returns the last metrics."""
+        """Train until ``train.steps`` (or ``steps`` more), or until the ``train.minutes``
+        budget is spent; returns the last metrics."""
         t = self.cfg["train"]
         total = int(t["steps"])
         end = total if steps is None else min(total, self.step + steps)
+        if self.budget_s is not None and self.elapsed >= self.budget_s:
+            end = self.step  # the time budget is already spent: nothing to train
         d = self.cfg["data"]
         loader = torch.utils.data.DataLoader(
             self.batches,
@@ -618,7 +639,7 @@ class Trainer:
             bar = tqdm(total=end, initial=self.step, unit="step", dynamic_ncols=True)
         pixels_per_step = int(d["batch_size"]) * int(d["patch_size"]) ** 2 * self.world
         last_ckpt = time.monotonic()
-        t0, s0 = time.monotonic(), self.step
+        t0, s0, elapsed0 = time.monotonic(), self.step, self.elapsed
         last = {}
         self.model.train()
         try:
@@ -626,6 +647,7 @@ class Trainer:
                 loss = self._train_step(batch)
                 self.step += 1
                 now = time.monotonic()
+                self.elapsed = elapsed0 + (now - t0)
                 rate = (self.step - s0) * pixels_per_step / max(1e-9, now - t0)
                 last = {
                     "step": self.step,
@@ -684,7 +706,7 @@ class Trainer:
                 ):
                     self.save_checkpoint()
                     last_ckpt = now
-                if self._stop:
+                if self._stop or (self.budget_s is not None and self.elapsed >= self.budget_s):
                     break
         finally:
             self.save_checkpoint()
