@@ -1,7 +1,7 @@
-"""CPU speed and memory of mallenet-s against the networks of the published colour tables.
+"""Speed and memory of mallenet-s against the networks of the published colour tables.
 
     pip install -e ".[peers]" && pip install --no-deps spandrel
-    python benchmarks/peer_speed.py [--size 256] [--repeat 3] [--threads N]
+    python benchmarks/peer_speed.py [--size 256] [--repeat 3] [--threads N] [--device cuda]
         [--models mallenet-s mallenet-l dncnn-c drunet swinir] [--out docs/benchmarks]
 
 The paper's headline is speed at a given quality ("8.9x faster than SwinIR"); this measures
@@ -26,7 +26,10 @@ Every process uses ``malleconv.runtime.tune_allocator`` (freed memory is reused)
 Writes ``peer_speed.md`` / ``.json``: seconds per image (median of ``--repeat`` after a
 warm-up), conv + matmul GFLOPs (``torch.utils.flop_counter``), parameters, and the peak
 resident memory of the subprocess, and how much of it the forward pass added (peak less the
-resident memory once Python, torch and the model were loaded).
+resident memory once Python, torch and the model were loaded); a ``--size`` other than 256
+adds ``_SIZE`` to the names. With ``--device cuda`` they are ``peer_speed_cuda*``, timed
+with the GPU synchronised around each forward, and the memory column is the peak GPU memory
+the forward pass allocated.
 """
 
 from __future__ import annotations
@@ -135,7 +138,7 @@ def build(name: str):
     raise SystemExit(f"unknown model {name!r}; choose from {', '.join(OURS + PEERS)}")
 
 
-def measure(name: str, size: int, repeat: int, threads: int) -> dict:
+def measure(name: str, size: int, repeat: int, threads: int, device: str = "cpu") -> dict:
     """Time one model in this process: the worker side of :func:`main`."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -147,22 +150,34 @@ def measure(name: str, size: int, repeat: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model, forward, channels = build(name)
+    cuda = device == "cuda"
+    if cuda:  # plain float32 for every network: no TF32 in convolutions or matmuls
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    model.to(device)
     # Python, torch and the weights: subtracted to give the memory the forward pass needs.
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    x = torch.rand(1, channels, size, size)
+    x = torch.rand(1, channels, size, size, device=device)
     if name in OURS:
         x = x.contiguous(memory_format=torch.channels_last)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     with torch.inference_mode():
         with FlopCounterMode(display=False) as counter:
             forward(x)
+        if cuda:
+            sync()
+            base_gpu = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
         runs = []
         for i in range(repeat + 1):
+            sync()
             t = time.perf_counter()
             y = forward(x)
+            sync()
             if i:  # the first run is the warm-up
                 runs.append(time.perf_counter() - t)
     assert y.shape == (1, 3, size, size), (name, tuple(y.shape))
-    return {
+    row = {
         "model": name,
         "seconds": statistics.median(runs),
         "gflops": counter.get_total_flops() / 1e9,
@@ -171,6 +186,10 @@ def measure(name: str, size: int, repeat: int, threads: int) -> dict:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "base_rss_mb": base_rss,
     }
+    if cuda:
+        row["gpu_name"] = torch.cuda.get_device_name()
+        row["forward_gpu_mb"] = (torch.cuda.max_memory_allocated() - base_gpu) / 2**20
+    return row
 
 
 def main(argv=None) -> int:
@@ -182,15 +201,19 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--out", default="docs/benchmarks")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device is available")
     if args.size < 8 or args.size % 8:
         ap.error(f"--size must be a positive multiple of 8 (DRUNet's levels), got {args.size}")
     if args.repeat < 1:
         ap.error(f"--repeat must be at least 1, got {args.repeat}")
     if args.worker:
-        print(json.dumps(measure(args.worker, args.size, args.repeat, args.threads)))
+        print(json.dumps(measure(args.worker, args.size, args.repeat, args.threads, args.device)))
         return 0
+    cuda = args.device == "cuda"
     rows = []
     for name in args.models:
         cmd = [
@@ -204,6 +227,8 @@ def main(argv=None) -> int:
             str(args.repeat),
             "--threads",
             str(args.threads),
+            "--device",
+            args.device,
         ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode:
@@ -212,10 +237,15 @@ def main(argv=None) -> int:
             return done.returncode
         row = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append(row)
+        memory = (
+            f"{row['forward_gpu_mb']:.0f} MB of GPU memory in the forward pass"
+            if cuda
+            else f"peak RSS {row['peak_rss_mb']:.0f} MB "
+            f"(+{row['peak_rss_mb'] - row['base_rss_mb']:.0f} MB in the forward pass)"
+        )
         print(
-            f"{name:11s} {row['seconds']:8.3f} s  {row['gflops']:8.1f} GFLOPs  "
-            f"{row['params_m']:6.2f} M params  peak RSS {row['peak_rss_mb']:7.0f} MB "
-            f"(+{row['peak_rss_mb'] - row['base_rss_mb']:.0f} MB in the forward pass)",
+            f"{name:11s} {row['seconds']:8.4f} s  {row['gflops']:8.1f} GFLOPs  "
+            f"{row['params_m']:6.2f} M params  {memory}",
             flush=True,
         )
     argv_text = " ".join(argv if argv is not None else sys.argv[1:])
@@ -223,35 +253,47 @@ def main(argv=None) -> int:
         "command": f"python benchmarks/peer_speed.py {argv_text}".strip(),
         "date": datetime.date.today().isoformat(),
         "torch": torch.__version__,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "machine": rows[0]["gpu_name"] if cuda else f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "device": args.device,
         "threads": args.threads,
         "size": args.size,
         "repeat": args.repeat,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "peer_speed.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    # One file per setting, so that runs at other sizes or on a GPU sit side by side.
+    stem = "peer_speed" + ("_cuda" if cuda else "") + ("" if args.size == 256 else f"_{args.size}")
+    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     base = rows[0]
+    if cuda:
+        setting = f"{meta['machine']}, float32 (TF32 off)"
+        mem_head, mem_sep = "GPU memory of the forward pass (MB) |", "---:|"
+    else:
+        setting = f"{meta['machine']}, torch threads: {args.threads}, float32"
+        mem_head = "peak RSS (MB) | of which the forward pass (MB) |"
+        mem_sep = "---:|---:|"
     lines = [
-        "# Speed against the published peers",
+        "# Speed against the published peers" + (" on a GPU" if cuda else ""),
         "",
         f"Command: `{meta['command']}`  ",
-        f"{meta['date']}, torch {meta['torch']}, {meta['machine']}, "
-        f"torch threads: {args.threads}, one "
-        f"{args.size}x{args.size} colour image, batch 1, float32, random weights, median of "
+        f"{meta['date']}, torch {meta['torch']}, {setting}, one "
+        f"{args.size}x{args.size} colour image, batch 1, random weights, median of "
         f"{args.repeat} runs after a warm-up, each network in its own process.",
         "",
-        f"| model | s / image | time / {base['model']} | GFLOPs | params (M) | peak RSS (MB) "
-        "| of which the forward pass (MB) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| model | s / image | time / {base['model']} | GFLOPs | params (M) | {mem_head}",
+        f"|---|---:|---:|---:|---:|{mem_sep}",
     ]
     for r in rows:
-        lines.append(
-            f"| {r['model']} | {r['seconds']:.3f} | {r['seconds'] / base['seconds']:.1f}x | "
-            f"{r['gflops']:.1f} | {r['params_m']:.2f} | {r['peak_rss_mb']:.0f} | "
-            f"{r['peak_rss_mb'] - r['base_rss_mb']:.0f} |"
+        memory = (
+            f"{r['forward_gpu_mb']:.0f} |"
+            if cuda
+            else f"{r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] - r['base_rss_mb']:.0f} |"
         )
-    (out / "peer_speed.md").write_text("\n".join(lines) + "\n")
+        lines.append(
+            f"| {r['model']} | {r['seconds']:.4g} | {r['seconds'] / base['seconds']:.1f}x | "
+            f"{r['gflops']:.1f} | {r['params_m']:.2f} | {memory}"
+        )
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     return 0
 
 

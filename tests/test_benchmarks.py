@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,19 +29,22 @@ def test_peer_speed_writes_a_row_per_model_with_mallenet_s_first(tmp_path):
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    data = json.loads((tmp_path / "peer_speed.json").read_text())
+    data = json.loads((tmp_path / "peer_speed_16.json").read_text())
     assert [r["model"] for r in data["rows"]] == ["mallenet-s", "dncnn-c"]
     for row in data["rows"]:
         assert row["seconds"] > 0 and row["gflops"] > 0 and row["params_m"] > 0
         assert row["peak_rss_mb"] >= row["base_rss_mb"] > 0
-    table = (tmp_path / "peer_speed.md").read_text()
+    table = (tmp_path / "peer_speed_16.md").read_text()
     assert "| mallenet-s |" in table and "| 1.0x |" in table
     assert data["meta"]["size"] == 16
 
 
 def test_peer_speed_rejects_bad_arguments(tmp_path):
     script = str(ROOT / "benchmarks" / "peer_speed.py")
-    for args, word in ((["--models", "nope"], "--models"), (["--size", "12"], "--size")):
+    bad = [(["--models", "nope"], "--models"), (["--size", "12"], "--size")]
+    if not torch.cuda.is_available():
+        bad.append((["--device", "cuda"], "--device"))
+    for args, word in bad:
         done = subprocess.run(
             [sys.executable, script, *args, "--out", str(tmp_path)],
             capture_output=True,
@@ -47,4 +52,4 @@ def test_peer_speed_rejects_bad_arguments(tmp_path):
             timeout=120,
         )
         assert done.returncode == 2 and word in done.stderr
-    assert not (tmp_path / "peer_speed.json").exists()
+    assert not list(tmp_path.glob("peer_speed*"))
