@@ -42,6 +42,13 @@ MODEL_CONFIGS: dict[str, tuple[str, dict]] = {
         "mallenet",
         dict(widths=(32, 32, 64, 128), expand=4, encoder_blocks=1, decoder_blocks=1),
     ),
+    # mallenet-s's design at twice its widths from the second level on (about 4x its FLOPs):
+    # grown from mallenet-m (models.widen) and trained on a GPU; weights shipped, the
+    # quality model (docs/models.md).
+    "mallenet-w": (
+        "mallenet",
+        dict(widths=(32, 64, 128, 256), expand=4, encoder_blocks=1, decoder_blocks=1),
+    ),
     "mallenet-l": ("mallenet", dict(widths=(64, 64, 128, 256), expand=5, decoder_blocks=2)),
     "mallenet-l-gray": (
         "mallenet",
