@@ -430,6 +430,7 @@ class Trainer:
         total = int(t["steps"])
         # Seconds of training so far (kept across resumes): drives a train.minutes budget.
         self.elapsed = 0.0
+        self._clock = (time.monotonic(), 0.0)  # (start, elapsed then); fit() resets it
         self.budget_s = 60.0 * float(t["minutes"]) if t.get("minutes") else None
         progress = (lambda: self.elapsed / self.budget_s) if self.budget_s else None
         self.sched = torch.optim.lr_scheduler.LambdaLR(
@@ -590,10 +591,23 @@ class Trainer:
         if clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.opt.step()
+        if self.budget_s is not None:
+            self._tick()  # the next learning rate follows the clock as of this step
         self.sched.step()
         if self.ema is not None:
             self.ema.update(self.model, self.step)
         return float(loss.detach())
+
+    def _tick(self) -> None:
+        """Update ``self.elapsed`` (training seconds, across resumes) from the clock."""
+        t0, elapsed0 = self._clock
+        self.elapsed = elapsed0 + (time.monotonic() - t0)
+        if self.world > 1:
+            # Every rank must see the same clock: the same learning rate (or the replicas
+            # drift apart) and the same last step (or a collective hangs).
+            clock = torch.tensor([self.elapsed], dtype=torch.float64, device=self.device)
+            torch.distributed.all_reduce(clock, op=torch.distributed.ReduceOp.MAX)
+            self.elapsed = float(clock)
 
     def _on_signal(self, signum, frame):
         self._stop = True
@@ -640,6 +654,7 @@ class Trainer:
         pixels_per_step = int(d["batch_size"]) * int(d["patch_size"]) ** 2 * self.world
         last_ckpt = time.monotonic()
         t0, s0, elapsed0 = time.monotonic(), self.step, self.elapsed
+        self._clock = (t0, elapsed0)
         last = {}
         self.model.train()
         try:
@@ -647,7 +662,8 @@ class Trainer:
                 loss = self._train_step(batch)
                 self.step += 1
                 now = time.monotonic()
-                self.elapsed = elapsed0 + (now - t0)
+                if self.budget_s is None:
+                    self.elapsed = elapsed0 + (now - t0)  # with a budget, _tick keeps it
                 rate = (self.step - s0) * pixels_per_step / max(1e-9, now - t0)
                 last = {
                     "step": self.step,
