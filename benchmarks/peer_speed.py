@@ -17,7 +17,7 @@ CUDA build and is only used by two architectures not timed here):
   configuration (64/128/256/512 channels, 4 residual blocks per level).
 * ``swinir``: SwinIR colour denoising, the published configuration (6 RSTB x 6 layers,
   embedding 180, window 8, MLP ratio 2).
-* ``mallenet-s`` / ``-m`` / ``-l`` / ``-paper``: as ``malleconv denoise`` runs them
+* ``mallenet-s`` / ``-m`` / ``-w`` / ``-l`` / ``-paper``: as ``malleconv denoise`` runs them
   (BatchNorm folded, channels-last). ``mallenet-l`` has the paper's widths.
 
 Every process uses ``malleconv.runtime.tune_allocator`` (freed memory is reused), as the
@@ -58,7 +58,7 @@ from pathlib import Path
 import torch
 
 PEERS = ("dncnn-c", "drunet", "swinir")
-OURS = ("mallenet-s", "mallenet-m", "mallenet-l", "mallenet-paper")
+OURS = ("mallenet-s", "mallenet-m", "mallenet-w", "mallenet-l", "mallenet-paper")
 
 
 def _import_spandrel_arch(name: str):

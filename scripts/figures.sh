@@ -7,6 +7,8 @@
 #   docs/benchmarks/inference_speed.*          denoising time per model
 #   docs/benchmarks/peer_speed.{md,json}       against DnCNN, DRUNet, SwinIR (needs spandrel,
 #                                              see benchmarks/peer_speed.py; skipped without)
+#   docs/benchmarks/sizes/peer_speed_512.*     mallenet-s / -m / -w side by side, one thread
+#   (docs/benchmarks/peer_speed_cuda*.* need a GPU: peer_speed.py --device cuda, not run here)
 #   docs/benchmarks/allocator.{md,json}        glibc default against tune_allocator()
 #   docs/benchmarks/denoise_memory.{md,json}   24-megapixel photo: peak RSS and time
 #   docs/benchmarks/chroma_subsampling.md      what 4:2:0 chroma costs each test set
@@ -28,6 +30,8 @@ $PY benchmarks/inference_speed.py --out docs/benchmarks
 if $PY -c "import importlib.util as u, sys; sys.exit(not (u.find_spec('spandrel') and u.find_spec('einops')))"; then
   $PY benchmarks/peer_speed.py --out docs/benchmarks
 fi
+$PY benchmarks/peer_speed.py --models mallenet-s mallenet-m mallenet-w --size 512 --repeat 5 \
+    --threads 1 --out docs/benchmarks/sizes
 $PY benchmarks/allocator.py --out docs/benchmarks
 $PY benchmarks/denoise_memory.py --out docs/benchmarks
 $PY benchmarks/chroma_subsampling.py --data "$MALLECONV_DATA/test/CBSD68" \
@@ -35,6 +39,8 @@ $PY benchmarks/chroma_subsampling.py --data "$MALLECONV_DATA/test/CBSD68" \
     --train "$MALLECONV_DATA/train/CBSD432" --out docs/benchmarks/chroma_subsampling.md
 .venv/bin/malleconv eval --model mallenet-s --data CBSD68 Kodak24 McMaster \
     --sigma 15 25 50 --out docs/results/mallenet-s --no-progress
+.venv/bin/malleconv eval --model mallenet-w --data CBSD68 Kodak24 McMaster \
+    --sigma 15 25 50 --threads 1 --out docs/results/mallenet-w --no-progress
 .venv/bin/malleconv eval --model mallenet-s --self-ensemble --data CBSD68 Kodak24 McMaster \
     --sigma 15 25 50 --out docs/results/mallenet-s-x8 --no-progress
 .venv/bin/malleconv eval --model mallenet-s-gray --data Set12 BSD68 \
@@ -55,3 +61,6 @@ $PY benchmarks/compare_results.py docs/results/mallenet-s-gray docs/results/bm3d
 $PY benchmarks/compare_results.py docs/results/mallenet-s docs/results/cbm3d \
     --names mallenet-s CBM3D --datasets Kodak24 McMaster \
     --out docs/results/mallenet-s-vs-cbm3d.md
+$PY benchmarks/compare_results.py docs/results/mallenet-w docs/results/cbm3d \
+    --names mallenet-w CBM3D --datasets Kodak24 McMaster \
+    --out docs/results/mallenet-w-vs-cbm3d.md
