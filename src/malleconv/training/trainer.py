@@ -650,7 +650,9 @@ class Trainer:
         if self.progress and self.rank == 0:
             from tqdm import tqdm
 
-            bar = tqdm(total=end, initial=self.step, unit="step", dynamic_ncols=True)
+            # With a time budget the step count is only a cap: no misleading total.
+            total_bar = None if self.budget_s is not None else end
+            bar = tqdm(total=total_bar, initial=self.step, unit="step", dynamic_ncols=True)
         pixels_per_step = int(d["batch_size"]) * int(d["patch_size"]) ** 2 * self.world
         last_ckpt = time.monotonic()
         t0, s0, elapsed0 = time.monotonic(), self.step, self.elapsed
