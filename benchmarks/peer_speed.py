@@ -186,9 +186,13 @@ def measure(name: str, size: int, repeat: int, threads: int, device: str = "cpu"
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "base_rss_mb": base_rss,
     }
+    # What the forward pass itself needed: GPU memory on a GPU, resident memory on a CPU.
+    row["forward_mb"] = row["peak_rss_mb"] - base_rss
     if cuda:
         row["gpu_name"] = torch.cuda.get_device_name()
-        row["forward_gpu_mb"] = (torch.cuda.max_memory_allocated() - base_gpu) / 2**20
+        row["forward_gpu_mb"] = row["forward_mb"] = (
+            torch.cuda.max_memory_allocated() - base_gpu
+        ) / 2**20
     return row
 
 
@@ -238,10 +242,10 @@ def main(argv=None) -> int:
         row = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append(row)
         memory = (
-            f"{row['forward_gpu_mb']:.0f} MB of GPU memory in the forward pass"
+            f"{row['forward_mb']:.0f} MB of GPU memory in the forward pass"
             if cuda
-            else f"peak RSS {row['peak_rss_mb']:.0f} MB "
-            f"(+{row['peak_rss_mb'] - row['base_rss_mb']:.0f} MB in the forward pass)"
+            else f"peak RSS {row['peak_rss_mb']:.0f} MB (+{row['forward_mb']:.0f} MB in the "
+            "forward pass)"
         )
         print(
             f"{name:11s} {row['seconds']:8.4f} s  {row['gflops']:8.1f} GFLOPs  "
@@ -285,9 +289,9 @@ def main(argv=None) -> int:
     ]
     for r in rows:
         memory = (
-            f"{r['forward_gpu_mb']:.0f} |"
+            f"{r['forward_mb']:.0f} |"
             if cuda
-            else f"{r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] - r['base_rss_mb']:.0f} |"
+            else f"{r['peak_rss_mb']:.0f} | {r['forward_mb']:.0f} |"
         )
         lines.append(
             f"| {r['model']} | {r['seconds']:.4g} | {r['seconds'] / base['seconds']:.1f}x | "

@@ -591,8 +591,7 @@ class Trainer:
         if clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.opt.step()
-        if self.budget_s is not None:
-            self._tick()  # the next learning rate follows the clock as of this step
+        self._tick()  # before the scheduler: a time budget's lr follows the clock
         self.sched.step()
         if self.ema is not None:
             self.ema.update(self.model, self.step)
@@ -602,7 +601,7 @@ class Trainer:
         """Update ``self.elapsed`` (training seconds, across resumes) from the clock."""
         t0, elapsed0 = self._clock
         self.elapsed = elapsed0 + (time.monotonic() - t0)
-        if self.world > 1:
+        if self.budget_s is not None and self.world > 1:
             # Every rank must see the same clock: the same learning rate (or the replicas
             # drift apart) and the same last step (or a collective hangs).
             clock = torch.tensor([self.elapsed], dtype=torch.float64, device=self.device)
@@ -655,8 +654,8 @@ class Trainer:
             bar = tqdm(total=total_bar, initial=self.step, unit="step", dynamic_ncols=True)
         pixels_per_step = int(d["batch_size"]) * int(d["patch_size"]) ** 2 * self.world
         last_ckpt = time.monotonic()
-        t0, s0, elapsed0 = time.monotonic(), self.step, self.elapsed
-        self._clock = (t0, elapsed0)
+        t0, s0 = time.monotonic(), self.step
+        self._clock = (t0, self.elapsed)
         last = {}
         self.model.train()
         try:
@@ -664,8 +663,6 @@ class Trainer:
                 loss = self._train_step(batch)
                 self.step += 1
                 now = time.monotonic()
-                if self.budget_s is None:
-                    self.elapsed = elapsed0 + (now - t0)  # with a budget, _tick keeps it
                 rate = (self.step - s0) * pixels_per_step / max(1e-9, now - t0)
                 last = {
                     "step": self.step,
