@@ -3,9 +3,11 @@
     python benchmarks/inference_speed.py [--models mallenet-s dncnn-c] [--size 512]
         [--repeat 5] [--out docs/benchmarks]
 
-Models are randomly initialised (speed does not depend on the weights), BatchNorm folded
-as `malleconv denoise` does, batch 1, float32, NCHW and channels-last. Writes
-``inference_speed.md`` / ``.json``.
+Models are randomly initialised (speed does not depend on the weights), batch 1, in four
+settings side by side: the plain module as ``load_model`` returns it (BatchNorm, NCHW);
+BatchNorm folded, NCHW; folded and channels-last (float32: what ``denoise`` and
+``malleconv denoise`` run by default); and the latter under bfloat16 autocast
+(``--precision bfloat16``). Writes ``inference_speed.md`` / ``.json``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ if sys.path and os.path.realpath(sys.path[0] or os.curdir) == os.path.dirname(
     sys.path.pop(0)
 
 import argparse
+import copy
 import datetime
 import json
 import statistics
@@ -28,7 +31,9 @@ from pathlib import Path
 
 import torch
 
-from malleconv.models import MalleNet, create_model, fuse_batchnorm, model_stats
+from malleconv.models import Autocast, MalleNet, create_model, fuse_batchnorm, model_stats
+from malleconv.models.precision import native_bf16
+from malleconv.runtime import cpu_name
 
 
 def _time(fn, repeat: int) -> float:
@@ -50,23 +55,27 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     rows = []
     for name in args.models:
-        model = fuse_batchnorm(create_model(name))
+        plain = create_model(name).eval()
+        model = fuse_batchnorm(copy.deepcopy(plain))
         c = model.config.in_channels if isinstance(model, MalleNet) else 3
         x = torch.rand(1, c, args.size, args.size)
         gflops = model_stats(model, args.size)["gflops"]
+        last = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        x_last = x.contiguous(memory_format=torch.channels_last)
+        settings = {
+            "plain NCHW": (plain, x),
+            "NCHW": (model, x),
+            "channels-last": (last, x_last),
+            "channels-last bf16": (Autocast(last), x_last),
+        }
         row = {"model": name, "gflops": gflops}
-        for label, fmt in (
-            ("NCHW", torch.contiguous_format),
-            ("channels-last", torch.channels_last),
-        ):
-            m = model.to(memory_format=fmt)
-            xx = x.contiguous(memory_format=fmt)
-            with torch.inference_mode():
+        with torch.inference_mode():
+            for label, (m, xx) in settings.items():
                 row[label] = _time(lambda m=m, xx=xx: m(xx, 25.0), args.repeat)
         rows.append(row)
         print(
-            f"{name:12s} {gflops:8.1f} GFLOPs  NCHW {row['NCHW']:.3f} s  "
-            f"channels-last {row['channels-last']:.3f} s",
+            f"{name:12s} {gflops:8.1f} GFLOPs  "
+            + "  ".join(f"{label} {row[label]:.3f} s" for label in settings),
             flush=True,
         )
     cmd = "python benchmarks/inference_speed.py " + " ".join(argv or sys.argv[1:])
@@ -74,6 +83,8 @@ def main(argv=None) -> int:
         "command": cmd.strip(),
         "date": datetime.date.today().isoformat(),
         "torch": torch.__version__,
+        "cpu": cpu_name(),
+        "native_bf16": native_bf16("cpu"),
         "threads": torch.get_num_threads(),
         "size": args.size,
         "repeat": args.repeat,
@@ -88,18 +99,26 @@ def main(argv=None) -> int:
         "# Inference speed",
         "",
         f"Command: `{meta['command']}`  ",
-        f"{meta['date']}, torch {meta['torch']}, CPU, {meta['threads']} threads, one "
-        f"{args.size}x{args.size} image, float32, BatchNorm folded, median of "
-        f"{args.repeat} runs after a warm-up.",
+        f"{meta['date']}, torch {meta['torch']}, {meta['cpu']} "
+        f"({'with' if meta['native_bf16'] else 'without'} hardware bfloat16), "
+        f"{meta['threads']} threads, one {args.size}x{args.size} image, median of "
+        f"{args.repeat} runs after a warm-up. Seconds per image. *plain*: the module as "
+        "`load_model` returns it (BatchNorm, NCHW); the other columns fold BatchNorm; "
+        "*channels-last* is what `denoise` runs by default, *bf16* adds "
+        "`--precision bfloat16` (autocast).",
         "",
-        f"| model | GFLOPs | NCHW s | channels-last s | channels-last time / {base['model']} |",
-        "|---|---:|---:|---:|---:|",
+        "| model | GFLOPs | plain NCHW | NCHW | channels-last | channels-last bf16 "
+        "| plain / channels-last | channels-last / bf16 "
+        f"| channels-last time / {base['model']} |",
+        "|---|" + "---:|" * 8,
     ]
     for r in rows:
-        ratio = r["channels-last"] / base["channels-last"]
         lines.append(
-            f"| {r['model']} | {r['gflops']:.1f} | {r['NCHW']:.3f} | "
-            f"{r['channels-last']:.3f} | {ratio:.2f} |"
+            f"| {r['model']} | {r['gflops']:.1f} | {r['plain NCHW']:.3f} | {r['NCHW']:.3f} | "
+            f"{r['channels-last']:.3f} | {r['channels-last bf16']:.3f} | "
+            f"{r['plain NCHW'] / r['channels-last']:.2f}x | "
+            f"{r['channels-last'] / r['channels-last bf16']:.2f}x | "
+            f"{r['channels-last'] / base['channels-last']:.2f} |"
         )
     (out / "inference_speed.md").write_text("\n".join(lines) + "\n")
     return 0

@@ -66,6 +66,7 @@ import torch.nn.functional as F
 
 from malleconv.layers.malleconv import MalleConv2d, PerPixelConv2d
 from malleconv.ops.slice_conv import slice_conv, slice_conv_reference
+from malleconv.runtime import cpu_name
 
 K = 3
 GRID_STRIDE = 16
@@ -313,17 +314,6 @@ def memory_case(
 
 
 # --------------------------------------------------------------------------- report
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def fmt_ms(cell: dict | None) -> str:

@@ -26,7 +26,6 @@ import contextlib
 import copy
 import datetime
 import json
-import platform
 import shlex
 import tempfile
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from malleconv.runtime import cpu_name
 from malleconv.training.config import load_config
 from malleconv.training.profile import measure
 
@@ -43,16 +43,6 @@ VARIANTS = {
     "fp32 channels-last": {"channels_last": True, "bf16": False},
     "bf16 channels-last": {"channels_last": True, "bf16": True},
 }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 @contextlib.contextmanager
@@ -143,7 +133,7 @@ def main(argv=None) -> int:
         "command": cmd.strip(),
         "date": datetime.date.today().isoformat(),
         "torch": torch.__version__,
-        "device": torch.cuda.get_device_name(0) if device == "cuda" else _cpu_name(),
+        "device": torch.cuda.get_device_name(0) if device == "cuda" else cpu_name(),
         "threads": torch.get_num_threads(),
         "patch": args.patch,
         "batch": args.batch,

@@ -53,3 +53,16 @@ def test_peer_speed_rejects_bad_arguments(tmp_path):
         )
         assert done.returncode == 2 and word in done.stderr
     assert not list(tmp_path.glob("peer_speed*"))
+
+
+def test_inference_speed_writes_every_setting_side_by_side(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "inference_speed.py")]
+    cmd += ["--models", "mallenet-tiny", "--size", "32", "--repeat", "1", "--out", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    data = json.loads((tmp_path / "inference_speed.json").read_text())
+    (row,) = data["rows"]
+    for setting in ("plain NCHW", "NCHW", "channels-last", "channels-last bf16"):
+        assert row[setting] > 0
+    assert isinstance(data["meta"]["native_bf16"], bool) and data["meta"]["cpu"]
+    assert "| mallenet-tiny |" in (tmp_path / "inference_speed.md").read_text()

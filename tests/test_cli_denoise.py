@@ -256,3 +256,32 @@ def test_self_ensemble_flag(tmp_path, capsys, weights):
     assert code == 0, err
     a, b = (read_image(tmp_path / n).pixels for n in ("a.png", "b.png"))
     assert a.shape == b.shape and not np.array_equal(a, b)
+
+
+def test_precision_flag(tmp_path, capsys, weights):
+    src = _save(tmp_path / "in.png")
+    code, _, err = _run(capsys, weights, src, "-o", tmp_path / "a.png", "--sigma", "20")
+    assert code == 0, err
+    code, _, err = _run(
+        capsys, weights, src, "-o", tmp_path / "b.png", "--sigma", "20", "--precision", "bfloat16"
+    )
+    assert code == 0, err
+    a, b = (read_image(tmp_path / n).pixels.astype(int) for n in ("a.png", "b.png"))
+    assert a.shape == b.shape and 0 < np.abs(a - b).max() <= 3
+    with pytest.raises(SystemExit) as exc:
+        main(["denoise", str(src), "-o", str(tmp_path / "c.png"), "--precision", "fp16"])
+    assert exc.value.code == 2 and "--precision" in capsys.readouterr().err
+
+
+def test_cli_runs_the_model_as_the_api_does(tmp_path, capsys, weights):
+    """The command folds BatchNorm and uses channels-last like denoise(model=NAME): same
+    pixels as the API, where a plain load_model() module would be much slower."""
+    from malleconv.inference import denoise
+
+    pixels = _noisy(h=48, w=64)
+    src = _save(tmp_path / "in.png", pixels)
+    code, _, err = _run(capsys, weights, src, "-o", tmp_path / "out.png", "--sigma", "20")
+    assert code == 0, err
+    np.testing.assert_array_equal(
+        read_image(tmp_path / "out.png").pixels, denoise(pixels, 20, str(weights))
+    )

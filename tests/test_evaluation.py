@@ -205,8 +205,9 @@ def test_classical_denoisers_improve_psnr(sets, method):
         assert denoised["colour"][25]["psnr"] > noisy["colour"][25]["psnr"] + 2
 
 
-def test_eval_command_with_self_ensemble(sets, tmp_path, capsys):
-    """``malleconv eval --model PATH --self-ensemble`` runs the x8 ensemble end to end."""
+def test_eval_command_with_self_ensemble_and_precision(sets, tmp_path, capsys):
+    """``malleconv eval --model PATH`` with ``--self-ensemble`` (the x8 ensemble) or
+    ``--precision bfloat16`` runs end to end and changes the figures."""
     from malleconv.cli.main import main
     from malleconv.models import create_model, save_model
 
@@ -216,8 +217,8 @@ def test_eval_command_with_self_ensemble(sets, tmp_path, capsys):
         torch.nn.init.normal_(model.tail[-1].weight, std=0.05)
     weights = save_model(model, tmp_path / "tiny.safetensors", half=False)
     results = {}
-    for flag in ([], ["--self-ensemble"]):
-        out = tmp_path / ("x8" if flag else "x1")
+    for flag in ([], ["--self-ensemble"], ["--precision", "bfloat16"]):
+        out = tmp_path / ("-".join(flag) or "plain")
         code = main(
             [
                 "eval",
@@ -236,9 +237,12 @@ def test_eval_command_with_self_ensemble(sets, tmp_path, capsys):
             ]
         )
         assert code == 0
-        results[bool(flag)] = json.loads((out / "summary.json").read_text())
+        results[tuple(flag)] = json.loads((out / "summary.json").read_text())
     printed = capsys.readouterr().out
-    assert "x8 self-ensemble" in printed
-    assert results[True] != results[False]
+    assert "x8 self-ensemble" in printed and "(bfloat16)" in printed
+    assert results[("--self-ensemble",)] != results[()]
+    assert results[("--precision", "bfloat16")] != results[()]
     assert main(["eval", "--method", "nlm", "--data", str(sets[0]), "--self-ensemble"]) != 0
     assert "--self-ensemble applies to models" in capsys.readouterr().err
+    assert main(["eval", "--method", "nlm", "--data", str(sets[0]), "--precision", "bfloat16"])
+    assert "--precision applies to models" in capsys.readouterr().err

@@ -440,3 +440,31 @@ def test_self_ensemble_option(model):
     assert np.abs(ens - plain).max() > 1e-4
     tiled = denoise(img, 25, model, tile=32, overlap=8, self_ensemble=True)
     assert tiled.shape == img.shape
+
+
+def test_bfloat16_precision_option(model):
+    """``precision="bfloat16"`` runs the model under autocast: close to float32, every
+    input kind keeps its dtype and shape, alpha stays bit-exact, tiling works."""
+    from malleconv.models import Autocast
+
+    img = np.clip(_noisy(40, 56)[0].permute(1, 2, 0).numpy(), 0, 1).astype(np.float32)
+    full = denoise(img, 25, model)
+    half = denoise(img, 25, model, precision="bfloat16")
+    reference = denoise(img, 25, Autocast(model))
+    np.testing.assert_array_equal(half, reference)
+    assert half.dtype == np.float32 and half.shape == img.shape
+    assert 0 < np.abs(half - full).max() < 0.05
+    rgba = np.concatenate([(img * 65535).astype(np.uint16), np.full((40, 56, 1), 7, np.uint16)], 2)
+    for x in (
+        img[..., 0],
+        (img * 255).astype(np.uint8),
+        rgba,
+        torch.from_numpy(img).permute(2, 0, 1),
+    ):
+        out = denoise(x, 25, model, precision="bfloat16")
+        assert out.dtype == x.dtype and out.shape == x.shape
+    assert (denoise(rgba, 25, model, precision="bfloat16")[..., 3] == 7).all()
+    tiled = denoise(img, 25, model, tile=32, overlap=8, precision="bfloat16")
+    assert np.abs(tiled - half).max() < 0.05
+    with pytest.raises(ValueError, match="precision"):
+        denoise(img, 25, model, precision="float16")

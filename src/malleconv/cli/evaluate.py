@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from ..models.precision import PRECISIONS
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -39,6 +41,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--self-ensemble",
         action="store_true",
         help="average the model over 8 flips/rotations of each image (8x slower)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="run the model's convolutions in bfloat16 (autocast), as denoise --precision",
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
@@ -87,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
     if args.method:
         if args.self_ensemble:
             raise ValueError("--self-ensemble applies to models, not to --method")
+        if args.precision != "float32":
+            raise ValueError("--precision applies to models, not to --method")
         denoiser = classical_denoiser(args.method)
         label = args.method
     else:
@@ -104,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
 
             model = SelfEnsemble(model)
             label += " x8 self-ensemble"
+        if args.precision != "float32":
+            from ..models import Autocast
+
+            model = Autocast(model, getattr(torch, args.precision))
+            label += f" ({args.precision})"
         denoiser = model_denoiser(model, args.device, args.tile)
     summary = evaluate(
         denoiser,

@@ -5,6 +5,7 @@ from .dncnn import DnCNN
 from .ensemble import SelfEnsemble
 from .fuse import fuse_batchnorm
 from .mallenet import MalleNet, MalleNetConfig
+from .precision import Autocast
 from .registry import (
     MODEL_CONFIGS,
     available_models,
@@ -22,6 +23,7 @@ __all__ = [
     "fuse_batchnorm",
     "gray_from_color",
     "SelfEnsemble",
+    "Autocast",
     "MODEL_CONFIGS",
     "available_models",
     "create_model",
