@@ -10,8 +10,8 @@
 # (NAME=CONFIG without @INIT trains from scratch). Arguments after `--` go to every run
 # (e.g. -- --set train.minutes=0.1 for a smoke run).
 # Written for a 15-minute GPU lease: every run ends on its own clock and exports its
-# weights even when another run fails. Runs share the GPU: one alone sees about as many
-# pixels as three together (the operator is launch-bound there), so run alone what matters.
+# weights even when another run fails. Runs share the GPU (three kept an H200 97-100% busy
+# in the first lease), so a run that matters most is best run alone.
 #
 # The first lease (stage 17, docs/training.md) ran:
 #   scripts/train_gpu_lease.sh $MALLECONV_DATA/train/CBSD432 runs/gpu runs/gpu-packed \
