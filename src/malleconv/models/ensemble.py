@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .wrapper import DenoiserWrapper
+
 __all__ = ["SelfEnsemble"]
 
 
@@ -25,7 +27,7 @@ def _inverse(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.rot90(x, -(k % 4), dims=(-2, -1))
 
 
-class SelfEnsemble(nn.Module):
+class SelfEnsemble(DenoiserWrapper):
     """``model`` averaged over the 8 rotations / mirror images of the input ("x8").
 
     ``forward(noisy, sigma)`` takes what ``model`` takes: noisy ``(B, C, H, W)`` and sigma as
@@ -39,17 +41,10 @@ class SelfEnsemble(nn.Module):
     """
 
     def __init__(self, model: nn.Module, transforms: int = 8):
-        super().__init__()
         if transforms not in _TRANSFORM_SETS:
             raise ValueError(f"transforms must be 1, 2, 4 or 8, got {transforms}")
-        self.model = model
+        super().__init__(model)
         self.transforms = transforms
-
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(super().__getattr__("model"), name)
 
     def forward(self, noisy: torch.Tensor, sigma=None) -> torch.Tensor:
         ks = _TRANSFORM_SETS[self.transforms]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .wrapper import DenoiserWrapper
+
 __all__ = ["PRECISIONS", "Autocast", "check_precision", "native_bf16"]
 
 # Names accepted by ``denoise(precision=...)``, ``--precision`` and :func:`check_precision`.
@@ -34,7 +36,7 @@ def native_bf16(device: str | torch.device = "cpu") -> bool:
         return False
 
 
-class Autocast(nn.Module):
+class Autocast(DenoiserWrapper):
     """``model`` run under :func:`torch.autocast` with ``dtype`` (bfloat16 by default).
 
     ``forward(noisy, sigma)`` takes what ``model`` takes (noisy ``(B, C, H, W)`` float32)
@@ -47,19 +49,12 @@ class Autocast(nn.Module):
     """
 
     def __init__(self, model: nn.Module, dtype: torch.dtype = torch.bfloat16):
-        super().__init__()
         if dtype not in (torch.bfloat16, torch.float16):
             raise ValueError(f"dtype must be torch.bfloat16 or torch.float16, got {dtype}")
-        self.model = model
-        self.dtype = dtype
-
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(super().__getattr__("model"), name)
+        super().__init__(model)
+        self.autocast_dtype = dtype
 
     def forward(self, noisy: torch.Tensor, sigma=None) -> torch.Tensor:
-        with torch.autocast(noisy.device.type, dtype=self.dtype):
+        with torch.autocast(noisy.device.type, dtype=self.autocast_dtype):
             out = self.model(noisy, sigma)
         return out.to(noisy.dtype)
