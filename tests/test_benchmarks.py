@@ -1,6 +1,7 @@
 """Smoke tests of benchmark scripts that docs/ figures come from (tiny sizes, no timing claims)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +67,16 @@ def test_inference_speed_writes_every_setting_side_by_side(tmp_path):
         assert row[setting] > 0
     assert isinstance(data["meta"]["native_bf16"], bool) and data["meta"]["cpu"]
     assert "| mallenet-tiny |" in (tmp_path / "inference_speed.md").read_text()
+
+
+def test_denoise_memory_runs_each_precision_in_its_own_child(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "denoise_memory.py"), "--megapixels", "0.01"]
+    cmd += ["--tile", "64", "--precision", "float32", "bfloat16", "--out", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny tiles: threads only contend
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    data = json.loads((tmp_path / "denoise_memory.json").read_text())
+    assert [r["precision"] for r in data["runs"]] == ["float32", "bfloat16"]
+    for run in data["runs"]:
+        assert run["seconds"] > 0 and 0.05 < run["peak_rss_gb"] < 2 and run["status"] == "PASS"
+    assert "| bfloat16 |" in (tmp_path / "denoise_memory.md").read_text()
