@@ -360,3 +360,35 @@ def test_minutes_budget_is_validated():
     with pytest.raises(ValueError, match="train.minutes"):
         load_config(None, ["train.minutes=0"])
     assert load_config(None, ["train.minutes=2.5"])["train"]["minutes"] == 2.5
+
+
+def test_gpu_lease_script_trains_and_packs_each_run(image_folder, tmp_path):
+    """scripts/train_gpu_lease.sh (run on lent GPUs, where a mistake costs the lease):
+    two runs side by side, each packed with its weights; a bad run spec is a usage error."""
+    import tarfile
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_gpu_lease.sh"
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "model: {name: mallenet-tiny}\n"
+        "data: {patch_size: 32, batch_size: 2, val_holdout: 0}\n"
+        "train: {steps: 1000, minutes: 0.02, threads: 1, val_every: 0}\n"
+    )
+    runs, packed = tmp_path / "runs", tmp_path / "packed"
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1")
+    cmd = ["bash", str(script), str(image_folder), str(runs), str(packed)]
+    specs = [f"a={config}", f"b={config}"]
+    res = subprocess.run(
+        [*cmd, *specs, "--", "--set", "train.seed=3"],
+        env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    for name in ("a", "b"):
+        with tarfile.open(packed / f"{name}.tar.gz") as tar:
+            names = tar.getnames()
+        assert f"{name}/mallenet-tiny.safetensors" in names and f"{name}/train.log" in names
+        assert not any("checkpoints" in n for n in names)
+    bad = subprocess.run([*cmd, "nospec"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "NAME=CONFIG" in bad.stderr
+    missing = subprocess.run([*cmd, "c=nofile.yaml"], env=env, capture_output=True, text=True)
+    assert missing.returncode == 2 and "nofile.yaml" in missing.stderr
