@@ -32,7 +32,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="test-set folders; a bare name such as CBSD68 is looked up in $MALLECONV_DATA/test/",
     )
-    p.add_argument("--sigma", nargs="+", type=float, default=[15, 25, 50])
+    p.add_argument(
+        "--sigma",
+        nargs="+",
+        default=None,
+        help="noise levels in 8-bit units (default 15 25 50); with --real, the levels the "
+        "denoiser is told, or 'auto' for the per-image estimate (default auto)",
+    )
+    p.add_argument(
+        "--real",
+        action="store_true",
+        help="the folders hold real noisy photos and clean references, SCENE_real.* and "
+        "SCENE_mean.* (CC15); bare names are also looked up in $MALLECONV_DATA/real/",
+    )
     p.add_argument("--gray", action="store_true", help="evaluate on luminance (gray models)")
     p.add_argument("--out", default=None, help="folder for per_image.csv and summary.json")
     p.add_argument("--save-images", default=None, metavar="DIR", help="write the outputs")
@@ -59,9 +71,31 @@ def _resolve_dir(name: str) -> Path:
     if p.is_dir():
         return p
     root = os.environ.get("MALLECONV_DATA")
-    if root and (Path(root) / "test" / name).is_dir():
-        return Path(root) / "test" / name
+    for kind in ("test", "real"):
+        if root and (Path(root) / kind / name).is_dir():
+            return Path(root) / kind / name
     raise FileNotFoundError(f"test-set folder not found: {name}")
+
+
+def _parse_sigmas(values: list[str] | None, real: bool) -> list:
+    """``--sigma`` values: floats in [0, 75], and 'auto' with --real only."""
+    if values is None:
+        return ["auto"] if real else [15.0, 25.0, 50.0]
+    out = []
+    for v in values:
+        if v.strip().lower() == "auto":
+            if not real:
+                raise ValueError("--sigma auto needs --real (synthetic noise has a known sigma)")
+            out.append("auto")
+            continue
+        try:
+            value = float(v)
+        except ValueError:
+            raise ValueError(f"--sigma {v!r} is not a number or 'auto'") from None
+        if not 0 <= value <= 75:  # also rejects NaN
+            raise ValueError(f"--sigma {value:g} is outside [0, 75]")
+        out.append(value)
+    return out
 
 
 def model_denoiser(model, device: str = "cpu", tile: int | None = None):
@@ -89,9 +123,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     dirs = [_resolve_dir(d) for d in args.data]
-    for s in args.sigma:
-        if not 0 <= s <= 75:
-            raise ValueError(f"--sigma {s:g} is outside [0, 75]")
+    args.sigma = _parse_sigmas(args.sigma, args.real)
     if args.method:
         if args.self_ensemble:
             raise ValueError("--self-ensemble applies to models, not to --method")
@@ -120,7 +152,13 @@ def run(args: argparse.Namespace) -> int:
             model = Autocast(model, getattr(torch, args.precision))
             label += f" ({args.precision})"
         denoiser = model_denoiser(model, args.device, args.tile)
-    summary = evaluate(
+    if args.real:
+        from ..evaluation.real import INPUT, evaluate_real, format_real_table
+
+        evaluate_fn, format_fn = evaluate_real, format_real_table
+    else:
+        evaluate_fn, format_fn = evaluate, format_table
+    summary = evaluate_fn(
         denoiser,
         dirs,
         args.sigma,
@@ -130,7 +168,10 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     print(f"{label} ({'gray' if args.gray else 'color'}), PSNR dB / SSIM")
-    print(format_table(summary))
+    print(format_fn(summary))
+    if args.real:  # the scores of the noisy input have no time
+        for per_sigma in summary.values():
+            per_sigma.pop(INPUT)
     for dataset, per_sigma in summary.items():
         secs = [v["seconds_per_image"] for v in per_sigma.values()]
         print(

@@ -1,4 +1,4 @@
-"""Evaluation: PSNR/SSIM metrics and the synthetic-noise benchmark protocol."""
+"""Evaluation: PSNR/SSIM metrics, the synthetic-noise protocol and real-noise pairs."""
 
 from malleconv.evaluation.metrics import gaussian_window, psnr, ssim
 from malleconv.evaluation.protocol import (
@@ -12,6 +12,7 @@ from malleconv.evaluation.protocol import (
     make_noisy,
     sigma_label,
 )
+from malleconv.evaluation.real import evaluate_real, find_pairs, format_real_table
 
 __all__ = [
     "NLM_H_COLOR",
@@ -19,6 +20,9 @@ __all__ = [
     "Denoiser",
     "classical_denoiser",
     "evaluate",
+    "evaluate_real",
+    "find_pairs",
+    "format_real_table",
     "format_table",
     "gaussian_window",
     "load_test_image",

@@ -199,7 +199,18 @@ def _denoise_one(
     denoiser: Denoiser, clean8: np.ndarray, name: str, sigma: float
 ) -> tuple[np.ndarray, float]:
     """Denoise the protocol's noisy version of ``clean8``; return the uint8 output and time."""
-    noisy = make_noisy(clean8, name, sigma)
+    return run_denoiser(denoiser, make_noisy(clean8, name, sigma), sigma, name)
+
+
+def run_denoiser(
+    denoiser: Denoiser, noisy: torch.Tensor, sigma: float, name: str
+) -> tuple[np.ndarray, float]:
+    """``denoiser(noisy, sigma)`` on a ``1 x C x H x W`` input: the output clipped and rounded
+    to uint8 ``H x W x C``, and the seconds it took (the copy back to the CPU included).
+
+    Raises:
+        ValueError: the output's shape differs from the input's (``name`` says which image).
+    """
     start = time.perf_counter()
     with torch.inference_mode():
         output = denoiser(noisy, sigma)
