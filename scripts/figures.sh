@@ -12,6 +12,7 @@
 #   docs/benchmarks/allocator.{md,json}        glibc default against tune_allocator()
 #   docs/benchmarks/denoise_memory.{md,json}   24-megapixel photo: peak RSS and time
 #   docs/benchmarks/chroma_subsampling.md      what 4:2:0 chroma costs each test set
+#   docs/results/cc15-*/                       real camera noise (CC15), models and BM3D
 #   docs/results/<model>/, docs/results/cbm3d/ evaluation (docs/models.md); BM3D takes
 #                                              about an hour (skip with SKIP_BM3D=1)
 # Needs the datasets: MALLECONV_DATA=/path/to/datasets (train/, test/).
@@ -26,14 +27,15 @@ $PY benchmarks/operator.py --sizes 512 --kinds depthwise --methods slice_conv st
 $PY benchmarks/train_speed.py --models mallenet-s mallenet-l dncnn-c --out docs/benchmarks
 $PY benchmarks/train_speed.py --models mallenet-s --variants "fp32 channels-last" \
     --torch-prelu-too --patch 128 --steps 20 --out docs/benchmarks/prelu
-$PY benchmarks/inference_speed.py --out docs/benchmarks
+$PY benchmarks/inference_speed.py --models mallenet-s mallenet-w dncnn-c --repeat 3 \
+    --out docs/benchmarks
 if $PY -c "import importlib.util as u, sys; sys.exit(not (u.find_spec('spandrel') and u.find_spec('einops')))"; then
   $PY benchmarks/peer_speed.py --out docs/benchmarks
 fi
 $PY benchmarks/peer_speed.py --models mallenet-s mallenet-m mallenet-w --size 512 --repeat 5 \
     --threads 1 --out docs/benchmarks/sizes
 $PY benchmarks/allocator.py --out docs/benchmarks
-$PY benchmarks/denoise_memory.py --out docs/benchmarks
+$PY benchmarks/denoise_memory.py --precision float32 bfloat16 --out docs/benchmarks
 $PY benchmarks/chroma_subsampling.py --data "$MALLECONV_DATA/test/CBSD68" \
     "$MALLECONV_DATA/test/Kodak24" "$MALLECONV_DATA/test/McMaster" \
     --train "$MALLECONV_DATA/train/CBSD432" --out docs/benchmarks/chroma_subsampling.md
@@ -43,11 +45,19 @@ $PY benchmarks/chroma_subsampling.py --data "$MALLECONV_DATA/test/CBSD68" \
     --sigma 15 25 50 --threads 1 --out docs/results/mallenet-w --no-progress
 .venv/bin/malleconv eval --model mallenet-s --self-ensemble --data CBSD68 Kodak24 McMaster \
     --sigma 15 25 50 --out docs/results/mallenet-s-x8 --no-progress
+.venv/bin/malleconv eval --model mallenet-s --precision bfloat16 --data CBSD68 Kodak24 McMaster \
+    --sigma 15 25 50 --out docs/results/mallenet-s-bf16 --no-progress
+.venv/bin/malleconv eval --model mallenet-s --real --data CC15 --sigma auto 5 10 15 20 \
+    --out docs/results/cc15-mallenet-s --no-progress
+.venv/bin/malleconv eval --model mallenet-w --real --data CC15 --sigma auto 5 10 15 20 \
+    --threads 1 --out docs/results/cc15-mallenet-w --no-progress
 .venv/bin/malleconv eval --model mallenet-s-gray --data Set12 BSD68 \
     --sigma 15 25 50 --out docs/results/mallenet-s-gray --no-progress
 if [ -z "${SKIP_BM3D:-}" ]; then
   .venv/bin/malleconv eval --method bm3d --data McMaster Kodak24 --sigma 15 25 50 \
       --threads 1 --out docs/results/cbm3d --no-progress
+  .venv/bin/malleconv eval --method bm3d --real --data CC15 --sigma auto 10 15 \
+      --threads 1 --out docs/results/cc15-bm3d --no-progress
   .venv/bin/malleconv eval --method bm3d --data Set12 --gray --sigma 15 25 50 \
       --out docs/results/bm3d-gray --no-progress
   .venv/bin/malleconv eval --method bm3d --data BSD68 --gray --sigma 15 25 50 \

@@ -75,8 +75,9 @@ def test_shipped_wide_model_loads_and_beats_the_small_one_on_the_sample(sample_a
     wide = psnr(to8(malleconv.denoise(noisy, sigma=25, model="mallenet-w")), clean8)
     assert wide - psnr(to8(noisy), clean8) > 6.0
     # The wide model is the better one on every test set (docs/models.md); on the bundled
-    # sample it is 0.1 dB better (34.30 against 34.20).
-    assert wide > small + 0.05, (small, wide)
+    # sample it is 0.045 dB better (34.30 against 34.26 for the stage-19 mallenet-s; 0.1
+    # against stage 17, which the margin here was first set for).
+    assert wide > small + 0.02, (small, wide)
 
 
 def test_bfloat16_precision_costs_little_on_the_sample(sample_and_noisy):

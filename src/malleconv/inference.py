@@ -583,7 +583,7 @@ def denoise(
             (:class:`~malleconv.models.ensemble.SelfEnsemble`): 8x the time, a little
             higher PSNR (docs/models.md).
         precision: ``"float32"`` (default) or ``"bfloat16"``: run the convolutions in
-            bfloat16 (:class:`~malleconv.models.precision.Autocast`). About 2x faster on
+            bfloat16 (:class:`~malleconv.models.precision.Autocast`). 1.5-2x faster on
             CPUs with hardware bfloat16 (AVX-512 BF16, AMX) for at most 0.012 dB of PSNR
             on the test sets (docs/models.md); on other CPUs it can be slower (see
             :func:`~malleconv.models.precision.native_bf16`).

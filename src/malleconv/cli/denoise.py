@@ -33,7 +33,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--sigma",
         default="auto",
-        help="noise std in 8-bit units, 0-75, or 'auto' to estimate it per image (default)",
+        help="noise std in 8-bit units, 0-75, or 'auto' to estimate it per image (default). "
+        "auto measures white noise; camera noise is spatially correlated and reads far lower "
+        "than the level the model needs (on CC15 photos auto gives about 1.6 where 10-15 "
+        "denoises best; docs/models.md, Real camera noise)",
     )
     p.add_argument(
         "--model",
@@ -75,7 +78,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--precision",
         choices=PRECISIONS,
         default="float32",
-        help="bfloat16 runs the convolutions in bfloat16: about 2x faster on CPUs with "
+        help="bfloat16 runs the convolutions in bfloat16: 1.5-2x faster on CPUs with "
         "hardware bfloat16 (AVX-512 BF16, AMX), at most 0.012 dB lower on the test sets; "
         "slower on other CPUs (default float32)",
     )
