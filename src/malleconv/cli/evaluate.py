@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
             label += f" ({args.precision})"
         denoiser = model_denoiser(model, args.device, args.tile)
     if args.real:
-        from ..evaluation.real import INPUT, evaluate_real, format_real_table
+        from ..evaluation.real import evaluate_real, format_real_table
 
         evaluate_fn, format_fn = evaluate_real, format_real_table
     else:
@@ -169,13 +169,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"{label} ({'gray' if args.gray else 'color'}), PSNR dB / SSIM")
     print(format_fn(summary))
-    if args.real:  # the scores of the noisy input have no time
-        for per_sigma in summary.values():
-            per_sigma.pop(INPUT)
     for dataset, per_sigma in summary.items():
-        secs = [v["seconds_per_image"] for v in per_sigma.values()]
-        print(
-            f"{dataset}: {next(iter(per_sigma.values()))['images']} images, "
-            f"{sum(secs) / len(secs):.3f} s per image"
-        )
+        timed = [v for v in per_sigma.values() if "seconds_per_image" in v]  # not --real's input
+        secs = [v["seconds_per_image"] for v in timed]
+        print(f"{dataset}: {timed[0]['images']} images, {sum(secs) / len(secs):.3f} s per image")
     return 0

@@ -232,40 +232,48 @@ def _write_results(
     *,
     gray: bool,
 ) -> None:
-    buffer = io.StringIO()
-    fields = ["dataset", "image", "sigma", "psnr", "ssim", "seconds"]
-    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(
-            {
-                **row,
-                "psnr": f"{row['psnr']:.6f}",
-                "ssim": f"{row['ssim']:.6f}",
-                "seconds": f"{row['seconds']:.6f}",
-            }
-        )
-    atomic_write_text(out_dir / "per_image.csv", buffer.getvalue(), overwrite=True)
-
-    results = {
-        dataset: {
-            sigma_label(sigma): {
-                **stats,
-                "psnr": _finite_or_none(stats["psnr"]),
-            }
-            for sigma, stats in per_sigma.items()
-        }
-        for dataset, per_sigma in summary.items()
-    }
-    document = {
-        "protocol": (
+    write_results(
+        out_dir,
+        rows,
+        {
+            dataset: {sigma_label(sigma): stats for sigma, stats in per_sigma.items()}
+            for dataset, per_sigma in summary.items()
+        },
+        protocol=(
             "AWGN std sigma/255 seeded by seed_for(image name, sigma), unclipped input; "
             "output clipped to [0,1] and rounded to 8 bits; PSNR/SSIM on 8-bit values, "
             "all channels, no border crop"
         ),
+        gray=gray,
+    )
+
+
+def write_results(
+    out_dir: Path,
+    rows: list[dict[str, object]],
+    results: dict[str, dict[str, dict[str, float]]],
+    *,
+    protocol: str,
+    gray: bool,
+) -> None:
+    """Write ``per_image.csv`` (one line per row, floats to 6 decimals) and ``summary.json``
+    (``results`` keyed by set and label, infinite PSNR as null) atomically into ``out_dir``."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: f"{v:.6f}" if isinstance(v, float) else v for k, v in row.items()})
+    atomic_write_text(out_dir / "per_image.csv", buffer.getvalue(), overwrite=True)
+    document = {
+        "protocol": protocol,
         "gray": gray,
         "torch_version": torch.__version__,
-        "results": results,
+        "results": {
+            dataset: {
+                key: {**stats, "psnr": _finite_or_none(stats["psnr"])} for key, stats in per.items()
+            }
+            for dataset, per in results.items()
+        },
     }
     text = json.dumps(document, indent=2, allow_nan=False) + "\n"
     atomic_write_text(out_dir / "summary.json", text, overwrite=True)

@@ -18,9 +18,6 @@ The noisy input's own PSNR / SSIM is reported beside the results as ``"input"``.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,12 +30,11 @@ from malleconv.evaluation.metrics import psnr, ssim
 from malleconv.evaluation.protocol import (
     Denoiser,
     _dataset_names,
-    _finite_or_none,
     load_test_image,
     run_denoiser,
     sigma_label,
+    write_results,
 )
-from malleconv.io.atomic import atomic_write_text
 from malleconv.io.images import list_images, to_float, write_image
 
 __all__ = ["evaluate_real", "find_pairs", "format_real_table"]
@@ -194,41 +190,18 @@ def evaluate_real(
         bar.close()
 
     if out_dir is not None:
-        _write(Path(out_dir), rows, summary, gray=gray)
-    return summary
-
-
-def _write(out_dir: Path, rows, summary, *, gray: bool) -> None:
-    buffer = io.StringIO()
-    fields = ["dataset", "image", "sigma", "sigma_used", "psnr", "ssim", "seconds"]
-    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(
-            {
-                **row,
-                **{k: f"{row[k]:.6f}" for k in ("sigma_used", "psnr", "ssim", "seconds")},
-            }
+        write_results(
+            Path(out_dir),
+            rows,
+            summary,
+            protocol=(
+                "real noisy photo against its clean reference; denoised with the given sigma "
+                "or the estimate_sigma of the noisy photo ('auto'); output clipped to [0,1] "
+                "and rounded to 8 bits; PSNR/SSIM on 8-bit values, all channels, no border crop"
+            ),
+            gray=gray,
         )
-    atomic_write_text(out_dir / "per_image.csv", buffer.getvalue(), overwrite=True)
-    results = {
-        dataset: {
-            key: {**stats, "psnr": _finite_or_none(stats["psnr"])} for key, stats in per.items()
-        }
-        for dataset, per in summary.items()
-    }
-    document = {
-        "protocol": (
-            "real noisy photo against its clean reference; denoised with the given sigma or "
-            "the estimate_sigma of the noisy photo ('auto'); output clipped to [0,1] and "
-            "rounded to 8 bits; PSNR/SSIM on 8-bit values, all channels, no border crop"
-        ),
-        "gray": gray,
-        "torch_version": torch.__version__,
-        "results": results,
-    }
-    text = json.dumps(document, indent=2, allow_nan=False) + "\n"
-    atomic_write_text(out_dir / "summary.json", text, overwrite=True)
+    return summary
 
 
 def format_real_table(summary: dict[str, dict[str, dict[str, float]]]) -> str:
