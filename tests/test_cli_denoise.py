@@ -285,3 +285,20 @@ def test_cli_runs_the_model_as_the_api_does(tmp_path, capsys, weights):
     np.testing.assert_array_equal(
         read_image(tmp_path / "out.png").pixels, denoise(pixels, 20, str(weights))
     )
+
+
+def test_low_auto_estimate_gets_a_camera_noise_hint(tmp_path, capsys, weights):
+    clean = synthetic_image(3, 40, 48)  # no noise: auto reads close to 0
+    _save(tmp_path / "clean.png", clean)
+    _save(tmp_path / "noisy.png")  # sigma 20 white noise: auto reads about 20
+    code, out, err = _run(capsys, weights, tmp_path / "clean.png", "-o", tmp_path / "a")
+    assert code == 0, err
+    assert "read below 3 on 1 image(s)" in err and "--sigma 10 to 15" in err
+    code, out, err = _run(capsys, weights, tmp_path / "noisy.png", "-o", tmp_path / "b")
+    assert code == 0, err
+    assert "read below" not in err
+    code, out, err = _run(
+        capsys, weights, tmp_path / "clean.png", "-o", tmp_path / "c", "--sigma", "1"
+    )
+    assert code == 0, err
+    assert "read below" not in err  # a given sigma is the user's choice: no hint

@@ -129,6 +129,13 @@ def _plan(args, pairs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
     return plan
 
 
+# Auto estimates below this get a hint after the summary. Why: on the CC15 camera photos
+# `--sigma auto` reads 0.7-3.0 where sigma 10-15 denoises best (docs/models.md, Real camera
+# noise); white noise that weak is rare in practice, so a low reading more likely means
+# correlated camera noise the estimator cannot see (or an already clean image).
+LOW_AUTO_SIGMA = 3.0
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
@@ -174,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         )
 
     show = not args.no_progress
-    done = failed = skipped = 0
+    done = failed = skipped = low_auto = 0
     failed += len(input_errors)
     claimed: dict[Path, Path] = {}
     bar = tqdm(plan, desc="denoise", unit="img", file=sys.stderr, disable=not show)
@@ -237,9 +244,19 @@ def run(args: argparse.Namespace) -> int:
             if tiles_bar is not None:
                 tiles_bar.close()
         done += 1
+        if note == "estimated" and sigma < LOW_AUTO_SIGMA:
+            low_auto += 1
         tqdm.write(f"{src} -> {dst} (sigma {sigma:.2f}, {note})", file=sys.stdout)
     bar.close()
 
     seconds = time.perf_counter() - start
     print(f"done {done}, failed {failed}, skipped {skipped} in {seconds:.1f} s")
+    if low_auto:
+        print(
+            f"malleconv denoise: note: --sigma auto read below {LOW_AUTO_SIGMA:g} on "
+            f"{low_auto} image(s), so they were barely changed. auto measures white noise; "
+            "camera noise is spatially correlated and reads low. For camera photos pass a "
+            "level instead, e.g. --sigma 10 to 15 (docs/models.md, Real camera noise).",
+            file=sys.stderr,
+        )
     return 1 if failed or skipped else 0
