@@ -66,18 +66,18 @@ def test_shipped_gray_model_denoises_gray_sample(sample_and_noisy):
     assert after - before > 6.0, (before, after)
 
 
-def test_shipped_wide_model_loads_and_beats_the_small_one_on_the_sample(sample_and_noisy):
+def test_shipped_wide_model_loads_and_denoises_the_sample(sample_and_noisy):
     clean8, noisy = sample_and_noisy
     model = malleconv.load_model("mallenet-w")
     assert not model.training and model.config.widths == (32, 64, 128, 256)
     to8 = lambda a: (np.clip(a, 0, 1) * 255).round().astype(np.uint8)  # noqa: E731
-    small = psnr(to8(malleconv.denoise(noisy, sigma=25, model="mallenet-s")), clean8)
     wide = psnr(to8(malleconv.denoise(noisy, sigma=25, model="mallenet-w")), clean8)
     assert wide - psnr(to8(noisy), clean8) > 6.0
-    # The wide model is the better one on every test set (docs/models.md); on the bundled
-    # sample it is 0.045 dB better (34.30 against 34.26 for the stage-19 mallenet-s; 0.1
-    # against stage 17, which the margin here was first set for).
-    assert wide > small + 0.02, (small, wide)
+    # Measured 34.30 dB. This test used to assert that the wide model beats mallenet-s here;
+    # it did against stages 17 and 19 (34.30 against 34.20 / 34.26), but the stage-21
+    # mallenet-s reaches 34.29: the wide model's lead is now on McMaster's saturated colour
+    # only (docs/models.md). So the wide model's own quality is pinned instead of the gap.
+    assert wide > 34.25, wide
 
 
 def test_bfloat16_precision_costs_little_on_the_sample(sample_and_noisy):

@@ -36,8 +36,9 @@ MODEL_CONFIGS: dict[str, tuple[str, dict]] = {
     ),
     # mallenet-s with its full-resolution level twice as wide, grown from mallenet-s by
     # models.widen.widen_mallenet. No weights shipped: after two CPU stages and one on a GPU
-    # it is between mallenet-s and mallenet-w in quality at 1.9x mallenet-s's time, where
-    # mallenet-w is better at 3.4x (docs/training.md); experiments/weights/ keeps them.
+    # it was between mallenet-s (stage 17) and mallenet-w in quality at 1.9x mallenet-s's
+    # time, where mallenet-w is better at 2.8-3.4x (docs/training.md); experiments/weights/
+    # keeps them.
     "mallenet-m": (
         "mallenet",
         dict(widths=(32, 32, 64, 128), expand=4, encoder_blocks=1, decoder_blocks=1),
