@@ -7,7 +7,10 @@ Models are randomly initialised (speed does not depend on the weights), batch 1,
 settings side by side: the plain module as ``load_model`` returns it (BatchNorm, NCHW);
 BatchNorm folded, NCHW; folded and channels-last (float32: what ``denoise`` and
 ``malleconv denoise`` run by default); and the latter under bfloat16 autocast
-(``--precision bfloat16``). Writes ``inference_speed.md`` / ``.json``.
+(``--precision bfloat16``). The process first calls ``tune_allocator()``, as the
+``malleconv`` command does (``--no-tune-allocator`` keeps glibc's default, which is what a
+plain Python process gets: about 2x slower here, docs/benchmarks/allocator.md). Writes
+``inference_speed.md`` / ``.json``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import torch
 
 from malleconv.models import Autocast, MalleNet, create_model, fuse_batchnorm, model_stats
 from malleconv.models.precision import native_bf16
-from malleconv.runtime import cpu_name
+from malleconv.runtime import cpu_name, tune_allocator
 
 
 def _time(fn, repeat: int) -> float:
@@ -52,7 +55,14 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--out", default="docs/benchmarks")
+    ap.add_argument(
+        "--no-tune-allocator",
+        action="store_true",
+        help="keep glibc's default allocator (the malleconv command tunes it; see "
+        "malleconv.runtime)",
+    )
     args = ap.parse_args(argv)
+    tuned = False if args.no_tune_allocator else tune_allocator()
     rows = []
     for name in args.models:
         plain = create_model(name).eval()
@@ -88,6 +98,7 @@ def main(argv=None) -> int:
         "threads": torch.get_num_threads(),
         "size": args.size,
         "repeat": args.repeat,
+        "allocator": "tune_allocator()" if tuned else "glibc default",
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,7 +112,8 @@ def main(argv=None) -> int:
         f"Command: `{meta['command']}`  ",
         f"{meta['date']}, torch {meta['torch']}, {meta['cpu']} "
         f"({'with' if meta['native_bf16'] else 'without'} hardware bfloat16), "
-        f"{meta['threads']} threads, one {args.size}x{args.size} image, median of "
+        f"{meta['threads']} threads, allocator: {meta['allocator']}, "
+        f"one {args.size}x{args.size} image, median of "
         f"{args.repeat} runs after a warm-up. Seconds per image. *plain*: the module as "
         "`load_model` returns it (BatchNorm, NCHW); the other columns fold BatchNorm; "
         "*channels-last* is what `denoise` runs by default, *bf16* adds "

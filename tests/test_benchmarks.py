@@ -67,6 +67,17 @@ def test_inference_speed_writes_every_setting_side_by_side(tmp_path):
         assert row[setting] > 0
     assert isinstance(data["meta"]["native_bf16"], bool) and data["meta"]["cpu"]
     assert "| mallenet-tiny |" in (tmp_path / "inference_speed.md").read_text()
+    # The command's allocator setting by default (glibc on Linux), glibc's own on request.
+    opted_out = {"MALLECONV_NO_MALLOC_TUNING", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_"}
+    if sys.platform.startswith("linux") and not opted_out & set(os.environ):
+        assert data["meta"]["allocator"] == "tune_allocator()"
+    done = subprocess.run(
+        cmd + ["--no-tune-allocator"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads((tmp_path / "inference_speed.json").read_text())
+    assert data["meta"]["allocator"] == "glibc default"
+    assert "allocator: glibc default" in (tmp_path / "inference_speed.md").read_text()
 
 
 def test_denoise_memory_runs_each_precision_in_its_own_child(tmp_path):

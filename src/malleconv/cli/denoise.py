@@ -78,7 +78,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--precision",
         choices=PRECISIONS,
         default="float32",
-        help="bfloat16 runs the convolutions in bfloat16: 1.5-2x faster on CPUs with "
+        help="bfloat16 runs the convolutions in bfloat16: 1.2-2x faster on CPUs with "
         "hardware bfloat16 (AVX-512 BF16, AMX), at most 0.012 dB lower on the test sets; "
         "slower on other CPUs (default float32)",
     )
