@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
             if tiles_bar is not None:
                 tiles_bar.close()
         done += 1
-        if note == "estimated" and sigma < LOW_AUTO_SIGMA:
+        if fixed_sigma is None and sigma < LOW_AUTO_SIGMA:
             low_auto += 1
         tqdm.write(f"{src} -> {dst} (sigma {sigma:.2f}, {note})", file=sys.stdout)
     bar.close()

@@ -53,18 +53,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _close_process_group(synchronise: bool) -> None:
-    """Tear down a torchrun process group before exit. Why: left to the interpreter's
-    shutdown, the ranks' communication threads were sometimes destroyed while still
-    joinable ("terminate called without an active exception", SIGABRT on one rank)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        if synchronise:  # only when every rank finished: after an error a barrier could hang
-            dist.barrier()
-        dist.destroy_process_group()
-
-
 def run(args: argparse.Namespace) -> int:
     from ..training import load_config, train
 
@@ -89,19 +77,14 @@ def run(args: argparse.Namespace) -> int:
         path, step = export_checkpoint(cfg, data, args.out, checkpoint, args.export_only or None)
         print(f"step {step}: weights {path}")
         return 0
-    ok = False
-    try:
-        trainer = train(
-            cfg,
-            data,
-            args.out,
-            val=args.val,
-            resume=args.resume,
-            progress=not args.no_progress,
-            init=args.init,
-        )
-        ok = True
-    finally:
-        _close_process_group(ok)
+    trainer = train(
+        cfg,
+        data,
+        args.out,
+        val=args.val,
+        resume=args.resume,
+        progress=not args.no_progress,
+        init=args.init,
+    )
     print(f"step {trainer.step}: weights {trainer.out / (cfg['model']['name'] + '.safetensors')}")
     return 0

@@ -366,7 +366,9 @@ class Trainer:
             torch.set_num_threads(int(t["threads"]))
         self.rank = int(os.environ.get("RANK", 0))
         self.world = int(os.environ.get("WORLD_SIZE", 1))
-        if self.world > 1 and not torch.distributed.is_initialized():
+        # A process group this trainer creates (under torchrun) is its to destroy: close().
+        self._owns_process_group = self.world > 1 and not torch.distributed.is_initialized()
+        if self._owns_process_group:
             backend = "nccl" if torch.cuda.is_available() else "gloo"
             torch.distributed.init_process_group(backend)
         self.device = torch.device(
@@ -559,6 +561,18 @@ class Trainer:
         self.model.load_state_dict({k: v.to(state[k].dtype) for k, v in src.state_dict().items()})
         if self.ema is not None:
             self.ema = EMA(self.model, self.ema.decay)
+
+    def close(self, synchronise: bool = True) -> None:
+        """Destroy the process group this trainer created, if any (a group the caller made
+        is left alone). Why: left to the interpreter's shutdown, the ranks' communication
+        threads were sometimes destroyed while still joinable ("terminate called without an
+        active exception", SIGABRT on one rank). ``synchronise`` waits for every rank first;
+        pass False after an error, where a barrier could hang."""
+        if self._owns_process_group and torch.distributed.is_initialized():
+            if synchronise:
+                torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+        self._owns_process_group = False
 
     def export(self, path: str | os.PathLike | None = None, half: bool = True) -> Path:
         """Write the (EMA) weights as safetensors + JSON spec."""
@@ -754,15 +768,20 @@ def train(
     from its checkpoint exactly.
     """
     trainer = Trainer(cfg, data, out, val=val, progress=progress)
-    if init and not resume:
-        trainer.init_from(init)
-    if resume:
-        path = trainer.ckpt_path if resume == "auto" else Path(resume)
-        if path.is_file():
-            trainer.load_checkpoint(path)
-        elif resume != "auto":
-            raise FileNotFoundError(f"checkpoint not found: {path}")
-    trainer.fit()
+    try:
+        if init and not resume:
+            trainer.init_from(init)
+        if resume:
+            path = trainer.ckpt_path if resume == "auto" else Path(resume)
+            if path.is_file():
+                trainer.load_checkpoint(path)
+            elif resume != "auto":
+                raise FileNotFoundError(f"checkpoint not found: {path}")
+        trainer.fit()
+    except BaseException:
+        trainer.close(synchronise=False)
+        raise
+    trainer.close()
     return trainer
 
 
@@ -782,12 +801,15 @@ def export_checkpoint(
     export at the end of the run is not replaced. An existing file is never overwritten.
     """
     trainer = Trainer(cfg, data, out, progress=False)
-    ckpt = Path(checkpoint) if checkpoint else trainer.ckpt_path
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {ckpt}")
-    trainer.load_checkpoint(ckpt)
-    name = cfg["model"]["name"]
-    target = Path(path) if path else trainer.out / f"{name}-step{trainer.step}.safetensors"
-    if target.exists():
-        raise FileExistsError(f"{target} exists; remove it or pass another path")
-    return trainer.export(target), trainer.step
+    try:
+        ckpt = Path(checkpoint) if checkpoint else trainer.ckpt_path
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {ckpt}")
+        trainer.load_checkpoint(ckpt)
+        name = cfg["model"]["name"]
+        target = Path(path) if path else trainer.out / f"{name}-step{trainer.step}.safetensors"
+        if target.exists():
+            raise FileExistsError(f"{target} exists; remove it or pass another path")
+        return trainer.export(target), trainer.step
+    finally:
+        trainer.close(synchronise=False)  # no collective runs here: nothing to wait for
