@@ -487,3 +487,22 @@ def test_step_batches_quarter_size_mosaics(tmp_path):
         StepBatches(patches, 4, [10, 10], seed=2, downscale_prob=0.6, quarter_prob=0.6)
     with pytest.raises(ValueError, match="even patch size"):
         StepBatches(ImageFolderPatches(root, 7), 4, [10, 10], seed=2, quarter_prob=0.5)
+
+
+def test_reseeded_step_batches_keep_the_training_mix(tmp_path):
+    # BatchNorm recalibration draws its batches with reseeded(): they must come from the
+    # training distribution (here every patch from a halved image), only other draws.
+    from malleconv.training.trainer import StepBatches
+
+    root = tmp_path / "rgb"
+    write_image(root / "a.png", _image(0, (32, 40, 3)))
+    write_image(root / "b.png", _image(1, (24, 20, 3)))
+    patches = ImageFolderPatches(root, 8)
+    train = StepBatches(patches, 4, [5, 30], seed=1, downscale_prob=1.0)
+    recal = train.reseeded(2)
+    assert recal.seed == 2 and train.seed == 1
+    assert recal.downscale_prob == 1.0 and recal.halves is train.halves
+    clean, _, sigma, full_size = recal[0]
+    assert not full_size.any()  # all from halved images, as in training
+    assert not torch.equal(clean, train[0][0]) and not torch.equal(sigma, train[0][2])
+    assert torch.equal(recal[0][0], train.reseeded(2)[0][0])  # reproducible

@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import time
-from copy import deepcopy
+from copy import copy, deepcopy
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +112,15 @@ class StepBatches(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return sys.maxsize
+
+    def reseeded(self, seed: int) -> StepBatches:
+        """The same kind of batches (augmentations, sigma sampling) drawn with another seed.
+
+        Shares the precomputed halved and quarter-size images with ``self``.
+        """
+        other = copy(self)
+        other.seed = seed
+        return other
 
     def _cut(self, img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
         """A random ``size x size`` crop of ``img`` with a random one of the 8 symmetries, as
@@ -527,12 +536,9 @@ class Trainer:
 
     def _recalibrate(self, model: nn.Module, n: int = 32) -> None:
         # Fixed batches (independent of the current step) so that exports are reproducible.
-        recal = StepBatches(
-            self.patches,
-            self.batches.batch_size,
-            (self.batches.lo, self.batches.hi),
-            self.batches.seed + 1,
-        )
+        # Drawn like the training batches (same augmentations): statistics of plain full-size
+        # patches cost stage 22's weights 0.07 dB of held-out PSNR against the tracked ones.
+        recal = self.batches.reseeded(self.batches.seed + 1)
         recalibrate_batchnorm(model, (recal[i] for i in range(n)), self.device)
 
     def init_from(self, name_or_path) -> None:
