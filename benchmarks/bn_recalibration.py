@@ -1,0 +1,64 @@
+"""Held-out PSNR of a model with its own BatchNorm statistics against re-estimated ones.
+
+The trainer re-estimates BatchNorm statistics (``recalibrate_batchnorm``) before it
+validates or exports an EMA model. This compares, on the run's held-out images, the
+weights' tracked statistics, statistics from batches drawn like the training batches
+(what the trainer does) and statistics from plain full-size patches (what it did before
+2026-11-27)::
+
+    python benchmarks/bn_recalibration.py --config configs/mallenet-s-stage22.yaml \
+        --model mallenet-s --data $MALLECONV_DATA/train/CBSD432
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# benchmarks/operator.py shadows the standard library's ``operator``: drop this folder.
+if sys.path and os.path.realpath(sys.path[0] or os.curdir) == os.path.dirname(
+    os.path.realpath(__file__)
+):
+    sys.path.pop(0)
+
+import argparse
+import tempfile
+
+import torch
+
+from malleconv.runtime import tune_allocator
+from malleconv.training.config import load_config
+from malleconv.training.trainer import StepBatches, Trainer, recalibrate_batchnorm
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", required=True, help="the training config (data mix, hold-out)")
+    ap.add_argument("--model", default="mallenet-s", help="model name or .safetensors path")
+    ap.add_argument("--data", required=True, help="training image folder (e.g. CBSD432)")
+    ap.add_argument("--batches", type=int, default=32, help="recalibration batches")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    tune_allocator()
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config)
+    with tempfile.TemporaryDirectory() as out:
+        t = Trainer(cfg, args.data, out, progress=False)
+        b = t.batches
+        plain = StepBatches(t.patches, b.batch_size, (b.lo, b.hi), b.seed + 1)
+        for label, source in (
+            ("tracked statistics", None),
+            ("recalibrated, batches drawn like training", b.reseeded(b.seed + 1)),
+            ("recalibrated, plain full-size patches", plain),
+        ):
+            t.init_from(args.model)
+            if source is not None:
+                batches = (source[i] for i in range(args.batches))
+                recalibrate_batchnorm(t.model, batches, t.device)
+            res = t.validate()
+            print(f"{label:45s} " + " / ".join(f"{v:.3f}" for v in res.values()), flush=True)
+        t.close()
+
+
+if __name__ == "__main__":
+    main()
