@@ -46,15 +46,23 @@ def main() -> None:
         t = Trainer(cfg, args.data, out, progress=False)
         b = t.batches
         plain = StepBatches(t.patches, b.batch_size, (b.lo, b.hi), b.seed + 1)
-        for label, source in (
+
+        def like_plain_patches(model):
+            batches = (plain[i] for i in range(args.batches))
+            recalibrate_batchnorm(model, batches, t.device)
+
+        for label, recalibrate in (
             ("tracked statistics", None),
-            ("recalibrated, batches drawn like training", b.reseeded(b.seed + 1)),
-            ("recalibrated, plain full-size patches", plain),
+            # The trainer's own recalibration, as EMA validation and export run it.
+            (
+                "recalibrated, batches drawn like training",
+                lambda m: t._recalibrate(m, args.batches),
+            ),
+            ("recalibrated, plain full-size patches", like_plain_patches),
         ):
             t.init_from(args.model)
-            if source is not None:
-                batches = (source[i] for i in range(args.batches))
-                recalibrate_batchnorm(t.model, batches, t.device)
+            if recalibrate is not None:
+                recalibrate(t.model)
             res = t.validate()
             print(f"{label:45s} " + " / ".join(f"{v:.3f}" for v in res.values()), flush=True)
         t.close()
