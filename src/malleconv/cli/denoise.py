@@ -43,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="mallenet-s",
         metavar="NAME_OR_PATH",
         help="registered model name or .safetensors path (default mallenet-s; shipped: "
-        "mallenet-s, mallenet-w (about 3x slower, better on saturated colour), mallenet-s-gray)",
+        "mallenet-s, mallenet-w (wider, about 3x slower, not yet better), mallenet-s-gray)",
     )
     p.add_argument(
         "--tile",

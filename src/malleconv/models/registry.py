@@ -44,8 +44,8 @@ MODEL_CONFIGS: dict[str, tuple[str, dict]] = {
         dict(widths=(32, 32, 64, 128), expand=4, encoder_blocks=1, decoder_blocks=1),
     ),
     # mallenet-s's design at twice its widths from the second level on (about 4x its FLOPs):
-    # grown from mallenet-m (models.widen) and trained on a GPU; weights shipped, the
-    # quality model (docs/models.md).
+    # grown from mallenet-m (models.widen) and trained on a GPU; weights shipped. Trained far
+    # less than mallenet-s, which has since passed it (docs/models.md).
     "mallenet-w": (
         "mallenet",
         dict(widths=(32, 64, 128, 256), expand=4, encoder_blocks=1, decoder_blocks=1),
