@@ -75,9 +75,9 @@ def test_shipped_wide_model_loads_and_denoises_the_sample(sample_and_noisy):
     assert wide - psnr(to8(noisy), clean8) > 6.0
     # Measured 34.30 dB. This test used to assert that the wide model beats mallenet-s here;
     # it did against stages 17 and 19 (34.30 against 34.20 / 34.26), but the stage-21
-    # mallenet-s reached 34.29, stage 22 34.33, stage 20 34.36 and stage 23 34.37: mallenet-s, trained far
-    # longer, has passed the wide model (docs/models.md). So the wide model's own quality is
-    # pinned instead of the gap.
+    # mallenet-s reached 34.29, stage 22 34.33, stage 20 34.36 and stage 23 34.37:
+    # mallenet-s, trained far longer, has passed the wide model (docs/models.md). So the
+    # wide model's own quality is pinned instead of the gap.
     assert wide > 34.25, wide
 
 
