@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from malleconv.models.registry import create_model
-from malleconv.training.config import load_config
+from malleconv.training.config import build_model, load_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
@@ -18,6 +17,6 @@ def test_configs_folder_is_not_empty():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_committed_config_loads_and_builds_its_model(path):
     cfg = load_config(path)
-    model = create_model(cfg["model"]["name"], **(cfg["model"].get("overrides") or {}))
+    model = build_model(cfg)
     assert sum(p.numel() for p in model.parameters()) > 0
     assert cfg["data"]["batch_size"] >= 1 and cfg["data"]["patch_size"] >= 8

@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from torch import nn
 
-__all__ = ["DEFAULT_CONFIG", "load_config", "apply_overrides", "merge"]
+from ..models.registry import create_model
+
+__all__ = ["DEFAULT_CONFIG", "load_config", "apply_overrides", "merge", "build_model"]
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "model": {"name": "mallenet-s", "overrides": {}},
@@ -134,6 +137,12 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
     cfg = apply_overrides(cfg, overrides or [])
     _validate(cfg)
     return cfg
+
+
+def build_model(cfg: dict) -> nn.Module:
+    """A fresh, randomly initialised network as ``cfg["model"]`` names it (registered name
+    plus ``overrides``)."""
+    return create_model(cfg["model"]["name"], **(cfg["model"].get("overrides") or {}))
 
 
 def _validate(cfg: dict) -> None:

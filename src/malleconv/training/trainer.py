@@ -32,7 +32,8 @@ from ..data.dead_leaves import dead_leaves
 from ..evaluation.metrics import psnr as psnr_metric
 from ..evaluation.protocol import load_test_image, make_noisy
 from ..io.images import list_images, to_float
-from ..models.registry import create_model, save_model
+from ..models.registry import save_model
+from .config import build_model
 
 __all__ = ["Trainer", "StepBatches", "train", "export_checkpoint"]
 
@@ -385,7 +386,7 @@ class Trainer:
         )
         torch.manual_seed(int(t["seed"]))
         d = cfg["data"]
-        self.model = create_model(cfg["model"]["name"], **(cfg["model"].get("overrides") or {}))
+        self.model = build_model(cfg)
         self.gray = (
             getattr(self.model, "config", None) is not None and self.model.config.in_channels == 1
         )
@@ -481,9 +482,7 @@ class Trainer:
             return {}
         model = self.model
         if self.ema is not None:
-            model = create_model(
-                self.cfg["model"]["name"], **(self.cfg["model"].get("overrides") or {})
-            )
+            model = build_model(self.cfg)
             self.ema.copy_to(model)
             model.to(self.device)
             self._recalibrate(model)
@@ -582,9 +581,7 @@ class Trainer:
 
     def export(self, path: str | os.PathLike | None = None, half: bool = True) -> Path:
         """Write the (EMA) weights as safetensors + JSON spec."""
-        model = create_model(
-            self.cfg["model"]["name"], **(self.cfg["model"].get("overrides") or {})
-        )
+        model = build_model(self.cfg)
         if self.ema is not None:
             self.ema.copy_to(model)
             self._recalibrate(model)
