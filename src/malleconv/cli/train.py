@@ -17,7 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data",
         default=None,
-        help="folder of training images (default: $MALLECONV_DATA/train/CBSD432)",
+        nargs="+",
+        help="folder(s) of training images (default: $MALLECONV_DATA/train/CBSD432)",
     )
     p.add_argument("--val", default=None, help="folder of validation images")
     p.add_argument("--out", help="run folder (checkpoints, metrics, weights); required to train")

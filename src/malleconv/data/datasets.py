@@ -149,7 +149,8 @@ class ImageFolderPatches(Dataset):
 
     Args:
         root: Folder of training images (searched recursively), or an image file / glob pattern
-            (see :func:`malleconv.io.list_images`). PNG, JPEG, TIFF, BMP, WebP; 8 or 16 bit.
+            (see :func:`malleconv.io.list_images`), or a list of them (in that order). PNG,
+            JPEG, TIFF, BMP, WebP; 8 or 16 bit.
         patch_size: Side ``P`` of the square patches.
         gray: One-channel patches (BT.601 luminance of colour images); otherwise three channels
             (gray images replicated).
@@ -166,7 +167,7 @@ class ImageFolderPatches(Dataset):
 
     def __init__(
         self,
-        root: str | os.PathLike[str],
+        root: str | os.PathLike[str] | list,
         patch_size: int,
         *,
         gray: bool = False,
@@ -182,7 +183,8 @@ class ImageFolderPatches(Dataset):
             raise ValueError(f"length must be positive, got {length}")
         if int(seed) < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
-        self.root = Path(root)
+        roots = list(root) if isinstance(root, (list, tuple)) else [root]
+        self.root = Path(roots[0])
         self.patch_size = int(patch_size)
         self.gray = bool(gray)
         self.channels = 1 if gray else 3
@@ -192,7 +194,7 @@ class ImageFolderPatches(Dataset):
 
         self.files: list[Path] = []
         self.images: list[np.ndarray] = []
-        for file, _ in list_images([root], recursive=recursive):
+        for file, _ in list_images(roots, recursive=recursive):
             try:
                 pixels = load_clean(file, gray=self.gray)
             except ImageReadError as exc:

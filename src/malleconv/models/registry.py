@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .blind import BlindMalleNet
 from .dncnn import DnCNN
 from .mallenet import MalleNet, MalleNetConfig
 
@@ -81,6 +82,15 @@ MODEL_CONFIGS: dict[str, tuple[str, dict]] = {
         ),
     ),
     "dncnn-c": ("dncnn", dict(in_channels=3, depth=20, width=64)),
+    # mallenet-s with a learned noise-level map (models.blind), trained on white and
+    # camera-like noise: the default for photos when no sigma is given.
+    "mallenet-s-real": (
+        "blind-mallenet",
+        dict(
+            denoiser=dict(widths=(16, 32, 64, 128), expand=4, encoder_blocks=1, decoder_blocks=1),
+            estimator=dict(width=32),
+        ),
+    ),
 }
 
 _ARCHS = {"mallenet": MalleNet, "dncnn": DnCNN}
@@ -98,6 +108,8 @@ def available_models() -> list[str]:
 def _build(arch: str, kwargs: dict) -> nn.Module:
     if arch == "mallenet":
         return MalleNet(MalleNetConfig(**kwargs))
+    if arch == "blind-mallenet":
+        return BlindMalleNet.from_spec(kwargs)
     if arch in _ARCHS:
         return _ARCHS[arch](**kwargs)
     raise ValueError(f"unknown architecture {arch!r}; known: {sorted(_ARCHS)}")
@@ -116,9 +128,12 @@ def create_model(name: str, **overrides) -> nn.Module:
 
 def model_spec(model: nn.Module) -> dict:
     """What is needed to rebuild ``model``: architecture and constructor arguments."""
-    arch = getattr(model, "arch", "mallenet" if isinstance(model, MalleNet) else "dncnn")
+    default = {MalleNet: "mallenet", BlindMalleNet: "blind-mallenet"}.get(type(model), "dncnn")
+    arch = getattr(model, "arch", default)
     if isinstance(model, MalleNet):
         kwargs = model.config.to_dict()
+    elif isinstance(model, BlindMalleNet):
+        kwargs = model.spec_config()
     else:
         kwargs = dict(getattr(model, "init_kwargs", {}))
     return {"arch": arch, "name": getattr(model, "model_name", arch), "config": kwargs}

@@ -46,6 +46,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
         # with its training image's pixels: sharp colour edges at every scale, which
         # CBSD432's 4:2:0 JPEG chroma lacks. Not counted as full size (no soft chroma).
         "dead_leaves_prob": 0.0,
+        # Probability of a patch carrying synthetic camera noise (data.camera_noise) instead
+        # of white Gaussian noise, and of a patch left clean (noise level 0). With either
+        # above 0 the noise level is a per-pixel map (the local std of the noise).
+        "camera_noise_prob": 0.0,
+        "clean_prob": 0.0,
     },
     "optim": {
         "lr": 1.0e-3,
@@ -80,6 +85,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
         # budget is spent, so a run fits a lease of fixed length whatever the hardware
         # (warm-up stays in steps; train.steps becomes a cap).
         "minutes": None,
+        # Blind models (models.blind): weight of the noise-level estimator's loss.
+        "level_loss_weight": 1.0,
     },
 }
 
@@ -161,6 +168,11 @@ def _validate(cfg: dict) -> None:
     dead_leaves_prob = float(cfg["data"]["dead_leaves_prob"])
     if not 0.0 <= dead_leaves_prob <= 1.0:
         raise ValueError(f"data.dead_leaves_prob must be in [0, 1], got {dead_leaves_prob}")
+    for key in ("camera_noise_prob", "clean_prob"):
+        if not 0.0 <= float(cfg["data"][key]) <= 1.0:
+            raise ValueError(f"data.{key} must be in [0, 1], got {cfg['data'][key]}")
+    if float(cfg["data"]["camera_noise_prob"]) + float(cfg["data"]["clean_prob"]) > 1.0:
+        raise ValueError("data.camera_noise_prob + data.clean_prob must be at most 1")
     if cfg["train"]["loss"] not in ("l1", "charbonnier", "mse", "psnr"):
         raise ValueError(
             f"train.loss must be l1, charbonnier, mse or psnr, got {cfg['train']['loss']!r}"

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.camera_noise import add_camera_noise, local_noise_std
 from ..data.datasets import (
     ImageFolderPatches,
     apply_augmentation,
@@ -32,6 +33,7 @@ from ..data.dead_leaves import dead_leaves
 from ..evaluation.metrics import psnr as psnr_metric
 from ..evaluation.protocol import load_test_image, make_noisy
 from ..io.images import list_images, to_float
+from ..models.blind import BlindMalleNet, noise_level_loss
 from ..models.registry import save_model
 from .config import build_model
 
@@ -76,6 +78,8 @@ class StepBatches(torch.utils.data.Dataset):
         sigma_focus=None,
         sigma_focus_prob: float = 0.0,
         dead_leaves_prob: float = 0.0,
+        camera_noise_prob: float = 0.0,
+        clean_prob: float = 0.0,
     ):
         self.patches = patches
         self.batch_size = batch_size
@@ -102,6 +106,12 @@ class StepBatches(torch.utils.data.Dataset):
         if not 0.0 <= self.dead_leaves_prob <= 1.0:
             raise ValueError(f"dead_leaves_prob must be in [0, 1], got {dead_leaves_prob}")
         self.saturation_max = float(saturation_max)
+        self.camera_noise_prob = float(camera_noise_prob)
+        self.clean_prob = float(clean_prob)
+        if not (0.0 <= self.camera_noise_prob and 0.0 <= self.clean_prob) or (
+            self.camera_noise_prob + self.clean_prob > 1.0
+        ):
+            raise ValueError("camera_noise_prob and clean_prob must be >= 0 with a sum <= 1")
         self.halves: list[np.ndarray] = []
         self.quarters: list[np.ndarray] = []
         if self.downscale_prob > 0:
@@ -213,7 +223,33 @@ class StepBatches(torch.utils.data.Dataset):
             focused = torch.from_numpy(pick < self.focus_prob)
             sigma = torch.where(focused, flo + (fhi - flo) * u, sigma)
         noise = torch.randn(clean.shape, generator=gen) * (sigma.view(-1, 1, 1, 1) / 255.0)
-        return clean, clean + noise, sigma, torch.tensor(full_size)
+        noisy = clean + noise
+        if self.camera_noise_prob > 0 or self.clean_prob > 0:
+            noisy, sigma = self._mix_noise_kinds(step, clean, noisy, sigma)
+        return clean, noisy, sigma, torch.tensor(full_size)
+
+    def _mix_noise_kinds(self, step, clean, noisy, sigma):
+        """Replace some white-noise patches by camera-noise or clean ones; sigma becomes the
+        ``(B, 1, P, P)`` noise-level map (local std of the noise for camera noise)."""
+        # Own streams, so the white-noise patches are those of a run without the mixture.
+        pick = np.random.default_rng((self.seed, 23, step, self.rank)).random(self.batch_size)
+        camera = pick < self.camera_noise_prob
+        plain = (pick >= self.camera_noise_prob) & (pick < self.camera_noise_prob + self.clean_prob)
+        p = clean.shape[-1]
+        level = sigma.view(-1, 1, 1, 1).expand(-1, 1, p, p).clone()
+        noisy = noisy.clone()
+        if camera.any():
+            idx = torch.from_numpy(np.flatnonzero(camera))
+            seq = np.random.SeedSequence((self.seed, 29, step, self.rank))
+            cam_gen = torch.Generator().manual_seed(int(seq.generate_state(1, np.uint64)[0] >> 1))
+            cam = add_camera_noise(clean[idx], cam_gen)
+            noisy[idx] = cam
+            level[idx] = local_noise_std(cam, clean[idx]).clamp(max=75.0)
+        if plain.any():
+            idx = torch.from_numpy(np.flatnonzero(plain))
+            noisy[idx] = clean[idx]
+            level[idx] = 0.0
+        return noisy, level
 
 
 # Orthonormal opponent colour basis (rows): luma (R+G+B)/sqrt(3) and two chroma axes. Being a
@@ -426,7 +462,10 @@ class Trainer:
             sigma_focus=d["sigma_focus"],
             sigma_focus_prob=float(d["sigma_focus_prob"]),
             dead_leaves_prob=float(d["dead_leaves_prob"]),
+            camera_noise_prob=float(d["camera_noise_prob"]),
+            clean_prob=float(d["clean_prob"]),
         )
+        self.blind = isinstance(self.model, BlindMalleNet)
         self.net = self.model
         if self.world > 1:
             self.net = nn.parallel.DistributedDataParallel(
@@ -496,8 +535,33 @@ class Trainer:
                 out8 = (out[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
                 vals.append(psnr_metric(out8, clean))
             res[f"psnr_{sigma:g}"] = float(np.mean(vals))
+        if self.blind:
+            res.update(self._validate_blind(model))
         self.model.train()
         return res
+
+    BLIND_VAL_KEYS = ("psnr_camera_auto", "psnr_25_auto", "psnr_clean_auto")
+
+    @torch.no_grad()
+    def _validate_blind(self, model: nn.Module) -> dict[str, float]:
+        """Held-out PSNR with the estimated noise level: camera noise, white noise of 25 and
+        no noise (the output against the clean input)."""
+        from ..data.noise import seed_for
+
+        res: dict[str, list[float]] = {k: [] for k in self.BLIND_VAL_KEYS}
+        for name, clean in self.val_images:
+            x = torch.from_numpy(clean.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+            gen = torch.Generator().manual_seed(seed_for(name, 0))
+            inputs = {
+                "psnr_camera_auto": add_camera_noise(x, gen),
+                "psnr_25_auto": make_noisy(clean, name, 25.0),
+                "psnr_clean_auto": x,
+            }
+            for key, noisy in inputs.items():
+                out = model(noisy.to(self.device)).clamp(0, 1)
+                out8 = (out[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+                res[key].append(psnr_metric(out8, clean))
+        return {k: float(np.mean(v)) for k, v in res.items()}
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -562,8 +626,13 @@ class Trainer:
             and src.config.widths != self.model.config.widths
         ):
             src = widen_mallenet(src.float(), deepcopy(self.model).float().cpu())
-        state = self.model.state_dict()
-        self.model.load_state_dict({k: v.to(state[k].dtype) for k, v in src.state_dict().items()})
+        target = self.model
+        if isinstance(self.model, BlindMalleNet) and isinstance(src, MalleNet):
+            target = self.model.denoiser  # the estimator starts from scratch
+        elif isinstance(self.model, BlindMalleNet) and isinstance(src, BlindMalleNet):
+            pass
+        state = target.state_dict()
+        target.load_state_dict({k: v.to(state[k].dtype) for k, v in src.state_dict().items()})
         if self.ema is not None:
             self.ema = EMA(self.model, self.ema.decay)
 
@@ -600,8 +669,15 @@ class Trainer:
         with torch.autocast(
             self.device.type, dtype=torch.bfloat16, enabled=bool(self.cfg["train"]["bf16"])
         ):
-            pred = self.net(noisy, sigma)
+            if self.blind:
+                pred, estimate = self.net(noisy, sigma, also_estimate=True)
+            else:
+                pred = self.net(noisy, sigma)
         loss = self.loss_fn(pred.float(), clean, full_size if self.soft_chroma else None)
+        if self.blind:
+            level = sigma if sigma.dim() == 4 else sigma.view(-1, 1, 1, 1).expand_as(estimate)
+            weight = float(self.cfg["train"]["level_loss_weight"])
+            loss = loss + weight * noise_level_loss(estimate.float(), level)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         clip = float(self.cfg["optim"]["grad_clip"] or 0)
@@ -711,6 +787,7 @@ class Trainer:
                                     "pixels_per_s",
                                     "time",
                                     *[f"psnr_{s:g}" for s in t["val_sigmas"]],
+                                    *(self.BLIND_VAL_KEYS if self.blind else ()),
                                 ]
                             )
                     writer.writerow(
@@ -723,6 +800,10 @@ class Trainer:
                             *[
                                 f"{last[f'psnr_{s:g}']:.3f}" if f"psnr_{s:g}" in last else ""
                                 for s in t["val_sigmas"]
+                            ],
+                            *[
+                                f"{last[k]:.3f}" if k in last else ""
+                                for k in (self.BLIND_VAL_KEYS if self.blind else ())
                             ],
                         ]
                     )

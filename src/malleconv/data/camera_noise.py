@@ -1,0 +1,324 @@
+"""Synthetic camera noise: clean sRGB -> what a camera's JPEG of the same scene looks like.
+
+Real photos are not clean images plus white Gaussian noise. The sensor adds
+signal-dependent (shot) plus constant (read) noise to a Bayer mosaic; demosaicing, colour
+correction, tone curve, sharpening, in-camera chroma smoothing and JPEG then make that noise
+correlated between neighbouring pixels and between channels. A model trained on white
+noise takes such noise for texture, and a white-noise estimator reads it far too low.
+
+:func:`add_camera_noise` follows the published synthesis pipelines:
+
+* **Unprocessing** (Brooks et al., *Unprocessing Images for Learned Raw Denoising*,
+  CVPR 2019): invert the tone curve (smoothstep) and gamma (2.2), a random camera colour
+  matrix and white-balance gains; shot / read noise on the Bayer mosaic, with
+  ``log(shot)`` uniform in ``[log 1e-4, log 1.2e-2]`` and
+  ``log(read) = 2.18 log(shot) + 1.20 + N(0, 0.26)``.
+* **CBDNet** (Guo et al., CVPR 2019): signal-dependent plus constant noise per channel,
+  mosaic and demosaic (bilinear, or Malvar-He-Cutler's gradient-corrected filters).
+* **BSRGAN / Real-ESRGAN** (Zhang et al., ICCV 2021; Wang et al., ICCVW 2021): JPEG at
+  quality 30-95 with 4:2:0 chroma; sharpening; channel-correlated noise.
+
+then runs the forward ISP again (white balance, colour matrix, gamma, tone curve, optional
+noise smoothing as in-camera noise reduction does, unsharp masking, chroma smoothing, 8-bit
+quantisation, JPEG).
+
+Demosaicing is linear, so the demosaiced noisy mosaic is the ideal demosaic of the signal
+(the clean image itself) plus the demosaiced noise: the clean target keeps all its detail
+and the noisy image carries exactly the camera-like noise. Every random choice comes from
+the ``torch.Generator`` passed in, so a batch is a pure function of its seed.
+
+Parameter ranges (:class:`CameraNoiseRanges`) are the published ones above; the JPEG
+quality range starts at 60 rather than 30 because camera JPEGs are high quality.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+__all__ = [
+    "CameraNoiseRanges",
+    "add_camera_noise",
+    "demosaic_bilinear",
+    "demosaic_malvar",
+    "local_noise_std",
+    "mosaic_masks",
+]
+
+
+@dataclass(frozen=True)
+class CameraNoiseRanges:
+    """Ranges of the per-image parameters of :func:`add_camera_noise` (uniform draws)."""
+
+    log_shot: tuple[float, float] = (math.log(1e-4), math.log(1.2e-2))
+    read_slope: float = 2.18
+    read_offset: float = 1.20
+    read_jitter: float = 0.26
+    red_gain: tuple[float, float] = (1.9, 2.4)
+    blue_gain: tuple[float, float] = (1.5, 1.9)
+    # Off-diagonal weights of the RGB -> camera matrix before its rows are normalised to
+    # sum 1: cameras' colour filters overlap, so the colour matrix back to RGB amplifies and
+    # mixes the channels' noise.
+    ccm_mix: tuple[float, float] = (0.05, 0.4)
+    malvar_prob: float = 0.5
+    sharpen_prob: float = 0.5
+    sharpen_amount: tuple[float, float] = (0.2, 1.0)
+    chroma_smooth_prob: float = 0.5
+    chroma_smooth_sigma: tuple[float, float] = (0.5, 2.0)
+    # In-camera noise reduction and resampling also low-pass the luma noise (BSRGAN makes
+    # noise spatially correlated by resizing for the same reason).
+    smooth_prob: float = 0.6
+    smooth_sigma: tuple[float, float] = (0.3, 1.2)
+    jpeg_prob: float = 0.75
+    jpeg_quality: tuple[int, int] = (60, 95)
+
+
+def _smoothstep(x: torch.Tensor) -> torch.Tensor:
+    return 3 * x * x - 2 * x * x * x
+
+
+def _inverse_smoothstep(y: torch.Tensor) -> torch.Tensor:
+    y = y.clamp(0.0, 1.0)
+    return 0.5 - torch.sin(torch.asin(1.0 - 2.0 * y) / 3.0)
+
+
+def mosaic_masks(h: int, w: int, phase: int = 0, device=None) -> torch.Tensor:
+    """``(3, H, W)`` 0/1 masks of a Bayer RGGB mosaic shifted by ``phase`` (0..3): which
+    sites sample red, green and blue."""
+    dy, dx = divmod(int(phase), 2)
+    yy = (torch.arange(h, device=device).view(-1, 1) + dy) % 2
+    xx = (torch.arange(w, device=device).view(1, -1) + dx) % 2
+    red = (yy == 0) & (xx == 0)
+    blue = (yy == 1) & (xx == 1)
+    green = ~(red | blue)
+    return torch.stack([red, green, blue]).float()
+
+
+def _conv_same(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, H, W)`` * ``(k, k)`` kernel, reflect padding."""
+    k = kernel.shape[-1]
+    x = F.pad(x, (k // 2,) * 4, mode="reflect")
+    return F.conv2d(x, kernel.to(x).view(1, 1, k, k))
+
+
+def demosaic_bilinear(mosaic: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Bilinear demosaic: ``(B, 1, H, W)`` mosaic, ``(3, H, W)`` masks -> ``(B, 3, H, W)``."""
+    rb = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 4
+    g = torch.tensor([[0.0, 1.0, 0.0], [1.0, 4.0, 1.0], [0.0, 1.0, 0.0]]) / 4
+    planes = [_conv_same(mosaic * masks[c], rb if c != 1 else g) for c in range(3)]
+    return torch.cat(planes, dim=1)
+
+
+def demosaic_malvar(mosaic: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Malvar-He-Cutler gradient-corrected linear demosaic (ICASSP 2004).
+
+    ``(B, 1, H, W)`` mosaic, ``(3, H, W)`` RGGB-type masks -> ``(B, 3, H, W)``. Sharper than
+    bilinear on edges; its 5x5 filters spread noise differently (a different correlation).
+    """
+    g_at_rb = (
+        torch.tensor(
+            [
+                [0, 0, -1, 0, 0],
+                [0, 0, 2, 0, 0],
+                [-1, 2, 4, 2, -1],
+                [0, 0, 2, 0, 0],
+                [0, 0, -1, 0, 0],
+            ],
+            dtype=torch.float32,
+        )
+        / 8
+    )
+    # Colour at a green site whose row holds that colour (and its transpose for the column).
+    along_row = (
+        torch.tensor(
+            [
+                [0, 0, 0.5, 0, 0],
+                [0, -1, 0, -1, 0],
+                [-1, 4, 5, 4, -1],
+                [0, -1, 0, -1, 0],
+                [0, 0, 0.5, 0, 0],
+            ],
+            dtype=torch.float32,
+        )
+        / 8
+    )
+    along_col = along_row.t().contiguous()
+    # Red at a blue site and blue at a red site.
+    opposite = (
+        torch.tensor(
+            [
+                [0, 0, -1.5, 0, 0],
+                [0, 2, 0, 2, 0],
+                [-1.5, 0, 6, 0, -1.5],
+                [0, 2, 0, 2, 0],
+                [0, 0, -1.5, 0, 0],
+            ],
+            dtype=torch.float32,
+        )
+        / 8
+    )
+    r_mask, g_mask, b_mask = masks[0], masks[1], masks[2]
+    h, w = masks.shape[-2:]
+    # Green sites in a red row, and in a blue row.
+    red_rows = (r_mask.sum(dim=1, keepdim=True) > 0).float().expand(h, w)
+    g_red_row = g_mask * red_rows
+    g_blue_row = g_mask * (1 - red_rows)
+    green = mosaic * g_mask + _conv_same(mosaic, g_at_rb) * (r_mask + b_mask)
+    row = _conv_same(mosaic, along_row)
+    col = _conv_same(mosaic, along_col)
+    opp = _conv_same(mosaic, opposite)
+    red = mosaic * r_mask + row * g_red_row + col * g_blue_row + opp * b_mask
+    blue = mosaic * b_mask + row * g_blue_row + col * g_red_row + opp * r_mask
+    return torch.cat([red, green, blue], dim=1)
+
+
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    radius = max(1, int(math.ceil(2.5 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of every channel of ``(B, C, H, W)`` (reflect padding)."""
+    k = _gaussian_kernel(sigma).to(x)
+    c = x.shape[1]
+    r = k.shape[-1] // 2
+    pad_mode = "reflect" if r < min(x.shape[-2:]) else "replicate"
+    xp = F.pad(x, (r, r, r, r), mode=pad_mode)
+    return F.conv2d(xp, k.expand(c, 1, *k.shape), groups=c)
+
+
+# Orthonormal luma / chroma basis: rows (R+G+B)/sqrt3, (R-B)/sqrt2, (R-2G+B)/sqrt6.
+_OPPONENT = torch.tensor(
+    [
+        [1 / math.sqrt(3), 1 / math.sqrt(3), 1 / math.sqrt(3)],
+        [1 / math.sqrt(2), 0.0, -1 / math.sqrt(2)],
+        [1 / math.sqrt(6), -2 / math.sqrt(6), 1 / math.sqrt(6)],
+    ]
+)
+
+
+def _uniform(gen: torch.Generator, lo: float, hi: float) -> float:
+    return float(lo + (hi - lo) * torch.rand((), generator=gen, dtype=torch.float64))
+
+
+def _random_rgb_to_cam(gen: torch.Generator, mix: tuple[float, float]) -> torch.Tensor:
+    m = torch.eye(3, dtype=torch.float64)
+    off = mix[0] + (mix[1] - mix[0]) * torch.rand(3, 3, generator=gen, dtype=torch.float64)
+    m = m + off * (1 - torch.eye(3, dtype=torch.float64))
+    return (m / m.sum(dim=1, keepdim=True)).float()
+
+
+def _jpeg(rgb: torch.Tensor, quality: int) -> torch.Tensor:
+    """``(3, H, W)`` float in [0, 1] through an 8-bit 4:2:0 JPEG of ``quality``."""
+    arr = (rgb.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=int(quality), subsampling=2)
+    buf.seek(0)
+    out = np.asarray(Image.open(buf).convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(out).permute(2, 0, 1).contiguous()
+
+
+def add_camera_noise(
+    clean: torch.Tensor,
+    generator: torch.Generator,
+    ranges: CameraNoiseRanges = CameraNoiseRanges(),
+) -> torch.Tensor:
+    """Camera-like noise on a batch of clean sRGB images.
+
+    Args:
+        clean: ``(B, 3, H, W)`` float32 sRGB in ``[0, 1]`` on the CPU, ``H`` and ``W`` at
+            least 3.
+        generator: CPU ``torch.Generator``; every random choice is drawn from it, so the
+            result is a pure function of its state.
+        ranges: Parameter ranges (per image), see :class:`CameraNoiseRanges`.
+
+    Returns:
+        ``(B, 3, H, W)`` float32 noisy images in ``[0, 1]``, quantised to 8 bits (as a camera
+        JPEG is), each image with its own sensor, ISP and JPEG parameters.
+    """
+    if clean.dim() != 4 or clean.shape[1] != 3:
+        raise ValueError(f"clean must be (B, 3, H, W), got {tuple(clean.shape)}")
+    b, _, h, w = clean.shape
+    out = torch.empty_like(clean)
+    for i in range(b):
+        out[i] = _camera_noise_one(clean[i : i + 1], generator, ranges)[0]
+    return out
+
+
+def _camera_noise_one(
+    srgb: torch.Tensor, gen: torch.Generator, r: CameraNoiseRanges
+) -> torch.Tensor:
+    _, _, h, w = srgb.shape
+    # Unprocess: sRGB -> linear camera RGB.
+    lin = _inverse_smoothstep(srgb).clamp_min(1e-8) ** 2.2
+    rgb_to_cam = _random_rgb_to_cam(gen, r.ccm_mix)
+    cam_to_rgb = torch.linalg.inv(rgb_to_cam)
+    cam = torch.einsum("ij,bjhw->bihw", rgb_to_cam, lin)
+    gains = torch.tensor(
+        [_uniform(gen, *r.red_gain), 1.0, _uniform(gen, *r.blue_gain)], dtype=torch.float32
+    ).view(1, 3, 1, 1)
+    raw = (cam / gains).clamp(0.0, 1.0)
+
+    # Sensor: shot + read noise on the mosaic.
+    phase = int(torch.randint(0, 4, (), generator=gen))
+    masks = mosaic_masks(h, w, phase)
+    mosaic = (raw * masks).sum(dim=1, keepdim=True)
+    log_shot = _uniform(gen, *r.log_shot)
+    log_read = (
+        r.read_slope * log_shot
+        + r.read_offset
+        + r.read_jitter * float(torch.randn((), generator=gen, dtype=torch.float64))
+    )
+    variance = math.exp(log_shot) * mosaic + math.exp(log_read)
+    noise = torch.randn(mosaic.shape, generator=gen) * variance.sqrt()
+    malvar = bool(torch.rand((), generator=gen) < r.malvar_prob)
+    demosaic = demosaic_malvar if malvar else demosaic_bilinear
+    noisy_raw = raw + demosaic(noise, masks)
+
+    # Forward ISP on signal + noise and on the signal alone: the difference is the noise as
+    # the camera's pipeline leaves it (clipping included).
+    def isp(x: torch.Tensor) -> torch.Tensor:
+        x = (x * gains).clamp(0.0, 1.0)
+        x = torch.einsum("ij,bjhw->bihw", cam_to_rgb, x).clamp(0.0, 1.0)
+        return _smoothstep(x.clamp_min(1e-8) ** (1 / 2.2))
+
+    noise_rgb = isp(noisy_raw) - isp(raw)
+
+    if torch.rand((), generator=gen) < r.smooth_prob:
+        noise_rgb = _blur(noise_rgb, _uniform(gen, *r.smooth_sigma))
+    if torch.rand((), generator=gen) < r.sharpen_prob:
+        amount = _uniform(gen, *r.sharpen_amount)
+        noise_rgb = noise_rgb + amount * (noise_rgb - _blur(noise_rgb, 1.0))
+    if torch.rand((), generator=gen) < r.chroma_smooth_prob:
+        # In-camera noise reduction smooths colour noise into low-frequency blotches.
+        s = _uniform(gen, *r.chroma_smooth_sigma)
+        opp = torch.einsum("kc,bchw->bkhw", _OPPONENT, noise_rgb)
+        opp = torch.cat([opp[:, :1], _blur(opp[:, 1:], s)], dim=1)
+        noise_rgb = torch.einsum("kc,bkhw->bchw", _OPPONENT, opp)
+
+    noisy = (srgb + noise_rgb).clamp(0.0, 1.0)
+    if torch.rand((), generator=gen) < r.jpeg_prob:
+        q = int(torch.randint(r.jpeg_quality[0], r.jpeg_quality[1] + 1, (), generator=gen))
+        return _jpeg(noisy[0], q)[None]
+    return (noisy * 255).round() / 255
+
+
+def local_noise_std(noisy: torch.Tensor, clean: torch.Tensor, sigma: float = 4.0) -> torch.Tensor:
+    """The local standard deviation of ``noisy - clean``, in 8-bit units.
+
+    ``(B, C, H, W)`` pair -> ``(B, 1, H, W)``: the root of a Gaussian-weighted (``sigma``
+    pixels) mean of the squared residual over a neighbourhood and the channels. For white
+    noise of level ``s`` it is about ``s`` everywhere; for camera noise it follows the
+    brightness-dependent level. The noise-level target of blind training.
+    """
+    sq = (noisy - clean).pow(2).mean(dim=1, keepdim=True)
+    return _blur(sq, sigma).clamp_min(0).sqrt() * 255.0

@@ -1,0 +1,142 @@
+"""The blind model (learned noise-level map + MalleNet) and blind training batches."""
+
+import numpy as np
+import pytest
+import torch
+
+from malleconv.data.datasets import ImageFolderPatches
+from malleconv.models import create_model, load_model, save_model
+from malleconv.models.blind import BlindMalleNet, NoiseLevelEstimator, noise_level_loss
+from malleconv.training import load_config
+from malleconv.training.trainer import StepBatches, Trainer
+
+
+def _blind():
+    torch.manual_seed(0)
+    model = create_model("mallenet-s-real").eval()
+    torch.nn.init.normal_(model.denoiser.tail[-1].weight, std=0.05)
+    return model
+
+
+def test_given_sigma_bypasses_the_estimator():
+    model = _blind()
+    x = torch.rand(1, 3, 40, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, 25.0), model.denoiser(x, 25.0))
+        sigma_map = torch.full((1, 1, 40, 24), 10.0)
+        torch.testing.assert_close(model(x, sigma_map), model.denoiser(x, 10.0))
+
+
+def test_auto_mode_uses_the_estimated_map_and_strength_scales_it():
+    model = _blind()
+    x = torch.rand(2, 3, 37, 50)
+    with torch.no_grad():
+        estimate = model.estimator(x)
+        out, level = model(x, return_level=True)
+        torch.testing.assert_close(level, estimate.clamp(0, 75))
+        torch.testing.assert_close(out, model.denoiser(x, level))
+        _, doubled = model(x, strength=2.0, return_level=True)
+        torch.testing.assert_close(doubled, (estimate * 2).clamp(0, 75))
+        _, given = model(x, 10.0, strength=0.5, return_level=True)
+        torch.testing.assert_close(given, torch.full_like(given, 5.0))
+
+
+def test_estimator_any_size_non_negative():
+    est = NoiseLevelEstimator()
+    for hw in [(1, 1), (7, 13), (64, 48)]:
+        level = est(torch.rand(1, 3, *hw))
+        assert level.shape == (1, 1, *hw) and (level >= 0).all()
+
+
+def test_record_levels_reports_each_estimate():
+    model = _blind()
+    model.record_levels = []
+    with torch.no_grad():
+        model(torch.rand(1, 3, 16, 16))
+        model(torch.rand(1, 3, 16, 16), 5.0)  # given: nothing estimated
+    assert len(model.record_levels) == 1
+
+
+def test_level_loss_penalises_underestimates_more():
+    target = torch.full((1, 1, 4, 4), 20.0)
+    under = noise_level_loss(target - 5, target)
+    over = noise_level_loss(target + 5, target)
+    assert under > over > 0
+    assert noise_level_loss(target, target) == 0
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = _blind()
+    path = save_model(model, tmp_path / "blind.safetensors", half=False)
+    loaded = load_model(path)
+    assert isinstance(loaded, BlindMalleNet)
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+
+
+@pytest.fixture
+def folder(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(
+            tmp_path / f"{i}.png"
+        )
+    return tmp_path
+
+
+def test_mixed_batches_carry_level_maps_and_are_reproducible(folder):
+    patches = ImageFolderPatches(folder, 32, seed=0)
+    kw = dict(camera_noise_prob=0.5, clean_prob=0.25)
+    batches = StepBatches(patches, 8, (0, 75), seed=3, **kw)
+    clean, noisy, level, _ = batches[5]
+    assert level.shape == (8, 1, 32, 32)
+    again = StepBatches(patches, 8, (0, 75), seed=3, **kw)[5]
+    assert torch.equal(noisy, again[1]) and torch.equal(level, again[2])
+    # White-noise patches are those of a run without the mixture.
+    plain_clean, plain_noisy, sigma, _ = StepBatches(patches, 8, (0, 75), seed=3)[5]
+    kinds = []
+    for i in range(8):
+        if torch.equal(noisy[i], clean[i]):
+            kinds.append("clean")
+            assert float(level[i].max()) == 0
+        elif torch.equal(noisy[i], plain_noisy[i]):
+            kinds.append("white")
+            assert torch.all(level[i] == sigma[i])
+        else:
+            kinds.append("camera")
+            # Camera noise is 8-bit and its level is the local std of the residual.
+            assert torch.allclose(noisy[i] * 255, (noisy[i] * 255).round(), atol=1e-4)
+            assert float(level[i].mean()) > 0
+    assert set(kinds) == {"clean", "white", "camera"}
+
+
+def test_blind_training_step_and_warm_start(folder, tmp_path):
+    cfg = load_config(
+        None,
+        [
+            "model.name=mallenet-s-real",
+            "data.patch_size=32",
+            "data.batch_size=2",
+            "data.camera_noise_prob=0.5",
+            "data.val_holdout=1",
+            "train.steps=2",
+            "train.val_every=2",
+            "train.val_crop=32",
+        ],
+    )
+    trainer = Trainer(cfg, folder, tmp_path / "run", progress=False)
+    source = create_model("mallenet-s")
+    path = save_model(source, tmp_path / "s.safetensors", half=False)
+    trainer.init_from(str(path))
+    for key, value in source.state_dict().items():
+        assert torch.equal(trainer.model.denoiser.state_dict()[key], value)
+    trainer.fit()
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert rows[-1]["step"] == "2"
+    for key in Trainer.BLIND_VAL_KEYS:
+        assert float(rows[-1][key]) > 0

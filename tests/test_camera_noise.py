@@ -1,0 +1,135 @@
+"""Synthetic camera noise: the statistics it claims, demosaicing, determinism."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from malleconv.data.camera_noise import (
+    CameraNoiseRanges,
+    add_camera_noise,
+    demosaic_bilinear,
+    demosaic_malvar,
+    local_noise_std,
+    mosaic_masks,
+)
+
+# One fixed sensor and ISP, nothing after the tone curve: statistics with a known shape.
+PINNED = CameraNoiseRanges(
+    log_shot=(math.log(4e-3), math.log(4e-3)),
+    read_jitter=0.0,
+    red_gain=(2.0, 2.0),
+    blue_gain=(1.7, 1.7),
+    ccm_mix=(0.2, 0.2),
+    malvar_prob=0.0,
+    sharpen_prob=0.0,
+    chroma_smooth_prob=0.0,
+    smooth_prob=0.0,
+    jpeg_prob=0.0,
+)
+
+
+def _neighbour_correlation(noise: torch.Tensor) -> float:
+    """Mean correlation of horizontally adjacent pixels of ``(B, C, H, W)`` noise."""
+    n = noise - noise.mean(dim=(-2, -1), keepdim=True)
+    return float((n[..., 1:] * n[..., :-1]).mean() / n.pow(2).mean())
+
+
+def _channel_correlation(noise: torch.Tensor) -> float:
+    flat = noise.permute(1, 0, 2, 3).reshape(3, -1).double().numpy()
+    cc = np.corrcoef(flat)
+    return float((cc[0, 1] + cc[0, 2] + cc[1, 2]) / 3)
+
+
+def _flat(level: float, size: int = 96, batch: int = 4) -> torch.Tensor:
+    return torch.full((batch, 3, size, size), level)
+
+
+def test_camera_noise_is_spatially_and_across_channel_correlated():
+    clean = _flat(0.45)
+    noisy = add_camera_noise(clean, torch.Generator().manual_seed(0), PINNED)
+    noise = (noisy - clean)[..., 8:-8, 8:-8]
+    # Demosaicing spreads each site's noise over its neighbours; white noise gives about 0.
+    assert 0.3 < _neighbour_correlation(noise) < 0.9
+    white = torch.randn_like(noise)
+    assert abs(_neighbour_correlation(white)) < 0.05
+
+
+def test_in_camera_chroma_smoothing_correlates_the_channels():
+    # The colour matrix alone anti-correlates the channels' noise; cameras' chroma noise
+    # reduction (and 4:2:0 JPEG) leave mostly luma noise, shared by R, G and B.
+    plain = add_camera_noise(_flat(0.45), torch.Generator().manual_seed(0), PINNED) - 0.45
+    smoothed = CameraNoiseRanges(**{**PINNED.__dict__, "chroma_smooth_prob": 1.0})
+    noisy = add_camera_noise(_flat(0.45), torch.Generator().manual_seed(0), smoothed)
+    assert _channel_correlation(plain) < 0
+    assert _channel_correlation(noisy - 0.45) > 0.1
+
+
+def test_smoothing_raises_the_correlation_to_the_camera_range():
+    smooth = CameraNoiseRanges(
+        **{**PINNED.__dict__, "smooth_prob": 1.0, "smooth_sigma": (1.2, 1.2)}
+    )
+    clean = _flat(0.45)
+    noisy = add_camera_noise(clean, torch.Generator().manual_seed(0), smooth)
+    noise = (noisy - clean)[..., 8:-8, 8:-8]
+    assert _neighbour_correlation(noise) > 0.7
+
+
+def test_noise_grows_with_brightness_until_the_tone_curve_flattens():
+    # Shot noise: variance proportional to the signal in linear space.
+    gen = torch.Generator().manual_seed(1)
+    stds = []
+    for level in (0.15, 0.35):
+        clean = _flat(level)
+        stds.append(float((add_camera_noise(clean, gen, PINNED) - clean).std()))
+    assert stds[1] > stds[0] > 0
+
+
+def test_published_ranges_give_levels_from_clean_to_very_noisy():
+    gen = torch.Generator().manual_seed(2)
+    clean = _flat(0.4, size=64, batch=48)
+    noise = add_camera_noise(clean, gen) - clean
+    per_image = noise.flatten(1).std(dim=1) * 255
+    assert per_image.min() < 3.0 and per_image.max() > 12.0
+    assert 3.0 < per_image.median() < 20.0
+
+
+def test_same_generator_state_same_noise():
+    clean = torch.rand(2, 3, 32, 32)
+    a = add_camera_noise(clean, torch.Generator().manual_seed(5))
+    b = add_camera_noise(clean, torch.Generator().manual_seed(5))
+    c = add_camera_noise(clean, torch.Generator().manual_seed(6))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert a.shape == clean.shape and a.min() >= 0 and a.max() <= 1
+    # Quantised to 8 bits, as a camera's output is.
+    assert torch.equal((a * 255).round(), a * 255) or torch.allclose((a * 255).round(), a * 255)
+
+
+@pytest.mark.parametrize("demosaic", [demosaic_bilinear, demosaic_malvar])
+@pytest.mark.parametrize("phase", range(4))
+def test_demosaic_reconstructs_smooth_gray_ramps(demosaic, phase):
+    h, w = 24, 28
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    ramp = (0.2 + 0.01 * yy + 0.005 * xx).float()
+    rgb = ramp.expand(1, 3, h, w)
+    masks = mosaic_masks(h, w, phase)
+    mosaic = (rgb * masks).sum(dim=1, keepdim=True)
+    out = demosaic(mosaic, masks)
+    torch.testing.assert_close(out[..., 3:-3, 3:-3], rgb[..., 3:-3, 3:-3], atol=1e-5, rtol=0)
+
+
+def test_mosaic_masks_cover_every_site_once():
+    masks = mosaic_masks(6, 8, 3)
+    assert torch.equal(masks.sum(dim=0), torch.ones(6, 8))
+    assert masks[1].sum() == 24  # half the sites are green
+
+
+def test_local_noise_std_reads_the_level_of_white_noise():
+    gen = torch.Generator().manual_seed(3)
+    clean = torch.rand(2, 3, 64, 64, generator=gen)
+    noisy = clean + torch.randn(clean.shape, generator=gen) * (20 / 255)
+    level = local_noise_std(noisy, clean)
+    assert level.shape == (2, 1, 64, 64)
+    assert abs(float(level.mean()) - 20) < 1.0
