@@ -4,10 +4,11 @@ The trainer re-estimates BatchNorm statistics (``recalibrate_batchnorm``) before
 validates or exports an EMA model. This compares, on the run's held-out images, the
 weights' tracked statistics, statistics from batches drawn like the training batches
 (what the trainer does) and statistics from plain full-size patches (what it did before
-2026-11-27)::
+2026-11-27). docs/training.md's figures are stage 22's weights with stage 22's config::
 
-    python benchmarks/bn_recalibration.py --config configs/mallenet-s-stage22.yaml \
-        --model mallenet-s --data $MALLECONV_DATA/train/CBSD432
+    python benchmarks/bn_recalibration.py --config configs/chroma-mix-cpu.yaml \
+        --set train.seed=22 --model runs/mallenet-s-s22/mallenet-s.safetensors \
+        --data $MALLECONV_DATA/train/CBSD432
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ from malleconv.training.trainer import StepBatches, Trainer, recalibrate_batchno
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", required=True, help="the training config (data mix, hold-out)")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, as for malleconv train (e.g. a lineage stage's seed)",
+    )
     ap.add_argument("--model", default="mallenet-s", help="model name or .safetensors path")
     ap.add_argument("--data", required=True, help="training image folder (e.g. CBSD432)")
     ap.add_argument("--batches", type=int, default=32, help="recalibration batches")
@@ -41,7 +50,7 @@ def main() -> None:
     args = ap.parse_args()
     tune_allocator()
     torch.set_num_threads(args.threads)
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.overrides)
     with tempfile.TemporaryDirectory() as out:
         t = Trainer(cfg, args.data, out, progress=False)
         b = t.batches

@@ -2,25 +2,27 @@
 # Train one or more runs side by side on one GPU, each for its config's train.minutes, then
 # pack each run's weights, metrics and log.
 #
-#   scripts/train_gpu_lease.sh DATA RUNS PACKED NAME=CONFIG@INIT... [-- TRAIN_ARGS...]
+#   scripts/train_gpu_lease.sh DATA RUNS PACKED NAME=CONFIG[@INIT] [+KEY=VALUE...]... \
+#       [-- TRAIN_ARGS...]
 #
 # DATA: the CBSD432 folder; RUNS: where the run folders go; PACKED: where one
 # NAME.tar.gz per run goes (weights, spec, metrics.csv, log; no checkpoints). Each
 # NAME=CONFIG@INIT starts `malleconv train --config CONFIG --init INIT --out RUNS/NAME`
-# (NAME=CONFIG without @INIT trains from scratch). Arguments after `--` go to every run
-# (e.g. -- --set train.minutes=0.1 for a smoke run).
+# (NAME=CONFIG without @INIT trains from scratch); each +KEY=VALUE after it adds
+# `--set KEY=VALUE` to that run only, so a run is a recipe plus its overrides as in
+# configs/lineage/. Arguments after `--` go to every run (e.g. -- --set train.minutes=0.1
+# for a smoke run).
 # Written for a 15-minute GPU lease: every run ends on its own clock and exports its
 # weights even when another run fails. Runs share the GPU (three kept an H200 97-100% busy
 # in the first lease), so a run that matters most is best run alone.
 #
-# The first lease (stage 17, docs/training.md) ran:
+# mallenet-s stage 20 (configs/lineage/mallenet-s.yaml), alone on the GPU:
 #   scripts/train_gpu_lease.sh $MALLECONV_DATA/train/CBSD432 runs/gpu runs/gpu-packed \
-#       mallenet-s-s17=configs/mallenet-s-stage17-gpu.yaml@mallenet-s \
-#       mallenet-m-s3=configs/mallenet-m-stage3-gpu.yaml@experiments/weights/mallenet-m-stage2.safetensors \
-#       mallenet-w=configs/mallenet-w-gpu.yaml@experiments/weights/mallenet-m-stage2.safetensors
+#       mallenet-s-s20=configs/chroma-mix-gpu.yaml@runs/mallenet-s-s22/mallenet-s.safetensors \
+#       +train.seed=20
 set -u
 usage() {
-    echo "usage: $0 DATA RUNS PACKED NAME=CONFIG[@INIT]... [-- TRAIN_ARGS...]" >&2
+    echo "usage: $0 DATA RUNS PACKED NAME=CONFIG[@INIT] [+KEY=VALUE...]... [-- TRAIN_ARGS...]" >&2
     exit 2
 }
 [ $# -ge 4 ] || usage
@@ -28,11 +30,21 @@ DATA=$1 RUNS=$2 PACKED=$3
 shift 3
 PY=${PYTHON:-python3}
 
-names=() configs=() inits=()
+# sets[i]: run i's --set values, one per line (bash has no arrays of arrays).
+names=() configs=() inits=() sets=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do
     spec=$1
     shift
     case $spec in
+    +*=*)
+        if [ ${#names[@]} -eq 0 ]; then
+            echo "$0: override '$spec' comes before any NAME=CONFIG run" >&2
+            usage
+        fi
+        prev=$((${#names[@]} - 1))
+        sets[$prev]+="${spec#+}"$'\n'
+        continue
+        ;;
     *=*) ;;
     *) echo "$0: run '$spec' is not NAME=CONFIG[@INIT]" >&2; usage ;;
     esac
@@ -43,7 +55,7 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do
         echo "$0: run '$spec': no config file '$config'" >&2
         exit 2
     fi
-    names+=("$name") configs+=("$config") inits+=("$init")
+    names+=("$name") configs+=("$config") inits+=("$init") sets+=("")
 done
 [ ${#names[@]} -gt 0 ] || usage
 [ $# -gt 0 ] && shift  # the "--"
@@ -52,9 +64,12 @@ mkdir -p "$RUNS" "$PACKED"
 pids=()
 for i in "${!names[@]}"; do
     name=${names[$i]}
-    init_args=()
+    init_args=() set_args=()
     [ -n "${inits[$i]}" ] && init_args=(--init "${inits[$i]}")
-    "$PY" -m malleconv train --config "${configs[$i]}" "${init_args[@]}" \
+    while IFS= read -r item; do
+        [ -n "$item" ] && set_args+=(--set "$item")
+    done <<<"${sets[$i]}"
+    "$PY" -m malleconv train --config "${configs[$i]}" "${set_args[@]}" "${init_args[@]}" \
         --data "$DATA" --out "$RUNS/$name" --no-progress "$@" >"$RUNS/$name.log" 2>&1 &
     pids+=($!)
 done

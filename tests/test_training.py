@@ -364,7 +364,8 @@ def test_minutes_budget_is_validated():
 
 def test_gpu_lease_script_trains_and_packs_each_run(image_folder, tmp_path):
     """scripts/train_gpu_lease.sh (run on lent GPUs, where a mistake costs the lease):
-    two runs side by side, each packed with its weights; a bad run spec is a usage error."""
+    two runs side by side, each packed with its weights and given its own +KEY=VALUE
+    overrides; a bad run spec is a usage error."""
     import tarfile
 
     script = Path(__file__).resolve().parents[1] / "scripts" / "train_gpu_lease.sh"
@@ -377,7 +378,10 @@ def test_gpu_lease_script_trains_and_packs_each_run(image_folder, tmp_path):
     runs, packed = tmp_path / "runs", tmp_path / "packed"
     env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1")
     cmd = ["bash", str(script), str(image_folder), str(runs), str(packed)]
-    specs = [f"a={config}", f"b={config}"]
+    # Per-run step caps (with budgets long enough not to end first) show whose overrides
+    # reached which run: each run's log ends with "step N: weights ...".
+    specs = [f"a={config}", "+train.steps=2", "+train.minutes=1"]
+    specs += [f"b={config}", "+train.steps=3", "+train.minutes=1"]
     res = subprocess.run(
         [*cmd, *specs, "--", "--set", "train.seed=3"],
         env=env, capture_output=True, text=True, timeout=240,
@@ -388,7 +392,11 @@ def test_gpu_lease_script_trains_and_packs_each_run(image_folder, tmp_path):
             names = tar.getnames()
         assert f"{name}/mallenet-tiny.safetensors" in names and f"{name}/train.log" in names
         assert not any("checkpoints" in n for n in names)
+    assert "step 2: weights" in (runs / "a.log").read_text()
+    assert "step 3: weights" in (runs / "b.log").read_text()
     bad = subprocess.run([*cmd, "nospec"], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "NAME=CONFIG" in bad.stderr
     missing = subprocess.run([*cmd, "c=nofile.yaml"], env=env, capture_output=True, text=True)
     assert missing.returncode == 2 and "nofile.yaml" in missing.stderr
+    early = subprocess.run([*cmd, "+train.seed=1"], env=env, capture_output=True, text=True)
+    assert early.returncode == 2 and "before any NAME=CONFIG run" in early.stderr

@@ -1,0 +1,272 @@
+"""Lineages: how a shipped model's weights were made, stage by stage.
+
+A lineage file (``configs/lineage/NAME.yaml``) lists the training stages behind one shipped
+model, in the order they ran. Each stage names a recipe (a training config), the ``--set``
+overrides that made the run differ from it, the stage whose weights it started from, its
+data and hardware, and what it measured::
+
+    model: mallenet-s          # the shipped model the last stage made
+    stages:
+      - name: mallenet-s-s1    # also the run folder: RUNS/mallenet-s-s1
+        recipe: configs/mallenet-s.yaml
+        init: none             # none, an earlier stage, or a shipped model name
+        data: [train/CBSD432]  # relative to $MALLECONV_DATA
+        hardware: 2-core CPU
+      - name: mallenet-s-s2
+        recipe: configs/charbonnier.yaml
+        overrides: {train.seed: 1, train.steps: 2400}
+        init: mallenet-s-s1
+        ...
+
+:func:`load_lineage` checks the file and resolves every stage to its full config (the
+recipe through :func:`~malleconv.training.config.load_config` with the overrides as
+``--set`` strings, so a stage resolves exactly as its command will); :func:`train_args`
+gives the ``malleconv train`` arguments that rerun a stage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..models.registry import weights_dir
+from .config import load_config
+
+__all__ = ["LineageError", "Stage", "Lineage", "load_lineage", "set_value", "train_args"]
+
+_STAGE_KEYS = {"name", "recipe", "overrides", "init", "data", "hardware", "result", "notes"}
+_REQUIRED = ("name", "recipe", "init", "data", "hardware")
+
+
+class LineageError(ValueError):
+    """A lineage file that does not load; the message names the file and the stage."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training run of a lineage.
+
+    ``recipe`` is the config path as written (relative to the repository root),
+    ``overrides`` maps dotted config keys to values, ``init`` is None, the name of an
+    earlier stage or a shipped model name, ``data`` the training folders relative to the
+    data root, and ``config`` the resolved config dict (as ``load_config`` returns it).
+    """
+
+    name: str
+    recipe: str
+    overrides: dict[str, Any]
+    init: str | None
+    data: tuple[str, ...]
+    hardware: str
+    config: dict = field(repr=False)
+    result: str | None = None
+    notes: str | None = None
+
+    @property
+    def model(self) -> str:
+        """Registered name of the network this stage trains (its weights file's name)."""
+        return self.config["model"]["name"]
+
+    def set_args(self) -> list[str]:
+        """The overrides as ``malleconv train --set`` values, ``["train.seed=3", ...]``."""
+        return _set_args(self.overrides)
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """A shipped model's stages in the order they ran; ``root`` is the folder recipe
+    paths are relative to (the repository root)."""
+
+    path: Path
+    model: str
+    stages: tuple[Stage, ...]
+    root: Path
+
+    def names(self) -> list[str]:
+        return [s.name for s in self.stages]
+
+    def index(self, name: str) -> int:
+        """Position of the stage called ``name``; a LineageError listing the names if none."""
+        for i, stage in enumerate(self.stages):
+            if stage.name == name:
+                return i
+        raise LineageError(f"{self.path}: no stage {name!r}; stages: {', '.join(self.names())}")
+
+    def weights(self, name: str, runs: str | os.PathLike) -> Path:
+        """Where a rerun of stage ``name`` under ``runs`` leaves its exported weights:
+        ``RUNS/NAME/MODEL.safetensors`` (the trainer names the file after the model)."""
+        stage = self.stages[self.index(name)]
+        return Path(runs) / stage.name / f"{stage.model}.safetensors"
+
+
+def set_value(value: Any) -> str:
+    """``value`` written so that ``yaml.safe_load`` (how ``--set`` parses) gives it back.
+
+    PyYAML reads ``1e-06`` as a string, so floats always carry a point (``1.0e-06``);
+    strings stay bare unless YAML would read them as something else.
+    """
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, float):
+        text = repr(value)
+        if "e" in text and "." not in text.split("e")[0]:
+            mantissa, exponent = text.split("e")
+            text = f"{mantissa}.0e{exponent}"
+        return text
+    if isinstance(value, str) and yaml.safe_load(value) == value:
+        return value
+    return json.dumps(value)
+
+
+def _set_args(overrides: dict[str, Any]) -> list[str]:
+    return [f"{key}={set_value(value)}" for key, value in overrides.items()]
+
+
+def _shipped(name: str) -> bool:
+    return (weights_dir() / f"{name}.safetensors").is_file()
+
+
+def load_lineage(path: str | os.PathLike, root: str | os.PathLike | None = None) -> Lineage:
+    """Load and check a lineage file; every stage's config is resolved and validated.
+
+    ``root``: the folder recipe paths are relative to; by default the repository holding
+    the lineage at ``ROOT/configs/lineage/NAME.yaml``. Raises :class:`LineageError` (a
+    ``ValueError``) naming the file and stage on any problem: a missing or unknown key, a
+    recipe that does not load, an override the config does not know, an ``init`` that is
+    neither ``none``, an earlier stage nor a shipped model, or a last stage that does not
+    train the lineage's model.
+    """
+    path = Path(path)
+    root = Path(root) if root is not None else path.resolve().parents[2]
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise LineageError(f"lineage file not found: {path}") from None
+    except yaml.YAMLError as err:
+        raise LineageError(f"{path}: invalid YAML: {err}") from err
+    if not isinstance(doc, dict) or not isinstance(doc.get("stages"), list) or not doc["stages"]:
+        raise LineageError(f"{path}: a lineage is a mapping with 'model' and a list of 'stages'")
+    if not isinstance(doc.get("model"), str):
+        raise LineageError(f"{path}: 'model' (the shipped model's name) is missing")
+    stages: list[Stage] = []
+    for i, entry in enumerate(doc["stages"]):
+        stages.append(_load_stage(path, root, i, entry, stages))
+    if stages[-1].model != doc["model"]:
+        raise LineageError(
+            f"{path}: the last stage {stages[-1].name!r} trains {stages[-1].model!r}, "
+            f"not the lineage's model {doc['model']!r}"
+        )
+    return Lineage(path=path, model=doc["model"], stages=tuple(stages), root=root)
+
+
+def _load_stage(path: Path, root: Path, i: int, entry: Any, earlier: list[Stage]) -> Stage:
+    name = entry.get("name") if isinstance(entry, dict) else None
+    where = f"{path}: stage {name!r}" if isinstance(name, str) else f"{path}: stage #{i + 1}"
+
+    def fail(msg: str) -> LineageError:
+        return LineageError(f"{where}: {msg}")
+
+    if not isinstance(entry, dict):
+        raise fail("must be a mapping")
+    unknown = set(entry) - _STAGE_KEYS
+    if unknown:
+        raise fail(f"unknown keys {sorted(unknown)}; known: {sorted(_STAGE_KEYS)}")
+    missing = [k for k in _REQUIRED if k not in entry]
+    if missing:
+        raise fail(f"missing {', '.join(missing)}")
+    if not isinstance(name, str) or not name:
+        raise fail("'name' must be a non-empty string")
+    if any(s.name == name for s in earlier):
+        raise fail("the name is used by an earlier stage")
+    overrides = entry.get("overrides") or {}
+    if not isinstance(overrides, dict):
+        raise fail("'overrides' must be a mapping of dotted config keys to values")
+    data = entry["data"]
+    if isinstance(data, str):
+        data = [data]
+    if not isinstance(data, list) or not data or not all(isinstance(d, str) for d in data):
+        raise fail("'data' must list the training folders (relative to the data root)")
+
+    # None and "none" both mean from scratch (YAML reads `none` as a string).
+    init = entry["init"]
+    if init is not None and not isinstance(init, str):
+        raise fail("'init' must be none, an earlier stage's name or a shipped model name")
+    if init == "none":
+        init = None
+    if init is not None and not any(s.name == init for s in earlier) and not _shipped(init):
+        raise fail(
+            f"init {init!r} is neither an earlier stage ({', '.join(s.name for s in earlier)}) "
+            "nor a shipped model"
+        )
+
+    recipe = entry["recipe"]
+    if not isinstance(recipe, str):
+        raise fail("'recipe' must be a config path")
+    base = _load(fail, root / recipe, [])
+    for key, value in overrides.items():
+        # A YAML 1.1 reader takes `3e-4` for a string: catch it here, not in the trainer.
+        old = _get(base, str(key))
+        if isinstance(value, str) and isinstance(old, (int, float)) and not isinstance(old, bool):
+            raise fail(f"override {key}: {value!r} is a string where a number is expected")
+    sets = _set_args(overrides)
+    return Stage(
+        name=name,
+        recipe=recipe,
+        overrides=dict(overrides),
+        init=init,
+        data=tuple(data),
+        hardware=str(entry["hardware"]),
+        config=_load(fail, root / recipe, sets),
+        result=entry.get("result"),
+        notes=entry.get("notes"),
+    )
+
+
+def _load(fail, recipe: Path, sets: list[str]) -> dict:
+    try:
+        return load_config(recipe, sets)
+    except (ValueError, FileNotFoundError) as err:
+        raise fail(str(err)) from None
+
+
+def _get(cfg: dict, dotted: str) -> Any:
+    node: Any = cfg
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return None  # load_config reports unknown keys with the known ones
+        node = node[key]
+    return node
+
+
+def train_args(
+    lineage: Lineage, name: str, data_root: str | os.PathLike, runs: str | os.PathLike
+) -> list[str]:
+    """Arguments of ``malleconv`` that rerun stage ``name``: ``["train", "--config", RECIPE,
+    "--set", "K=V", ..., "--init", WEIGHTS, "--data", FOLDER..., "--out", RUNS/NAME]``.
+
+    The recipe path is given relative to the current folder when it lies below it (as
+    written in the lineage when run from the repository root); ``--init`` names the
+    earlier stage's weights under ``runs`` or the shipped model.
+    """
+    stage = lineage.stages[lineage.index(name)]
+    recipe = lineage.root / stage.recipe
+    try:
+        recipe = recipe.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        pass  # outside the current folder: keep the absolute path
+    args = ["train", "--config", str(recipe)]
+    for item in stage.set_args():
+        args += ["--set", item]
+    if stage.init is not None:
+        if stage.init in lineage.names():
+            args += ["--init", str(lineage.weights(stage.init, runs))]
+        else:
+            args += ["--init", stage.init]
+    args += ["--data", *(os.path.join(data_root, d) for d in stage.data)]
+    args += ["--out", os.path.join(runs, stage.name)]
+    return args
