@@ -9,9 +9,7 @@ import pytest
 import torch
 
 from malleconv.data import (
-    ImageFolderFull,
     ImageFolderPatches,
-    SigmaSampler,
     add_gaussian_noise,
     apply_augmentation,
     noise_level_map,
@@ -61,8 +59,6 @@ def test_sigma_outside_range_is_rejected(bad):
     if not isinstance(bad, torch.Tensor):
         with pytest.raises(ValueError, match="sigma"):
             seed_for("x", bad)
-        with pytest.raises(ValueError, match="sigma"):
-            SigmaSampler(0, bad)
 
 
 def test_add_gaussian_noise_statistics_and_reproducibility():
@@ -92,16 +88,6 @@ def test_noise_level_map():
     assert torch.allclose(m[0], torch.full((1, 5, 7), 15 / 255))
     assert torch.allclose(m[1], torch.full((1, 5, 7), 30 / 255))
     assert noise_level_map(25, like[0]).shape == (1, 5, 7)
-
-
-def test_sigma_sampler():
-    sampler = SigmaSampler(5, 50)
-    a = sampler(1000, torch.Generator().manual_seed(3))
-    b = sampler(1000, torch.Generator().manual_seed(3))
-    assert a.shape == (1000,) and torch.equal(a, b)
-    assert a.min() >= 5 and a.max() <= 50 and a.max() - a.min() > 40
-    with pytest.raises(ValueError, match="low <= high"):
-        SigmaSampler(30, 20)
 
 
 # ------------------------------------------------------------------------------------------
@@ -234,26 +220,6 @@ def test_dataloader(folder):
     batches = list(loader)
     assert [tuple(b.shape) for b in batches] == [(4, 3, P, P), (4, 3, P, P)]
     assert torch.equal(batches[1][0], ds[4])
-
-
-# ------------------------------------------------------------------------------------------
-# ImageFolderFull
-
-
-def test_image_folder_full(folder):
-    ds = ImageFolderFull(folder)
-    items = list(ds)
-    assert [name for name, _ in items] == ["a.png", "b.png"]
-    assert items[0][1].shape == (3, 32, 48)
-    np.testing.assert_allclose(items[0][1].permute(1, 2, 0).numpy(), _image(0) / 255.0, atol=1e-6)
-    assert items[1][1].shape == (3, 40, 24)
-    np.testing.assert_allclose(
-        items[1][1][1].numpy(), _image(1, (40, 24), np.uint16) / 65535.0, atol=1e-6
-    )
-    gray = ImageFolderFull(folder, gray=True, recursive=True)
-    assert len(gray) == 3
-    name, image = gray[2]
-    assert name == "sub/c.bmp" and image.shape == (1, 20, 36)
 
 
 def test_downscale_half_is_a_box_average():

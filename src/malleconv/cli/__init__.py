@@ -1,4 +1,4 @@
-"""The ``malleconv`` command: ``info``, ``train``, ``eval``, ``denoise``, ``bench``."""
+"""The ``malleconv`` command: ``info``, ``denoise``, ``demo``, ``train``, ``eval``."""
 
 from .main import main
 

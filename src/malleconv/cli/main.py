@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -12,15 +13,12 @@ from . import info
 _COMMANDS = [info]
 
 
-def _optional_commands() -> list:
-    mods = []
-    for name in ("denoise", "demo", "train", "evaluate", "bench"):
-        try:
-            mods.append(__import__(f"malleconv.cli.{name}", fromlist=[name]))
-        except ModuleNotFoundError as err:
-            if err.name != f"malleconv.cli.{name}":
-                raise
-    return mods
+def _more_commands() -> list:
+    # Imported when the parser is built, not when this module is.
+    return [
+        importlib.import_module(f"malleconv.cli.{name}")
+        for name in ("denoise", "demo", "train", "evaluate")
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"malleconv {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for mod in _COMMANDS + _optional_commands():
+    for mod in _COMMANDS + _more_commands():
         mod.add_parser(sub)
     return parser
 

@@ -3,7 +3,6 @@ dead-leaves images."""
 
 from malleconv.data.datasets import (
     NUM_AUGMENTATIONS,
-    ImageFolderFull,
     ImageFolderPatches,
     apply_augmentation,
     load_clean,
@@ -12,7 +11,6 @@ from malleconv.data.dead_leaves import dead_leaves
 from malleconv.data.noise import (
     SIGMA_MAX,
     SIGMA_MIN,
-    SigmaSampler,
     add_gaussian_noise,
     check_sigma,
     noise_level_map,
@@ -23,9 +21,7 @@ __all__ = [
     "NUM_AUGMENTATIONS",
     "SIGMA_MAX",
     "SIGMA_MIN",
-    "ImageFolderFull",
     "ImageFolderPatches",
-    "SigmaSampler",
     "add_gaussian_noise",
     "apply_augmentation",
     "check_sigma",

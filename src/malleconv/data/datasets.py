@@ -1,17 +1,17 @@
-"""Datasets of clean images for training (random patches) and evaluation (whole images)."""
+"""Clean training images: the random-patch dataset and the pixel operations it and the trainer
+use (loading, augmentation, downscaling, padding); evaluation shares :func:`load_clean`."""
 
 from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from malleconv.io.images import (
+from malleconv.io import (
     ImageReadError,
     drop_alpha,
     list_images,
@@ -21,7 +21,6 @@ from malleconv.io.images import (
 )
 
 __all__ = [
-    "ImageFolderFull",
     "ImageFolderPatches",
     "NUM_AUGMENTATIONS",
     "apply_augmentation",
@@ -247,36 +246,3 @@ class ImageFolderPatches(Dataset):
             f"ImageFolderPatches(root={str(self.root)!r}, images={len(self.images)}, "
             f"patch_size={self.patch_size}, gray={self.gray}, length={self.length})"
         )
-
-
-class ImageFolderFull(Dataset):
-    """Whole images of a folder, for evaluation; images are decoded on access.
-
-    Items are ``(name, image)``: ``name`` is the path relative to ``root`` (POSIX separators),
-    ``image`` a float32 tensor ``(C, H, W)`` in ``[0, 1]`` with ``C = 1`` if ``gray`` (BT.601
-    luminance of colour images) else 3 (gray images replicated). Alpha is dropped.
-
-    Args:
-        root: Folder, image file or glob pattern (see :func:`malleconv.io.list_images`).
-        gray: One-channel images.
-        recursive: Search subfolders.
-    """
-
-    def __init__(
-        self, root: str | os.PathLike[str], gray: bool = False, *, recursive: bool = False
-    ) -> None:
-        self.root = Path(root)
-        self.gray = bool(gray)
-        self.channels = 1 if gray else 3
-        self.entries = list_images([root], recursive=recursive)
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __getitem__(self, index: int) -> tuple[str, torch.Tensor]:
-        file, rel = self.entries[index]
-        return rel.as_posix(), _to_tensor(load_clean(file, gray=self.gray), self.channels)
-
-    def __iter__(self) -> Iterator[tuple[str, torch.Tensor]]:
-        for i in range(len(self)):
-            yield self[i]

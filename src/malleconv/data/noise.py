@@ -14,7 +14,6 @@ import torch
 __all__ = [
     "SIGMA_MAX",
     "SIGMA_MIN",
-    "SigmaSampler",
     "add_gaussian_noise",
     "check_sigma",
     "noise_level_map",
@@ -114,28 +113,3 @@ def noise_level_map(sigma: float | torch.Tensor, like: torch.Tensor) -> torch.Te
     out = torch.empty(shape, dtype=like.dtype, device=like.device)
     out.copy_(_sigma_tensor(sigma, out).expand(shape) / 255.0)
     return out
-
-
-class SigmaSampler:
-    """Draws noise levels uniformly from ``[low, high]`` (8-bit units), for blind training.
-
-    Example:
-        >>> sampler = SigmaSampler(0, 55)
-        >>> sigmas = sampler(16, generator=torch.Generator().manual_seed(0))  # shape (16,)
-    """
-
-    def __init__(self, low: float, high: float) -> None:
-        check_sigma(low)
-        check_sigma(high)
-        if low > high:
-            raise ValueError(f"SigmaSampler needs low <= high, got low={low}, high={high}")
-        self.low = float(low)
-        self.high = float(high)
-
-    def __call__(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Return a float32 tensor of shape ``(n,)`` with values in ``[low, high]``."""
-        u = torch.rand(n, generator=generator, dtype=torch.float64)
-        return (self.low + (self.high - self.low) * u).to(torch.float32)
-
-    def __repr__(self) -> str:
-        return f"SigmaSampler(low={self.low:g}, high={self.high:g})"
