@@ -24,7 +24,7 @@ from malleconv.io import (
     to_float,
     write_image,
 )
-from malleconv.io.images import _apply_orientation
+from malleconv.io.read import _apply_orientation
 
 H, W = 32, 48
 

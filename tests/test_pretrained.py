@@ -8,7 +8,7 @@ import malleconv
 from malleconv.cli import main
 from malleconv.cli.demo import sample_path
 from malleconv.evaluation.metrics import psnr
-from malleconv.io.images import read_image
+from malleconv.io import read_image
 
 
 @pytest.fixture(scope="module")

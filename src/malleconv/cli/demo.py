@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..evaluation.metrics import psnr
     from ..inference import denoise
-    from ..io.images import from_float, read_image, write_image
+    from ..io import from_float, read_image, write_image
 
     if not 0 <= args.sigma <= 75:
         raise ValueError(f"--sigma {args.sigma:g} is outside [0, 75]")
