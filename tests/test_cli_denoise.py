@@ -293,7 +293,7 @@ def test_low_auto_estimate_gets_a_camera_noise_hint(tmp_path, capsys, weights):
     _save(tmp_path / "noisy.png")  # sigma 20 white noise: auto reads about 20
     code, out, err = _run(capsys, weights, tmp_path / "clean.png", "-o", tmp_path / "a")
     assert code == 0, err
-    assert "read below 3 on 1 image(s)" in err and "--sigma 10 to 15" in err
+    assert "read below 3 on 1 image(s)" in err and "mallenet-s-real" in err
     code, out, err = _run(capsys, weights, tmp_path / "noisy.png", "-o", tmp_path / "b")
     assert code == 0, err
     assert "read below" not in err

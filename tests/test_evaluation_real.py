@@ -35,8 +35,10 @@ def pairs_dir(tmp_path):
     return folder
 
 
-def box3(noisy: torch.Tensor, sigma: float) -> torch.Tensor:
-    """3 x 3 box filter per channel when sigma > 0, else the identity."""
+def box3(noisy: torch.Tensor, sigma: float | None) -> torch.Tensor:
+    """3 x 3 box filter per channel when sigma > 0 (None: estimated), else the identity."""
+    if sigma is None:
+        sigma = estimate_sigma(noisy)
     if sigma <= 0:
         return noisy
     c = noisy.shape[1]

@@ -30,10 +30,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from .io.images import from_float, to_float
+from .io import from_float, to_float
 from .models.precision import Autocast, check_precision
 
-__all__ = ["SIGMA_MAX", "denoise", "denoise_tensor", "estimate_sigma"]
+__all__ = [
+    "DEFAULT_BLIND_MODEL",
+    "DEFAULT_MODEL",
+    "SIGMA_MAX",
+    "default_model",
+    "denoise",
+    "denoise_tensor",
+    "estimate_sigma",
+    "is_blind",
+]
 
 SIGMA_MAX = 75.0
 """Largest noise level (8-bit units) the models are trained for and the API accepts."""
@@ -360,6 +369,62 @@ def _check_sigma(sigma) -> float | None:
     return value
 
 
+# Models whose weights ship with the package and that denoise() uses when not told which:
+# a blind model when the noise level is to be found, the white-noise model when it is given
+# (so sigma=N keeps meaning white Gaussian noise of level N, as in the published tables).
+DEFAULT_MODEL = "mallenet-s"
+DEFAULT_BLIND_MODEL = "mallenet-s-real"
+
+
+def default_model(auto: bool) -> str:
+    """The model :func:`denoise` uses without ``model=``: :data:`DEFAULT_BLIND_MODEL` when
+    the noise level is estimated (``auto``) and its weights are shipped, else
+    :data:`DEFAULT_MODEL`."""
+    from .models.registry import weights_dir
+
+    if auto and (weights_dir() / f"{DEFAULT_BLIND_MODEL}.safetensors").is_file():
+        return DEFAULT_BLIND_MODEL
+    return DEFAULT_MODEL
+
+
+def is_blind(model: nn.Module) -> bool:
+    """Whether ``model`` estimates the noise level itself (``model(noisy, None)``)."""
+    inner = model
+    while not hasattr(inner, "estimator") and isinstance(getattr(inner, "model", None), nn.Module):
+        inner = inner.model
+    return hasattr(inner, "estimator")
+
+
+class _EstimatedLevel(nn.Module):
+    """Runs a blind model in automatic mode whatever ``sigma`` it is handed, with a
+    ``strength`` multiplier, and keeps the mean level of each call for reporting."""
+
+    def __init__(self, model: nn.Module, strength: float):
+        super().__init__()
+        self.model = model
+        self.strength = float(strength)
+        self.levels: list[float] = []
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def forward(self, noisy: torch.Tensor, sigma=None) -> torch.Tensor:
+        out, level = self.model(noisy, None, strength=self.strength, return_level=True)
+        self.levels.append(float(level.float().mean()))
+        return out
+
+
+def _check_strength(strength) -> float:
+    try:
+        value = float(strength)
+    except (TypeError, ValueError):
+        raise ValueError(f"strength must be a positive number, got {strength!r}") from None
+    if not 0.0 < value <= 10.0:  # also rejects NaN
+        raise ValueError(f"strength must be in (0, 10], got {strength!r}")
+    return value
+
+
 def _model_key(name_or_path: str | os.PathLike) -> tuple:
     """Cache key: the name, or for a file its resolved path and modification stamp."""
     p = Path(name_or_path)
@@ -438,12 +503,13 @@ def _image_dims(image) -> tuple[int, int, int, int]:
     return (1, shape[2] if image.ndim == 3 else 1) + shape[:2]
 
 
-def _denoise_streaming(image, fixed_sigma, net, want, tile, overlap, progress):
+def _denoise_streaming(image, fixed_sigma, net, want, tile, overlap, progress, strength=1.0):
     """:func:`denoise` of a big image tile by tile, without a float copy of the whole image.
 
     Tiles are converted to float as they are read and finished rows are converted back to
     the input's dtype as they come out of :func:`_blend_tiles`, straight into the result.
-    Same output as the whole-image path (same channel, alpha and rounding rules).
+    Same output as the whole-image path (same channel, alpha and rounding rules). Returns
+    the result and the noise level the model was given.
     """
     b, c, h, w = _image_dims(image)
     ncol = c - 1 if c in (2, 4) else c
@@ -468,6 +534,7 @@ def _denoise_streaming(image, fixed_sigma, net, want, tile, overlap, progress):
         sig: float | torch.Tensor = torch.tensor(
             [estimate_sigma(part) for part in parts], dtype=torch.float32
         )
+        sig = (sig * strength).clamp(max=SIGMA_MAX)
     else:
         sig = fixed_sigma
 
@@ -504,7 +571,7 @@ def _denoise_streaming(image, fixed_sigma, net, want, tile, overlap, progress):
             result[:, -1] = src[:, -1]
         else:
             result[..., -1] = src[..., -1]
-    return result.reshape(image.shape)
+    return result.reshape(image.shape), sig
 
 
 def _tensor_like(y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -545,14 +612,16 @@ def _to_batch(image, dims) -> tuple[torch.Tensor, Callable[[torch.Tensor], objec
 def denoise(
     image: np.ndarray | torch.Tensor,
     sigma: float | str | None = None,
-    model: str | os.PathLike | nn.Module = "mallenet-s",
+    model: str | os.PathLike | nn.Module | None = None,
     tile: int | None = None,
     overlap: int = 32,
     device: str | torch.device | None = None,
     *,
+    strength: float = 1.0,
     self_ensemble: bool = False,
     precision: str = "float32",
     progress: ProgressFn | None = None,
+    report: dict | None = None,
 ):
     """Denoise an image array or tensor; returns the same kind, dtype and shape.
 
@@ -570,10 +639,15 @@ def denoise(
 
     Args:
         image: The noisy image.
-        sigma: Noise std in 8-bit units, in [0, 75]; None or ``"auto"`` estimates it with
-            :func:`estimate_sigma` (per image of a batch). Blind models (DnCNN) ignore it.
-        model: Registered name (shipped weights), ``.safetensors`` path or a model. Loaded
-            models are cached by name / path (and file time) and device.
+        sigma: Noise std in 8-bit units, in [0, 75], meaning white Gaussian noise of that
+            level; None or ``"auto"`` finds the level: a blind model (``mallenet-s-real``)
+            estimates a per-pixel noise-level map that also covers camera noise, other
+            models get :func:`estimate_sigma` (white noise only; per image of a batch).
+            Models without a noise input (DnCNN) ignore it.
+        model: Registered name (shipped weights), ``.safetensors`` path or a model; default
+            :func:`default_model`: ``mallenet-s-real`` when the level is estimated,
+            ``mallenet-s`` when it is given. Loaded models are cached by name / path (and
+            file time) and device.
         tile: Tile side for bounded memory on big images, None for whole images (see
             :func:`denoise_tensor`).
         overlap: Tile overlap in pixels.
@@ -587,20 +661,40 @@ def denoise(
             CPUs with hardware bfloat16 (AVX-512 BF16, AMX) for at most 0.012 dB of PSNR
             on the test sets (docs/models.md); on other CPUs it can be slower (see
             :func:`~malleconv.models.precision.native_bf16`).
+        strength: Multiplier on the noise level, given or estimated (result capped at 75):
+            below 1 keeps more grain and detail, above 1 removes more.
         progress: ``progress(done, total)`` called after each tile.
+        report: A dict that receives what was decided: ``"sigma"`` (the level the model
+            was given; for a noise-level map its mean, per image of a batch as a list
+            when estimated by :func:`estimate_sigma`) and ``"how"`` (``"given"``,
+            ``"estimated"`` or ``"estimated map"``) and ``"model"``.
 
     Raises:
-        ValueError: sigma outside [0, 75], unknown precision, unsupported shape, NaN /
-            infinite values, colour image with a gray model, CUDA requested but not
-            available.
+        ValueError: sigma outside [0, 75], strength outside (0, 10], unknown precision,
+            unsupported shape, NaN / infinite values, colour image with a gray model, CUDA
+            requested but not available.
         FileNotFoundError: the model has no weights file.
     """
     fixed_sigma = _check_sigma(sigma)
+    strength = _check_strength(strength)
     check_precision(precision)
     b, c, h, w = _image_dims(image)
     if b * c * h * w == 0:
         raise ValueError(f"cannot denoise an empty image of shape {tuple(image.shape)}")
+    if model is None:
+        model = default_model(auto=fixed_sigma is None)
     net = _get_model(model, device)
+    if report is not None:
+        named = isinstance(model, (str, os.PathLike))
+        report["model"] = getattr(net, "model_name", None) or (
+            os.fspath(model) if named else type(model).__name__
+        )
+    level_map = None
+    if fixed_sigma is None and is_blind(net):
+        net = level_map = _EstimatedLevel(net, strength)
+        fixed_sigma = 0.0  # handed on, never used: the model estimates its own level
+    elif fixed_sigma is not None:
+        fixed_sigma = min(fixed_sigma * strength, SIGMA_MAX)
     if self_ensemble:
         from .models.ensemble import SelfEnsemble
 
@@ -611,7 +705,11 @@ def denoise(
     if want == 1 and c - (c in (2, 4)) == 3:
         raise ValueError("the model is a gray (1-channel) model but the image has colour")
     if tile is not None and (h > tile or w > tile):
-        return _denoise_streaming(image, fixed_sigma, net, want, tile, overlap, progress)
+        result, sig = _denoise_streaming(
+            image, fixed_sigma, net, want, tile, overlap, progress, strength
+        )
+        _report(report, level_map, fixed_sigma, sigma, sig)
+        return result
 
     x, back = _to_batch(image, (b, c, h, w))
     if not bool(torch.isfinite(x).all()):
@@ -625,6 +723,7 @@ def denoise(
         sig: float | torch.Tensor = torch.tensor(
             [estimate_sigma(colour[i]) for i in range(colour.shape[0])], dtype=torch.float32
         )
+        sig = (sig * strength).clamp(max=SIGMA_MAX)
     else:
         sig = fixed_sigma
 
@@ -641,4 +740,21 @@ def denoise(
             result[..., -1, :, :] = image[..., -1, :, :].detach().to(result.device)
         else:
             result[..., -1] = image[..., -1]
+    _report(report, level_map, fixed_sigma, sigma, sig)
     return result
+
+
+def _report(report, level_map, fixed_sigma, sigma_arg, sig) -> None:
+    """Fill :func:`denoise`'s ``report`` dict with the level decided."""
+    if report is None:
+        return
+    if level_map is not None:
+        report["sigma"] = float(np.mean(level_map.levels)) if level_map.levels else 0.0
+        report["how"] = "estimated map"
+    elif _check_sigma(sigma_arg) is not None:
+        report["sigma"] = float(fixed_sigma)
+        report["how"] = "given"
+    else:
+        values = sig.tolist() if torch.is_tensor(sig) else [sig]
+        report["sigma"] = values[0] if len(values) == 1 else values
+        report["how"] = "estimated"

@@ -33,17 +33,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--sigma",
         default="auto",
-        help="noise std in 8-bit units, 0-75, or 'auto' to estimate it per image (default). "
-        "auto measures white noise; camera noise is spatially correlated and reads far lower "
-        "than the level the model needs (on CC15 photos auto gives about 1.6 where 10-15 "
-        "denoises best; docs/models.md, Real camera noise)",
+        help="'auto' (default): find the noise level of each image, camera noise included; "
+        "or a number 0-75: white Gaussian noise of that std in 8-bit units",
+    )
+    p.add_argument(
+        "--strength",
+        type=float,
+        default=1.0,
+        metavar="K",
+        help="multiply the noise level (estimated or given) by K: below 1 keeps more grain "
+        "and detail, above 1 removes more (default 1)",
     )
     p.add_argument(
         "--model",
-        default="mallenet-s",
+        default=None,
         metavar="NAME_OR_PATH",
-        help="registered model name or .safetensors path (default mallenet-s; shipped: "
-        "mallenet-s, mallenet-w (wider, about 3x slower, not yet better), mallenet-s-gray)",
+        help="registered model name or .safetensors path (default: mallenet-s-real with "
+        "--sigma auto, mallenet-s with a given sigma; shipped models and their measured "
+        "quality and speed: docs/models.md)",
     )
     p.add_argument(
         "--tile",
@@ -78,9 +85,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--precision",
         choices=PRECISIONS,
         default="float32",
-        help="bfloat16 runs the convolutions in bfloat16: 1.2-2x faster on CPUs with "
-        "hardware bfloat16 (AVX-512 BF16, AMX), at most 0.012 dB lower on the test sets; "
-        "slower on other CPUs (default float32)",
+        help="bfloat16 runs the convolutions in bfloat16: faster on CPUs with hardware "
+        "bfloat16 (AVX-512 BF16, AMX), slower on others (default float32; measured cost "
+        "and speed: docs/models.md)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -88,7 +95,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _collect(inputs: list[str], recursive: bool) -> tuple[list[tuple[Path, Path]], list[str]]:
     """Images of all inputs, and error messages for the inputs that could not be expanded."""
-    from ..io.images import list_images
+    from ..io import list_images
 
     found: list[tuple[Path, Path]] = []
     errors: list[str] = []
@@ -109,7 +116,7 @@ def _collect(inputs: list[str], recursive: bool) -> tuple[list[tuple[Path, Path]
 
 def _plan(args, pairs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
     """``(input, output)`` for every input image."""
-    from ..io.images import IMAGE_EXTENSIONS
+    from ..io import IMAGE_EXTENSIONS
 
     out = Path(args.output)
     is_file_target = out.suffix.lower() in IMAGE_EXTENSIONS and not out.is_dir()
@@ -129,10 +136,9 @@ def _plan(args, pairs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
     return plan
 
 
-# Auto estimates below this get a hint after the summary. Why: on the CC15 camera photos
-# `--sigma auto` reads 0.7-3.0 where sigma 10-15 denoises best (docs/models.md, Real camera
-# noise); white noise that weak is rare in practice, so a low reading more likely means
-# correlated camera noise the estimator cannot see (or an already clean image).
+# White-noise estimates (models without a noise-level estimator of their own) below this
+# get a hint after the summary: white noise that weak is rare in practice, so a low reading
+# more likely means correlated camera noise that the wavelet estimator cannot see.
 LOW_AUTO_SIGMA = 3.0
 
 
@@ -140,11 +146,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..inference import _check_sigma, _get_model, denoise, estimate_sigma
-    from ..io.images import ImageReadError, drop_alpha, read_image, to_float, write_image
+    from ..inference import _check_sigma, _check_strength, _get_model, default_model, denoise
+    from ..io import ImageReadError, read_image, write_image
     from ..models.precision import native_bf16
 
     fixed_sigma = _check_sigma(args.sigma)
+    try:
+        strength = _check_strength(args.strength)
+    except ValueError as err:
+        raise ValueError(f"--strength: {err}") from None
     if args.tile < 0:
         raise ValueError(f"--tile must be 0 (no tiling) or at least 16, got {args.tile}")
     tile = args.tile or None
@@ -172,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     plan = _plan(args, pairs)
     # Loaded as denoise() loads a model by name: BatchNorm folded and channels-last, which
     # runs several times faster than the plain module (docs/benchmarks/inference_speed.md).
-    model = _get_model(args.model, device)
+    model = _get_model(args.model or default_model(auto=fixed_sigma is None), device)
     if args.precision == "bfloat16" and not native_bf16(device):
         print(
             f"malleconv denoise: warning: {device} has no hardware bfloat16; "
@@ -220,15 +230,13 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             img = read_image(src)
-            if fixed_sigma is None:
-                sigma = estimate_sigma(to_float(drop_alpha(img.pixels)))
-                note = "estimated"
-            else:
-                sigma, note = fixed_sigma, "given"
+            decided: dict = {}
             pixels = denoise(
                 img.pixels,
-                sigma=sigma,
+                sigma=fixed_sigma,
                 model=model,
+                strength=strength,
+                report=decided,
                 tile=tile,
                 overlap=args.tile_overlap,
                 self_ensemble=args.self_ensemble,
@@ -244,9 +252,12 @@ def run(args: argparse.Namespace) -> int:
             if tiles_bar is not None:
                 tiles_bar.close()
         done += 1
-        if fixed_sigma is None and sigma < LOW_AUTO_SIGMA:
+        sigma, how = decided["sigma"], decided["how"]
+        if how == "estimated" and sigma < LOW_AUTO_SIGMA:
             low_auto += 1
-        tqdm.write(f"{src} -> {dst} (sigma {sigma:.2f}, {note})", file=sys.stdout)
+        what = {"estimated map": "mean of the estimated noise-level map"}.get(how, how)
+        extra = f", strength {strength:g}" if strength != 1.0 else ""
+        tqdm.write(f"{src} -> {dst} (sigma {sigma:.2f}, {what}{extra})", file=sys.stdout)
     bar.close()
 
     seconds = time.perf_counter() - start
@@ -254,9 +265,9 @@ def run(args: argparse.Namespace) -> int:
     if low_auto:
         print(
             f"malleconv denoise: note: --sigma auto read below {LOW_AUTO_SIGMA:g} on "
-            f"{low_auto} image(s), so they were barely changed. auto measures white noise; "
-            "camera noise is spatially correlated and reads low. For camera photos pass a "
-            "level instead, e.g. --sigma 10 to 15 (docs/models.md, Real camera noise).",
+            f"{low_auto} image(s), so they were barely changed. This model's estimate "
+            "measures white noise, and camera noise reads low: use the default model "
+            "(mallenet-s-real), or pass a level (docs/models.md, Real camera noise).",
             file=sys.stderr,
         )
     return 1 if failed or skipped else 0

@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+import numpy as np
+
 from ..models.precision import PRECISIONS
 
 
@@ -18,7 +20,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     what = p.add_mutually_exclusive_group()
     what.add_argument(
-        "--model", default=None, help="model name or .safetensors path (default mallenet-s)"
+        "--model",
+        default=None,
+        help="model name or .safetensors path (default: as malleconv denoise picks it, "
+        "mallenet-s-real when the level is not told (--auto, --real with auto), else "
+        "mallenet-s)",
     )
     what.add_argument(
         "--method",
@@ -44,6 +50,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="the folders hold real noisy photos and clean references, SCENE_real.* and "
         "SCENE_mean.* (CC15); bare names are also looked up in $MALLECONV_DATA/real/",
+    )
+    p.add_argument(
+        "--auto",
+        action="store_true",
+        help="add the noise of each --sigma but do not tell the denoiser: it finds the "
+        "level itself, as malleconv denoise does by default (--sigma 0: clean inputs)",
     )
     p.add_argument("--gray", action="store_true", help="evaluate on luminance (gray models)")
     p.add_argument("--out", default=None, help="folder for per_image.csv and summary.json")
@@ -98,21 +110,52 @@ def _parse_sigmas(values: list[str] | None, real: bool) -> list:
     return out
 
 
-def model_denoiser(model, device: str = "cpu", tile: int | None = None):
-    """``(noisy (1,C,H,W), sigma) -> denoised`` for a loaded model."""
-    import torch
+class _ModelDenoiser:
+    """``(noisy (1,C,H,W), sigma or None) -> denoised`` for a loaded model; ``None`` lets a
+    blind model estimate its noise-level map and gives other models
+    :func:`~malleconv.inference.estimate_sigma`. ``last_sigma``: the level used last."""
 
-    model = model.to(device).to(memory_format=torch.channels_last)
+    def __init__(self, model, device: str = "cpu", tile: int | None = None):
+        import torch
 
-    def denoise(noisy, sigma):
-        x = noisy.to(device).contiguous(memory_format=torch.channels_last)
-        if tile:
-            from ..inference import denoise_tensor
+        from ..inference import _EstimatedLevel, is_blind
 
-            return denoise_tensor(model, x, sigma, tile=tile)
-        return model(x, float(sigma))
+        self.model = model.to(device).to(memory_format=torch.channels_last)
+        self.auto = _EstimatedLevel(self.model, 1.0) if is_blind(self.model) else None
+        self.device, self.tile = device, tile
+        self.last_sigma: float | None = None
 
-    return denoise
+    def __call__(self, noisy, sigma):
+        import torch
+
+        from ..inference import denoise_tensor, estimate_sigma
+
+        x = noisy.to(self.device).contiguous(memory_format=torch.channels_last)
+        net = self.model
+        if sigma is None and self.auto is not None:
+            net, sigma = self.auto, 0.0  # the model finds its own level
+            self.auto.levels.clear()
+        elif sigma is None:
+            sigma = estimate_sigma(noisy)
+        out = denoise_tensor(net, x, float(sigma), tile=self.tile) if self.tile else net(x, sigma)
+        self.last_sigma = float(np.mean(net.levels)) if net is self.auto else float(sigma)
+        return out
+
+
+def model_denoiser(model, device: str = "cpu", tile: int | None = None) -> _ModelDenoiser:
+    """``(noisy (1,C,H,W), sigma or None) -> denoised`` for a loaded model."""
+    return _ModelDenoiser(model, device, tile)
+
+
+def _with_estimate(denoiser):
+    """A classical denoiser that estimates the level when it is not told."""
+
+    def run(noisy, sigma):
+        from ..inference import estimate_sigma
+
+        return denoiser(noisy, estimate_sigma(noisy) if sigma is None else sigma)
+
+    return run
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,13 +172,14 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--self-ensemble applies to models, not to --method")
         if args.precision != "float32":
             raise ValueError("--precision applies to models, not to --method")
-        denoiser = classical_denoiser(args.method)
+        denoiser = _with_estimate(classical_denoiser(args.method))
         label = args.method
     else:
-        from ..models import load_model
+        from ..inference import default_model
+        from ..models import fuse_batchnorm, load_model
 
-        label = args.model or "mallenet-s"
-        from ..models import fuse_batchnorm
+        not_told = args.auto or (args.real and "auto" in args.sigma)
+        label = args.model or default_model(auto=not_told)
 
         model = fuse_batchnorm(load_model(label, device=args.device))
         gray_model = getattr(getattr(model, "config", None), "in_channels", 3) == 1
@@ -158,6 +202,12 @@ def run(args: argparse.Namespace) -> int:
         evaluate_fn, format_fn = evaluate_real, format_real_table
     else:
         evaluate_fn, format_fn = evaluate, format_table
+    options = {}
+    if args.auto:
+        if args.real:
+            raise ValueError("--auto is for synthetic noise; with --real use --sigma auto")
+        options["tell_sigma"] = False
+        label += ", level not told"
     summary = evaluate_fn(
         denoiser,
         dirs,
@@ -166,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir=args.out,
         save_images=args.save_images,
         progress=not args.no_progress,
+        **options,
     )
     print(f"{label} ({'gray' if args.gray else 'color'}), PSNR dB / SSIM")
     print(format_fn(summary))

@@ -34,8 +34,7 @@ import torch
 from malleconv.data.datasets import load_clean
 from malleconv.data.noise import add_gaussian_noise, check_sigma, seed_for
 from malleconv.evaluation.metrics import psnr, ssim
-from malleconv.io.atomic import atomic_write_text
-from malleconv.io.images import from_float, list_images, to_float, write_image
+from malleconv.io import atomic_write_text, from_float, list_images, to_float, write_image
 
 __all__ = [
     "NLM_H_COLOR",
@@ -49,9 +48,11 @@ __all__ = [
     "sigma_label",
 ]
 
-Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
+Denoiser = Callable[[torch.Tensor, float | None], torch.Tensor]
 """``denoiser(noisy, sigma)``: ``noisy`` is a float32 ``1 x C x H x W`` tensor (values roughly
-in ``[0, 1]``, not clipped), ``sigma`` the noise level in 8-bit units; returns ``1 x C x H x W``."""
+in ``[0, 1]``, not clipped), ``sigma`` the noise level in 8-bit units, or None when the
+denoiser is to find it itself (``tell_sigma=False``, real noise with ``"auto"``); returns
+``1 x C x H x W``. A denoiser may expose ``last_sigma``, the level it used on its last call."""
 
 NLM_H_GRAY = 1.0
 """OpenCV non-local means strength for gray images: ``h = NLM_H_GRAY * sigma``."""
@@ -115,8 +116,12 @@ def evaluate(
     out_dir: str | os.PathLike[str] | None = None,
     save_images: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    tell_sigma: bool = True,
 ) -> dict[str, dict[float, dict[str, float]]]:
     """Run the evaluation protocol (see the module docstring) of ``denoiser``.
+
+    With ``tell_sigma=False`` the noise is added as usual but the denoiser gets ``None``
+    and must find the level itself (the default mode of ``malleconv denoise``).
 
     Args:
         denoiser: ``denoiser(noisy, sigma) -> denoised``, tensors ``1 x C x H x W`` float32
@@ -163,7 +168,7 @@ def evaluate(
             scores = []
             for name, clean8 in clean_images:
                 bar.set_postfix_str(f"sigma={sigma_label(sigma)} {name}", refresh=False)
-                output8, seconds = _denoise_one(denoiser, clean8, name, sigma)
+                output8, seconds = _denoise_one(denoiser, clean8, name, sigma, tell_sigma)
                 p = psnr(output8, clean8)
                 s = ssim(output8, clean8)
                 scores.append((p, s, seconds))
@@ -196,14 +201,15 @@ def evaluate(
 
 
 def _denoise_one(
-    denoiser: Denoiser, clean8: np.ndarray, name: str, sigma: float
+    denoiser: Denoiser, clean8: np.ndarray, name: str, sigma: float, tell_sigma: bool = True
 ) -> tuple[np.ndarray, float]:
     """Denoise the protocol's noisy version of ``clean8``; return the uint8 output and time."""
-    return run_denoiser(denoiser, make_noisy(clean8, name, sigma), sigma, name)
+    noisy = make_noisy(clean8, name, sigma)
+    return run_denoiser(denoiser, noisy, sigma if tell_sigma else None, name)
 
 
 def run_denoiser(
-    denoiser: Denoiser, noisy: torch.Tensor, sigma: float, name: str
+    denoiser: Denoiser, noisy: torch.Tensor, sigma: float | None, name: str
 ) -> tuple[np.ndarray, float]:
     """``denoiser(noisy, sigma)`` on a ``1 x C x H x W`` input: the output clipped and rounded
     to uint8 ``H x W x C``, and the seconds it took (the copy back to the CPU included).
@@ -219,7 +225,7 @@ def run_denoiser(
     if tuple(output.shape) != tuple(noisy.shape):
         raise ValueError(
             f"denoiser returned shape {tuple(output.shape)} for input {tuple(noisy.shape)} "
-            f"({name}, sigma={sigma_label(sigma)})"
+            f"({name}, sigma={'auto' if sigma is None else sigma_label(sigma)})"
         )
     output8 = from_float(output[0].permute(1, 2, 0).numpy(), np.uint8)
     return output8, seconds

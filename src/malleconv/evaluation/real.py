@@ -6,9 +6,10 @@ Sets such as CC15 (Nam et al., CVPR 2016) hold, per scene, one noisy photo
 
 1. read both images as 8-bit RGB (or BT.601 luminance with ``gray``) and scale the noisy
    one to ``[0, 1]``;
-2. denoise it with the given ``sigma`` (8-bit units), or with ``"auto"``: the estimate of
-   :func:`malleconv.inference.estimate_sigma` on that noisy image (real noise is neither
-   white nor of one level, so the estimate is an input choice, and it is recorded);
+2. denoise it with the given ``sigma`` (8-bit units), or with ``"auto"``: the denoiser gets
+   ``None`` and finds the level itself (a blind model's estimated noise-level map, or for
+   other models :func:`malleconv.inference.estimate_sigma` of the noisy image); the level
+   used is recorded (for a map, its mean);
 3. clip the output to ``[0, 1]``, round it to 8 bits, and compute PSNR and SSIM against the
    reference on all channels without a border crop, as the synthetic protocol does
    (:mod:`malleconv.evaluation.protocol`).
@@ -35,7 +36,7 @@ from malleconv.evaluation.protocol import (
     sigma_label,
     write_results,
 )
-from malleconv.io.images import list_images, to_float, write_image
+from malleconv.io import list_images, to_float, write_image
 
 __all__ = ["evaluate_real", "find_pairs", "format_real_table"]
 
@@ -160,8 +161,11 @@ def evaluate_real(
             for scene, noisy8, clean8 in pairs:
                 noisy = torch.from_numpy(np.ascontiguousarray(to_float(noisy8).transpose(2, 0, 1)))
                 noisy = noisy[None]
-                sigma = estimate_sigma(noisy) if level == "auto" else float(level)
-                output8, seconds = run_denoiser(denoiser, noisy, sigma, scene)
+                told = None if level == "auto" else float(level)
+                output8, seconds = run_denoiser(denoiser, noisy, told, scene)
+                sigma = getattr(denoiser, "last_sigma", None) if told is None else told
+                if sigma is None:  # a denoiser that does not say what it found
+                    sigma = estimate_sigma(noisy)
                 p, s = psnr(output8, clean8), ssim(output8, clean8)
                 scores.append((p, s, seconds, sigma))
                 rows.append(
@@ -196,7 +200,7 @@ def evaluate_real(
             summary,
             protocol=(
                 "real noisy photo against its clean reference; denoised with the given sigma "
-                "or the estimate_sigma of the noisy photo ('auto'); output clipped to [0,1] "
+                "or, for 'auto', the level the denoiser found itself; output clipped to [0,1] "
                 "and rounded to 8 bits; PSNR/SSIM on 8-bit values, all channels, no border crop"
             ),
             gray=gray,

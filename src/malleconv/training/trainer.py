@@ -32,7 +32,7 @@ from ..data.datasets import (
 from ..data.dead_leaves import dead_leaves
 from ..evaluation.metrics import psnr as psnr_metric
 from ..evaluation.protocol import load_test_image, make_noisy
-from ..io.images import list_images, to_float
+from ..io import list_images, to_float
 from ..models.blind import BlindMalleNet, noise_level_loss
 from ..models.registry import save_model
 from .config import build_model
