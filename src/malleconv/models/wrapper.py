@@ -12,12 +12,17 @@ class DenoiserWrapper(nn.Module):
 
     Inference code asks a model for its ``config``, ``model_name``, parameters (device,
     dtype) and channels; a wrapper answers with the wrapped model's, so it can stand in
-    for the model anywhere. Subclasses define ``forward(noisy, sigma)``.
+    for the model anywhere. A new wrapper is in the wrapped model's mode (training or
+    eval). Subclasses define ``forward(noisy, sigma)``.
     """
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+        # In the wrapped model's mode: code that switches a model to eval for a call and
+        # back afterwards restores the mode of the outermost module, which must not put an
+        # eval-mode model into training mode.
+        self.training = model.training
 
     def __getattr__(self, name: str):
         try:
