@@ -472,3 +472,17 @@ def test_reseeded_step_batches_keep_the_training_mix(tmp_path):
     assert not full_size.any()  # all from halved images, as in training
     assert not torch.equal(clean, train[0][0]) and not torch.equal(sigma, train[0][2])
     assert torch.equal(recal[0][0], train.reseeded(2)[0][0])  # reproducible
+
+
+def test_parse_sigma_and_check_strength():
+    from malleconv.data import check_strength, parse_sigma
+
+    assert parse_sigma(None) is None and parse_sigma(" Auto ") is None
+    assert parse_sigma("12.5") == 12.5 and parse_sigma(75) == 75.0
+    for bad in ("x", "76", -1, float("nan"), [1]):
+        with pytest.raises(ValueError, match="sigma"):
+            parse_sigma(bad)
+    assert check_strength("0.5") == 0.5
+    for bad in (0, 10.5, float("nan"), "strong"):
+        with pytest.raises(ValueError, match="strength"):
+            check_strength(bad)

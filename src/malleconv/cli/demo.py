@@ -26,12 +26,15 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from ..data.noise import check_sigma
     from ..evaluation.metrics import psnr
     from ..inference import denoise
     from ..io import from_float, read_image, write_image
 
-    if not 0 <= args.sigma <= 75:
-        raise ValueError(f"--sigma {args.sigma:g} is outside [0, 75]")
+    try:
+        check_sigma(args.sigma)
+    except ValueError as err:
+        raise ValueError(f"--sigma: {err}") from None
     clean8 = read_image(sample_path()).pixels
     clean = clean8.astype(np.float32) / 255
     gen = torch.Generator().manual_seed(args.seed)

@@ -1,5 +1,5 @@
-"""Training/evaluation data: synthetic Gaussian noise, image-folder datasets and synthetic
-dead-leaves images."""
+"""Training/evaluation data: noise levels and synthetic Gaussian noise, image-folder
+datasets and synthetic dead-leaves images."""
 
 from malleconv.data.datasets import (
     NUM_AUGMENTATIONS,
@@ -13,7 +13,9 @@ from malleconv.data.noise import (
     SIGMA_MIN,
     add_gaussian_noise,
     check_sigma,
+    check_strength,
     noise_level_map,
+    parse_sigma,
     seed_for,
 )
 
@@ -25,8 +27,10 @@ __all__ = [
     "add_gaussian_noise",
     "apply_augmentation",
     "check_sigma",
+    "check_strength",
     "dead_leaves",
     "load_clean",
     "noise_level_map",
+    "parse_sigma",
     "seed_for",
 ]

@@ -1,7 +1,11 @@
-"""Synthetic additive white Gaussian noise (AWGN).
+"""Noise levels and synthetic additive white Gaussian noise (AWGN).
 
 Noise levels ``sigma`` are in 8-bit units, as in the denoising literature: an image in
-``[0, 1]`` receives noise of standard deviation ``sigma / 255``. Valid levels are ``[0, 75]``.
+``[0, 1]`` receives noise of standard deviation ``sigma / 255``. Valid levels are ``[0, 75]``
+(:data:`SIGMA_MIN`, :data:`SIGMA_MAX`), the range the models are trained for. This module
+is the one home of that range and of its checks: :func:`check_sigma` for levels,
+:func:`parse_sigma` for user input that may say ``"auto"``, :func:`check_strength` for the
+multiplier on a level; training configs, the inference API and the command line use them.
 """
 
 from __future__ import annotations
@@ -15,13 +19,20 @@ __all__ = [
     "SIGMA_MAX",
     "SIGMA_MIN",
     "add_gaussian_noise",
+    "STRENGTH_MAX",
     "check_sigma",
+    "check_strength",
     "noise_level_map",
+    "parse_sigma",
     "seed_for",
 ]
 
 SIGMA_MIN = 0.0
 SIGMA_MAX = 75.0
+"""Largest noise level (8-bit units) the models are trained for and the API accepts."""
+
+STRENGTH_MAX = 10.0
+"""Largest multiplier on a noise level that :func:`check_strength` accepts."""
 
 
 def check_sigma(sigma: float | torch.Tensor) -> None:
@@ -41,6 +52,43 @@ def check_sigma(sigma: float | torch.Tensor) -> None:
         raise ValueError(
             f"sigma must be in [{SIGMA_MIN:g}, {SIGMA_MAX:g}] (8-bit units), got {shown}"
         )
+
+
+def parse_sigma(sigma) -> float | None:
+    """A noise level as a user gives it: None or ``"auto"`` (any case) -> None, meaning the
+    level is to be found; anything else -> the level as a float, checked by
+    :func:`check_sigma`.
+
+    Raises:
+        ValueError: not a number nor ``"auto"``, or outside ``[0, 75]`` (NaN included).
+    """
+    if sigma is None or (isinstance(sigma, str) and sigma.strip().lower() == "auto"):
+        return None
+    try:
+        value = float(sigma)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"sigma must be a number in [{SIGMA_MIN:g}, {SIGMA_MAX:g}] (8-bit units) or "
+            f"'auto', got {sigma!r}"
+        ) from None
+    check_sigma(value)
+    return value
+
+
+def check_strength(strength) -> float:
+    """A multiplier on the noise level (``strength`` of ``denoise``, ``--strength``) as a
+    float in ``(0, 10]``: below 1 keeps more grain and detail, above 1 removes more.
+
+    Raises:
+        ValueError: not a number, or outside ``(0, 10]`` (NaN included).
+    """
+    try:
+        value = float(strength)
+    except (TypeError, ValueError):
+        raise ValueError(f"strength must be a positive number, got {strength!r}") from None
+    if not 0.0 < value <= STRENGTH_MAX:  # also rejects NaN
+        raise ValueError(f"strength must be in (0, {STRENGTH_MAX:g}], got {strength!r}")
+    return value
 
 
 def _canonical_sigma(sigma: float) -> str:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.noise import SIGMA_MAX, SIGMA_MIN
 from .mallenet import MalleNet, MalleNetConfig
 
 __all__ = ["BlindMalleNet", "NoiseLevelEstimator", "noise_level_loss"]
@@ -141,7 +142,7 @@ class BlindMalleNet(nn.Module):
             level = self.denoiser._noise_map(level, noisy) * 255.0
         if strength != 1.0:
             level = level * float(strength)
-        level = level.clamp(0.0, 75.0)
+        level = level.clamp(SIGMA_MIN, SIGMA_MAX)
         out = self.denoiser(noisy, level)
         if also_estimate:
             return out, estimate

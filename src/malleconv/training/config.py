@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from torch import nn
 
+from ..data.noise import SIGMA_MAX, SIGMA_MIN
 from ..models.registry import create_model
 
 __all__ = ["DEFAULT_CONFIG", "load_config", "apply_overrides", "merge", "build_model"]
@@ -153,16 +154,17 @@ def build_model(cfg: dict) -> nn.Module:
 
 
 def _validate(cfg: dict) -> None:
+    within = f"[{SIGMA_MIN:g}, {SIGMA_MAX:g}]"
     lo, hi = (float(v) for v in cfg["data"]["sigma"])
-    if not (0 <= lo <= hi <= 75):
-        raise ValueError(f"data.sigma must be a range within [0, 75], got {[lo, hi]}")
+    if not (SIGMA_MIN <= lo <= hi <= SIGMA_MAX):
+        raise ValueError(f"data.sigma must be a range within {within}, got {[lo, hi]}")
     focus, focus_prob = cfg["data"]["sigma_focus"], float(cfg["data"]["sigma_focus_prob"])
     if not 0.0 <= focus_prob <= 1.0:
         raise ValueError(f"data.sigma_focus_prob must be in [0, 1], got {focus_prob}")
     if focus is not None:
         flo, fhi = (float(v) for v in focus)
-        if not (0 <= flo <= fhi <= 75):
-            raise ValueError(f"data.sigma_focus must be a range within [0, 75], got {focus}")
+        if not (SIGMA_MIN <= flo <= fhi <= SIGMA_MAX):
+            raise ValueError(f"data.sigma_focus must be a range within {within}, got {focus}")
     elif focus_prob > 0:
         raise ValueError("data.sigma_focus_prob > 0 needs a data.sigma_focus range")
     dead_leaves_prob = float(cfg["data"]["dead_leaves_prob"])
