@@ -42,7 +42,6 @@ from malleconv.cli.evaluate import model_denoiser
 from malleconv.data.datasets import downscale_half, load_clean
 from malleconv.evaluation.protocol import classical_denoiser, load_test_image, make_noisy
 from malleconv.io import from_float, list_images
-from malleconv.models import load_model
 
 # Rows: luma (R+G+B)/sqrt(3), then two chroma axes; orthonormal, so squared errors add up.
 OPPONENT = np.array(
@@ -150,7 +149,8 @@ def main(argv=None) -> int:
             "| set | model | input | luma | chroma 1 | chroma 2 | RGB PSNR | chroma gain |",
             "|---|---|---|---|---|---|---|---|",
         ]
-        denoisers = [model_denoiser(load_model(name)) for name in args.model]
+        # Prepared as malleconv eval and denoise prepare them (BatchNorm folded, channels-last).
+        denoisers = [model_denoiser(name) for name in args.model]
         for folder in args.data:
             for i, (name, denoise) in enumerate(zip(args.model, denoisers)):
                 # BM3D's split does not depend on the model: run it with the first one only.

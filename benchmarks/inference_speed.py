@@ -34,7 +34,8 @@ from pathlib import Path
 
 import torch
 
-from malleconv.models import Autocast, MalleNet, create_model, fuse_batchnorm, model_stats
+from malleconv.inference import prepare_model
+from malleconv.models import MalleNet, create_model, fuse_batchnorm, model_stats
 from malleconv.models.precision import native_bf16
 from malleconv.runtime import cpu_name, tune_allocator
 
@@ -70,13 +71,14 @@ def main(argv=None) -> int:
         c = model.config.in_channels if isinstance(model, MalleNet) else 3
         x = torch.rand(1, c, args.size, args.size)
         gflops = model_stats(model, args.size)["gflops"]
-        last = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        # What denoise runs, prepared by the function that prepares it.
+        last = prepare_model(name, pretrained=False)
         x_last = x.contiguous(memory_format=torch.channels_last)
         settings = {
             "plain NCHW": (plain, x),
             "NCHW": (model, x),
             "channels-last": (last, x_last),
-            "channels-last bf16": (Autocast(last), x_last),
+            "channels-last bf16": (prepare_model(last, precision="bfloat16"), x_last),
         }
         row = {"model": name, "gflops": gflops}
         with torch.inference_mode():

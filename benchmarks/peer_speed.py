@@ -101,13 +101,17 @@ def _import_spandrel_arch(name: str):
 
 def build(name: str):
     """``(model, forward(x) -> y, input_channels)`` for a model name, in eval mode."""
+    from malleconv.inference import prepare_model
     from malleconv.models import create_model, fuse_batchnorm
 
     sigma = 25.0
     if name in OURS or name == "dncnn-c":
-        model = fuse_batchnorm(create_model(name))
+        # Ours exactly as malleconv denoise runs them; dncnn-c is timed as a peer
+        # (module docstring), BatchNorm folded.
         if name in OURS:
-            model = model.to(memory_format=torch.channels_last)
+            model = prepare_model(name, pretrained=False)
+        else:
+            model = fuse_batchnorm(create_model(name))
         return model, (lambda x: model(x, sigma)), 3
     if name == "drunet":
         cls = _import_spandrel_arch("DRUNet")

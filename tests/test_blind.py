@@ -140,3 +140,22 @@ def test_blind_training_step_and_warm_start(folder, tmp_path):
     assert rows[-1]["step"] == "2"
     for key in Trainer.BLIND_VAL_KEYS:
         assert float(rows[-1][key]) > 0
+
+
+def test_prepare_model_puts_the_automatic_level_inside_the_other_wrappers():
+    """``auto`` wraps a blind model in EstimatedLevel under the self-ensemble and autocast,
+    whose ``forward(noisy, sigma)`` cannot pass the level options on; the wrappers keep
+    the model's eval mode and the levels of every run are recorded."""
+    from malleconv.inference import EstimatedLevel, estimated_levels, prepare_model
+    from malleconv.models import SelfEnsemble
+
+    model = _blind()
+    net = prepare_model(model, auto=True, strength=1.5, self_ensemble=True)
+    assert isinstance(net, SelfEnsemble) and isinstance(net.model, EstimatedLevel)
+    assert net.model.strength == 1.5 and not net.training
+    with torch.no_grad():
+        net(torch.rand(1, 3, 24, 32), 25.0)  # the sigma handed in is ignored
+    assert len(estimated_levels(net)) == 8
+    assert prepare_model(model) is model and estimated_levels(model) is None
+    assert prepare_model(net, auto=True).model is net.model  # not wrapped twice
+    assert not model.training

@@ -246,3 +246,35 @@ def test_eval_command_with_self_ensemble_and_precision(sets, tmp_path, capsys):
     assert "--self-ensemble applies to models" in capsys.readouterr().err
     assert main(["eval", "--method", "nlm", "--data", str(sets[0]), "--precision", "bfloat16"])
     assert "--precision applies to models" in capsys.readouterr().err
+
+
+def test_eval_runs_a_model_exactly_as_denoise_does(tmp_path):
+    """``malleconv eval``'s denoiser and ``denoise`` prepare the model by the same function:
+    same outputs, with or without self-ensemble and bfloat16."""
+    from malleconv.cli.evaluate import model_denoiser
+    from malleconv.inference import denoise
+    from malleconv.models import create_model, save_model
+
+    torch.manual_seed(0)
+    model = create_model("mallenet-tiny")
+    with torch.no_grad():
+        torch.nn.init.normal_(model.tail[-1].weight, std=0.05)
+    weights = str(save_model(model, tmp_path / "tiny.safetensors", half=False))
+    noisy = torch.rand(1, 3, H, W)
+    for options in ({}, {"self_ensemble": True}, {"precision": "bfloat16"}):
+        run = model_denoiser(weights, **options)
+        with torch.inference_mode():
+            got = run(noisy, 25.0).clamp(0, 1)
+        assert torch.equal(got, denoise(noisy, 25, weights, **options))
+
+
+def test_eval_auto_with_a_blind_model_under_self_ensemble(sets, tmp_path, capsys):
+    from malleconv.cli.main import main
+    from malleconv.models import create_model, save_model
+
+    torch.manual_seed(0)
+    weights = save_model(create_model("mallenet-s-real"), tmp_path / "b.safetensors", half=False)
+    args = ["eval", "--model", str(weights), "--data", str(sets[0]), "--sigma", "25", "--auto"]
+    args += ["--self-ensemble", "--no-progress", "--threads", "1"]
+    assert main(args) == 0
+    assert "level not told" in capsys.readouterr().out

@@ -17,15 +17,9 @@ import torch
 from conftest import synthetic_image
 
 import malleconv
-from malleconv.inference import (
-    _cached_model,
-    _ramp,
-    _tile_starts,
-    _window,
-    denoise,
-    denoise_tensor,
-    estimate_sigma,
-)
+from malleconv.inference import denoise, denoise_tensor, estimate_sigma
+from malleconv.inference.prepare import _cached_model
+from malleconv.inference.tiling import _ramp, _tile_starts, _window
 from malleconv.models import DnCNN, create_model, save_model
 
 
@@ -468,3 +462,42 @@ def test_bfloat16_precision_option(model):
     assert np.abs(tiled - half).max() < 0.05
     with pytest.raises(ValueError, match="precision"):
         denoise(img, 25, model, precision="float16")
+
+
+# --------------------------------------------------------------------------------------------
+# Model preparation
+
+
+def test_prepare_model_folds_batchnorm_caches_and_wraps_in_order(tmp_path):
+    """By name or path: BatchNorm folded, channels-last, cached; then self-ensemble inside
+    autocast. A module is used as it is, and ``auto`` leaves non-blind models alone."""
+    from malleconv.inference import estimated_levels, prepare_model
+    from malleconv.models import Autocast, SelfEnsemble
+
+    path = save_model(_random_model(), tmp_path / "tiny.safetensors", half=False)
+    base = prepare_model(path)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in base.modules())
+    convs = [m for m in base.modules() if isinstance(m, torch.nn.Conv2d)]
+    conv = next(m for m in convs if m.kernel_size[0] > 1)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert prepare_model(str(path)) is base and not base.training
+    net = prepare_model(path, self_ensemble=True, precision="bfloat16")
+    assert isinstance(net, Autocast) and isinstance(net.model, SelfEnsemble)
+    assert net.model.model is base and not net.training
+    assert prepare_model(path, auto=True, strength=2.0) is base
+    assert estimated_levels(net) is None
+    module = _random_model()
+    assert prepare_model(module) is module
+    assert prepare_model(None, auto=False).model_name == "mallenet-s"
+    with pytest.raises(ValueError, match="precision"):
+        prepare_model(module, precision="float16")
+    with pytest.raises(ValueError, match="strength"):
+        prepare_model(module, strength=0)
+
+
+def test_prepare_model_untrained_for_speed_benchmarks():
+    from malleconv.inference import prepare_model
+
+    net = prepare_model("mallenet-tiny", pretrained=False)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert prepare_model("mallenet-tiny", pretrained=False) is not net  # not cached

@@ -146,13 +146,14 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..inference import _check_sigma, _check_strength, _get_model, default_model, denoise
+    from ..data.noise import check_strength, parse_sigma
+    from ..inference import default_model, denoise, prepare_model
     from ..io import ImageReadError, read_image, write_image
     from ..models.precision import native_bf16
 
-    fixed_sigma = _check_sigma(args.sigma)
+    fixed_sigma = parse_sigma(args.sigma)
     try:
-        strength = _check_strength(args.strength)
+        strength = check_strength(args.strength)
     except ValueError as err:
         raise ValueError(f"--strength: {err}") from None
     if args.tile < 0:
@@ -180,9 +181,9 @@ def run(args: argparse.Namespace) -> int:
     if not pairs:
         raise FileNotFoundError("no input image found")
     plan = _plan(args, pairs)
-    # Loaded as denoise() loads a model by name: BatchNorm folded and channels-last, which
-    # runs several times faster than the plain module (docs/benchmarks/inference_speed.md).
-    model = _get_model(args.model or default_model(auto=fixed_sigma is None), device)
+    # Loaded once, before the first image, so that a missing model fails fast; denoise()
+    # adds the wrappers each image needs (automatic level, self-ensemble, precision).
+    model = prepare_model(args.model or default_model(auto=fixed_sigma is None), device)
     if args.precision == "bfloat16" and not native_bf16(device):
         print(
             f"malleconv denoise: warning: {device} has no hardware bfloat16; "

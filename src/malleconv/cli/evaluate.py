@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.noise import parse_sigma
 from ..models.precision import PRECISIONS
 
 
@@ -95,56 +96,70 @@ def _parse_sigmas(values: list[str] | None, real: bool) -> list:
         return ["auto"] if real else [15.0, 25.0, 50.0]
     out = []
     for v in values:
-        if v.strip().lower() == "auto":
+        try:
+            value = parse_sigma(v)
+        except ValueError as err:
+            raise ValueError(f"--sigma: {err}") from None
+        if value is None:
             if not real:
                 raise ValueError("--sigma auto needs --real (synthetic noise has a known sigma)")
             out.append("auto")
-            continue
-        try:
-            value = float(v)
-        except ValueError:
-            raise ValueError(f"--sigma {v!r} is not a number or 'auto'") from None
-        if not 0 <= value <= 75:  # also rejects NaN
-            raise ValueError(f"--sigma {value:g} is outside [0, 75]")
-        out.append(value)
+        else:
+            out.append(value)
     return out
 
 
 class _ModelDenoiser:
-    """``(noisy (1,C,H,W), sigma or None) -> denoised`` for a loaded model; ``None`` lets a
-    blind model estimate its noise-level map and gives other models
-    :func:`~malleconv.inference.estimate_sigma`. ``last_sigma``: the level used last."""
+    """``(noisy (1, C, H, W), sigma or None) -> denoised (1, C, H, W)`` for a model run as
+    :func:`~malleconv.inference.denoise` runs it (:func:`~malleconv.inference.prepare_model`).
 
-    def __init__(self, model, device: str = "cpu", tile: int | None = None):
-        import torch
+    ``None`` lets a blind model estimate its noise-level map and gives other models
+    :func:`~malleconv.inference.estimate_sigma`. Attributes: ``model``, the prepared model
+    for a given level; ``auto``, the same for a level to be found; ``last_sigma``, the
+    level used last (the mean of the map for a blind model).
+    """
 
-        from ..inference import _EstimatedLevel, is_blind
+    def __init__(
+        self,
+        model,
+        device="cpu",
+        tile: int | None = None,
+        *,
+        self_ensemble: bool = False,
+        precision: str = "float32",
+    ):
+        from ..inference import prepare_model
 
-        self.model = model.to(device).to(memory_format=torch.channels_last)
-        self.auto = _EstimatedLevel(self.model, 1.0) if is_blind(self.model) else None
-        self.device, self.tile = device, tile
+        options = dict(self_ensemble=self_ensemble, precision=precision)
+        # Both wrap the same loaded model (prepare_model caches it by name / path).
+        self.model = prepare_model(model, device, **options)
+        self.auto = prepare_model(model, device, auto=True, **options)
+        self.tile = tile
         self.last_sigma: float | None = None
 
     def __call__(self, noisy, sigma):
-        import torch
+        from ..inference import denoise_tensor, estimate_sigma, estimated_levels
 
-        from ..inference import denoise_tensor, estimate_sigma
-
-        x = noisy.to(self.device).contiguous(memory_format=torch.channels_last)
-        net = self.model
-        if sigma is None and self.auto is not None:
+        levels = estimated_levels(self.auto) if sigma is None else None
+        if levels is not None:
             net, sigma = self.auto, 0.0  # the model finds its own level
-            self.auto.levels.clear()
-        elif sigma is None:
-            sigma = estimate_sigma(noisy)
-        out = denoise_tensor(net, x, float(sigma), tile=self.tile) if self.tile else net(x, sigma)
-        self.last_sigma = float(np.mean(net.levels)) if net is self.auto else float(sigma)
+            levels.clear()
+        else:
+            net = self.model
+            if sigma is None:
+                sigma = estimate_sigma(noisy)
+        out = denoise_tensor(net, noisy, float(sigma), tile=self.tile)
+        self.last_sigma = float(np.mean(levels)) if levels is not None else float(sigma)
         return out
 
 
-def model_denoiser(model, device: str = "cpu", tile: int | None = None) -> _ModelDenoiser:
-    """``(noisy (1,C,H,W), sigma or None) -> denoised`` for a loaded model."""
-    return _ModelDenoiser(model, device, tile)
+def model_denoiser(
+    model, device="cpu", tile: int | None = None, *, self_ensemble=False, precision="float32"
+) -> _ModelDenoiser:
+    """``(noisy (1, C, H, W), sigma or None) -> denoised`` for a model name, weights path or
+    module, prepared as :func:`~malleconv.inference.denoise` prepares it (see
+    :class:`_ModelDenoiser`)."""
+    return _ModelDenoiser(model, device, tile, self_ensemble=self_ensemble, precision=precision)
 
 
 def _with_estimate(denoiser):
@@ -175,27 +190,23 @@ def run(args: argparse.Namespace) -> int:
         denoiser = _with_estimate(classical_denoiser(args.method))
         label = args.method
     else:
-        from ..inference import default_model
-        from ..models import fuse_batchnorm, load_model
+        from ..inference import default_model, model_channels
 
         not_told = args.auto or (args.real and "auto" in args.sigma)
         label = args.model or default_model(auto=not_told)
-
-        model = fuse_batchnorm(load_model(label, device=args.device))
-        gray_model = getattr(getattr(model, "config", None), "in_channels", 3) == 1
-        if gray_model and not args.gray:
+        denoiser = model_denoiser(
+            label,
+            args.device,
+            args.tile,
+            self_ensemble=args.self_ensemble,
+            precision=args.precision,
+        )
+        if model_channels(denoiser.model) == 1 and not args.gray:
             args.gray = True
         if args.self_ensemble:
-            from ..models import SelfEnsemble
-
-            model = SelfEnsemble(model)
             label += " x8 self-ensemble"
         if args.precision != "float32":
-            from ..models import Autocast
-
-            model = Autocast(model, getattr(torch, args.precision))
             label += f" ({args.precision})"
-        denoiser = model_denoiser(model, args.device, args.tile)
     if args.real:
         from ..evaluation.real import evaluate_real, format_real_table
 

@@ -1,0 +1,55 @@
+"""Denoising images with a trained model.
+
+One job per module:
+
+* :mod:`~.noise_level`: :func:`estimate_sigma`, the white-noise level of an image (wavelet
+  MAD);
+* :mod:`~.tiling`: :func:`denoise_tensor`, a model on a ``(B, C, H, W)`` batch, whole or in
+  overlapping blended tiles, and :func:`~.tiling.stream_tiles` for images read and
+  written a tile at a time;
+* :mod:`~.prepare`: :func:`prepare_model`, how a model is loaded and run (BatchNorm
+  folded, channels-last, automatic level of blind models, self-ensemble, bfloat16), and
+  :func:`default_model`;
+* :mod:`~.api`: :func:`denoise`, numpy arrays and tensors in, the same kind out.
+
+Public functions::
+
+    estimate_sigma(image) -> float             # noise std in 8-bit units (wavelet MAD)
+    denoise_tensor(model, noisy, sigma, ...)    # (B, C, H, W) -> (B, C, H, W), optional tiles
+    denoise(image, sigma=None, model=..., ...)  # array / tensor in, same kind, dtype, shape out
+    prepare_model(model, device, ...)           # the model as denoise runs it
+
+The noise-level range and its checks live in :mod:`malleconv.data.noise`.
+"""
+
+from ..data.noise import SIGMA_MAX, SIGMA_MIN
+from .api import denoise
+from .noise_level import estimate_sigma
+from .prepare import (
+    DEFAULT_BLIND_MODEL,
+    DEFAULT_MODEL,
+    EstimatedLevel,
+    default_model,
+    estimated_levels,
+    is_blind,
+    model_channels,
+    prepare_model,
+)
+from .tiling import ProgressFn, denoise_tensor
+
+__all__ = [
+    "DEFAULT_BLIND_MODEL",
+    "DEFAULT_MODEL",
+    "SIGMA_MAX",
+    "SIGMA_MIN",
+    "EstimatedLevel",
+    "ProgressFn",
+    "default_model",
+    "denoise",
+    "denoise_tensor",
+    "estimate_sigma",
+    "estimated_levels",
+    "is_blind",
+    "model_channels",
+    "prepare_model",
+]

@@ -1,0 +1,208 @@
+"""Getting a model ready for inference: the one place that decides how a model is run.
+
+:func:`prepare_model` loads a model by name or weights path (cached), folds its BatchNorm,
+makes it channels-last, and wraps it for the run asked for: a blind model's automatic
+level (:class:`EstimatedLevel`), the x8 self-ensemble, bfloat16 autocast. ``denoise``,
+``malleconv denoise``, ``malleconv eval`` and the benchmarks all run models through it,
+so they measure what users get. :func:`default_model` picks the model when none is named.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..data.noise import check_strength
+from ..models.ensemble import SelfEnsemble
+from ..models.fuse import fuse_batchnorm
+from ..models.precision import Autocast, check_precision
+from ..models.registry import load_model, weights_dir
+from ..models.wrapper import DenoiserWrapper
+from .tiling import model_device_dtype
+
+__all__ = [
+    "DEFAULT_BLIND_MODEL",
+    "DEFAULT_MODEL",
+    "EstimatedLevel",
+    "default_model",
+    "estimated_levels",
+    "is_blind",
+    "model_channels",
+    "prepare_model",
+]
+
+# Models whose weights ship with the package and that denoise() uses when not told which:
+# a blind model when the noise level is to be found, the white-noise model when it is given
+# (so sigma=N keeps meaning white Gaussian noise of level N, as in the published tables).
+DEFAULT_MODEL = "mallenet-s"
+DEFAULT_BLIND_MODEL = "mallenet-s-real"
+
+
+def default_model(auto: bool) -> str:
+    """The model :func:`~malleconv.inference.denoise` uses without ``model=``:
+    :data:`DEFAULT_BLIND_MODEL` when the noise level is estimated (``auto``) and its
+    weights are shipped, else :data:`DEFAULT_MODEL`."""
+    if auto and (weights_dir() / f"{DEFAULT_BLIND_MODEL}.safetensors").is_file():
+        return DEFAULT_BLIND_MODEL
+    return DEFAULT_MODEL
+
+
+def is_blind(model: nn.Module) -> bool:
+    """Whether ``model`` estimates the noise level itself (``model(noisy, None)``)."""
+    inner = model
+    while not hasattr(inner, "estimator") and isinstance(getattr(inner, "model", None), nn.Module):
+        inner = inner.model
+    return hasattr(inner, "estimator")
+
+
+def model_channels(model: nn.Module) -> int:
+    """Colour channels a model takes: 1 (gray) or 3."""
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "in_channels"):
+        return int(config.in_channels)
+    kwargs = getattr(model, "init_kwargs", None)
+    if kwargs and "in_channels" in kwargs:
+        return int(kwargs["in_channels"])
+    return 3
+
+
+class EstimatedLevel(DenoiserWrapper):
+    """A blind model run in automatic mode whatever ``sigma`` it is handed.
+
+    ``forward(noisy (B, C, H, W), sigma) -> (B, C, H, W)``: ``sigma`` is ignored; the model
+    estimates its own ``(B, 1, H, W)`` noise-level map, multiplied by ``strength``. The mean
+    level of each call is appended to ``levels``, so that a caller running it tile by tile
+    (or under a self-ensemble) can report the level decided.
+    """
+
+    def __init__(self, model: nn.Module, strength: float = 1.0):
+        super().__init__(model)
+        self.strength = float(strength)
+        self.levels: list[float] = []
+
+    def forward(self, noisy: torch.Tensor, sigma=None) -> torch.Tensor:
+        out, level = self.model(noisy, None, strength=self.strength, return_level=True)
+        self.levels.append(float(level.float().mean()))
+        return out
+
+
+def estimated_levels(model: nn.Module) -> list[float] | None:
+    """The ``levels`` list of the :class:`EstimatedLevel` inside ``model``'s wrappers (the
+    mean level of each call, in 8-bit units), or None when ``model`` is not a blind model
+    in automatic mode. Clear it to start a new count."""
+    inner = model
+    while isinstance(inner, nn.Module):
+        if isinstance(inner, EstimatedLevel):
+            return inner.levels
+        inner = inner._modules.get("model")
+    return None
+
+
+def _model_key(name_or_path: str | os.PathLike) -> tuple:
+    """Cache key: the name, or for a file its resolved path and modification stamp."""
+    p = Path(name_or_path)
+    if p.is_file():
+        st = p.stat()
+        return (str(p.resolve()), st.st_mtime_ns, st.st_size)
+    return (os.fspath(name_or_path),)
+
+
+def _for_inference(model: nn.Module) -> nn.Module:
+    """``model`` with BatchNorm folded and channels-last weights, modified in place.
+
+    Folding saves a memory pass per layer and channels-last runs the convolutions several
+    times faster on CPU (docs/benchmarks/inference_speed.md).
+    """
+    return fuse_batchnorm(model).to(memory_format=torch.channels_last)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_model(name_or_path: str, device: str, _key: tuple) -> nn.Module:
+    return _for_inference(load_model(name_or_path, device))
+
+
+def _resolve_device(device) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(dev)!r} requested but CUDA is not available")
+    return dev
+
+
+def _base_model(model, device, pretrained: bool) -> nn.Module:
+    """The unwrapped model: loaded and made ready by name / path, or ``model`` itself."""
+    if isinstance(model, nn.Module):
+        if device is not None:
+            want = _resolve_device(device)
+            have, _ = model_device_dtype(model)
+            if have.type != want.type or (want.index is not None and have.index != want.index):
+                raise ValueError(
+                    f"the model is on {have} but device={str(want)!r} was asked for; "
+                    "move it with model.to(device) or leave device=None"
+                )
+        return model
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model must be a name, a weights path or an nn.Module, got {model!r}")
+    dev = _resolve_device("cpu" if device is None else device)
+    if not pretrained:
+        return _for_inference(load_model(model, dev, pretrained=False))
+    return _cached_model(os.fspath(model), str(dev), _model_key(model))
+
+
+def prepare_model(
+    model: str | os.PathLike | nn.Module | None = None,
+    device: str | torch.device | None = None,
+    *,
+    auto: bool = False,
+    strength: float = 1.0,
+    self_ensemble: bool = False,
+    precision: str = "float32",
+    pretrained: bool = True,
+) -> nn.Module:
+    """A model ready to run as ``net(noisy (B, C, H, W), sigma) -> (B, C, H, W)``.
+
+    In order:
+
+    1. ``model`` None: :func:`default_model` (``auto`` says whether the level is
+       estimated).
+    2. A registered name or ``.safetensors`` path is loaded on ``device`` (default "cpu")
+       in eval mode, BatchNorm folded into the convolutions, weights channels-last; loaded
+       models are cached by name / path (and file time) and device, so preparing the same
+       model again is cheap and returns the same module inside new wrappers. An
+       ``nn.Module`` is used as it is (not modified, on its own device: another explicit
+       ``device`` is an error).
+    3. ``auto`` and a blind model (:func:`is_blind`): wrapped in :class:`EstimatedLevel`
+       with ``strength``, so it finds its own level map whatever sigma it is handed. Other
+       models are unchanged by ``auto`` and ``strength``: their level is a number that the
+       caller passes (and multiplies by the strength).
+    4. ``self_ensemble``: averaged over the 8 flips / rotations
+       (:class:`~malleconv.models.ensemble.SelfEnsemble`).
+    5. ``precision="bfloat16"``: run under bfloat16 autocast
+       (:class:`~malleconv.models.precision.Autocast`).
+
+    Wrappers pass attribute access through (``config``, ``model_name``, parameters), so
+    :func:`model_channels` and :func:`~malleconv.inference.tiling.model_device_dtype` see
+    the wrapped model's. ``pretrained=False`` gives a randomly initialised registered model
+    prepared the same way, not cached (benchmarks of speed, which does not depend on the
+    weights).
+
+    Raises:
+        ValueError: unknown name or precision, strength outside (0, 10], CUDA requested
+            but not available, a module on another device than ``device``.
+        FileNotFoundError: the model has no weights file.
+    """
+    strength = check_strength(strength)
+    check_precision(precision)
+    if model is None:
+        model = default_model(auto=auto)
+    net = _base_model(model, device, pretrained)
+    if auto and is_blind(net) and estimated_levels(net) is None:
+        net = EstimatedLevel(net, strength)
+    if self_ensemble:
+        net = SelfEnsemble(net)
+    if precision != "float32":
+        net = Autocast(net, getattr(torch, precision))
+    return net
