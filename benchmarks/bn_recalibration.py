@@ -28,8 +28,10 @@ import tempfile
 import torch
 
 from malleconv.runtime import tune_allocator
+from malleconv.training.batches import StepBatches
 from malleconv.training.config import load_config
-from malleconv.training.trainer import StepBatches, Trainer, recalibrate_batchnorm
+from malleconv.training.ema import recalibrate_batchnorm
+from malleconv.training.trainer import Trainer
 
 
 def main() -> None:

@@ -8,7 +8,8 @@ from malleconv.data.datasets import ImageFolderPatches
 from malleconv.models import create_model, load_model, save_model
 from malleconv.models.blind import BlindMalleNet, NoiseLevelEstimator, noise_level_loss
 from malleconv.training import load_config
-from malleconv.training.trainer import StepBatches, Trainer
+from malleconv.training.batches import StepBatches
+from malleconv.training.trainer import Trainer
 
 
 def _blind():

@@ -237,7 +237,7 @@ def test_downscale_half_is_a_box_average():
 
 
 def test_step_batches_mix_half_size_patches(tmp_path):
-    from malleconv.training.trainer import StepBatches
+    from malleconv.training.batches import StepBatches
 
     root = tmp_path / "rgb"
     write_image(root / "a.png", _image(0, (32, 40, 3)))
@@ -292,7 +292,7 @@ def test_color_jitter_reorders_channels_and_scales_chroma():
 
 
 def test_step_batches_color_jitter(tmp_path):
-    from malleconv.training.trainer import StepBatches
+    from malleconv.training.batches import StepBatches
 
     write_image(tmp_path / "rgb" / "a.png", _image(0, (32, 40, 3)))
     patches = ImageFolderPatches(tmp_path / "rgb", 8)
@@ -314,7 +314,7 @@ def test_step_batches_color_jitter(tmp_path):
 
 
 def test_step_batches_sigma_focus(tmp_path):
-    from malleconv.training.trainer import StepBatches
+    from malleconv.training.batches import StepBatches
 
     write_image(tmp_path / "rgb" / "a.png", _image(0, (32, 40, 3)))
     patches = ImageFolderPatches(tmp_path / "rgb", 8)
@@ -375,7 +375,7 @@ def test_dead_leaves_is_deterministic_sharp_and_uses_the_palette():
 
 
 def test_step_batches_dead_leaves(tmp_path):
-    from malleconv.training.trainer import StepBatches
+    from malleconv.training.batches import StepBatches
 
     write_image(tmp_path / "rgb" / "a.png", _image(0, (32, 40, 3)))
     patches = ImageFolderPatches(tmp_path / "rgb", 16)
@@ -409,7 +409,7 @@ def test_step_batches_dead_leaves(tmp_path):
 
 def test_step_batches_quarter_size_mosaics(tmp_path):
     from malleconv.data.datasets import downscale_half
-    from malleconv.training.trainer import StepBatches
+    from malleconv.training.batches import StepBatches
 
     root = tmp_path / "mixed"
     write_image(root / "a.png", _image(0, (48, 64, 3)))
@@ -458,7 +458,7 @@ def test_step_batches_quarter_size_mosaics(tmp_path):
 def test_reseeded_step_batches_keep_the_training_mix(tmp_path):
     # BatchNorm recalibration draws its batches with reseeded(): they must come from the
     # training distribution (here every patch from a halved image), only other draws.
-    from malleconv.training.trainer import StepBatches
+    from malleconv.training.batches import StepBatches
 
     root = tmp_path / "rgb"
     write_image(root / "a.png", _image(0, (32, 40, 3)))

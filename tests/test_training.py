@@ -168,8 +168,35 @@ def test_init_warm_starts_from_exported_weights(image_folder, tmp_path):
     _assert_same_weights(trainer.model.state_dict(), source.state_dict())
 
 
+def test_metrics_log_appends_rows_under_one_header(tmp_path):
+    import csv
+
+    from malleconv.training.metrics_log import MetricsLog
+
+    out = tmp_path / "run"
+    log = MetricsLog(out, [15, 25], extra_keys=("psnr_clean_auto",))
+    log.close()
+    assert not (out / "metrics.csv").exists()  # opened on the first row only
+    log = MetricsLog(out, [15, 25], extra_keys=("psnr_clean_auto",))
+    log.write(2, {"step": 2, "loss": 0.5, "lr": 1e-3, "pixels_per_s": 10.4})
+    log.close()
+    log = MetricsLog(out, [15, 25], extra_keys=("psnr_clean_auto",))  # a resumed run
+    log.write(4, {"loss": 0.25, "lr": 5e-4, "pixels_per_s": 12.0, "psnr_25": 30.1234})
+    log.close()
+    rows = list(csv.reader(open(out / "metrics.csv")))
+    assert rows[0] == [
+        *("step", "loss", "lr", "pixels_per_s", "time"),
+        *("psnr_15", "psnr_25", "psnr_clean_auto"),
+    ]
+    assert [r[:4] for r in rows[1:]] == [
+        ["2", "0.500000", "1.000e-03", "10"],
+        ["4", "0.250000", "5.000e-04", "12"],
+    ]
+    assert [r[5:] for r in rows[1:]] == [["", "", ""], ["", "30.123", ""]]
+
+
 def test_psnr_loss_is_minus_mean_patch_psnr(image_folder, tmp_path):
-    from malleconv.training.trainer import PSNR_LOSS_MSE_FLOOR, psnr_loss
+    from malleconv.training.losses import PSNR_LOSS_MSE_FLOOR, psnr_loss
 
     target = torch.rand(3, 3, 8, 8)
     pred = target + 0.01 * torch.arange(1, 4).view(3, 1, 1, 1) * torch.randn(3, 3, 8, 8)
@@ -184,7 +211,7 @@ def test_psnr_loss_is_minus_mean_patch_psnr(image_folder, tmp_path):
 
 
 def test_soft_chroma_mse_ignores_only_sub_2x2_colour_error():
-    from malleconv.training.trainer import per_patch_mse, psnr_loss
+    from malleconv.training.losses import per_patch_mse, psnr_loss
 
     torch.manual_seed(0)
     target = torch.rand(4, 3, 8, 8)

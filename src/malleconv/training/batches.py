@@ -1,0 +1,269 @@
+"""Training batches: the deterministic, step-indexed batch sampler.
+
+The batch of step ``s`` is a pure function of ``(seed, s, rank)`` (crops, augmentations,
+noise levels and noise), so a run resumed from a checkpoint at step ``s`` continues with
+exactly the batches an uninterrupted run would have seen. Every optional augmentation draws
+from its own random stream, or only when enabled, so that switching one on leaves the
+draws of the others where they were.
+"""
+
+from __future__ import annotations
+
+import sys
+from copy import copy
+
+import numpy as np
+import torch
+
+from ..data.camera_noise import add_camera_noise, local_noise_std
+from ..data.datasets import (
+    ImageFolderPatches,
+    apply_augmentation,
+    color_jitter,
+    downscale_half,
+    pad_to,
+)
+from ..data.dead_leaves import dead_leaves
+from ..io import to_float
+
+__all__ = ["StepBatches"]
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Item ``s`` is the training batch of step ``s``: ``(clean, noisy, sigma, full_size)``.
+
+    clean, noisy: ``(B, C, P, P)`` float32; sigma: ``(B,)`` in 8-bit units, or the
+    ``(B, 1, P, P)`` noise-level map when ``camera_noise_prob`` or ``clean_prob`` is set;
+    full_size: ``(B,)`` bool, False for patches cut from a halved image. Each rank of a
+    distributed run draws its own disjoint patches. With ``downscale_prob > 0`` each patch
+    is cut, with that probability, from the image halved in size (:func:`downscale_half`).
+    With ``quarter_prob > 0`` a patch is, with that probability, a 2 x 2 mosaic of ``P/2`` crops
+    of images reduced to a quarter of their size (the patch's own image and three random
+    others): CBSD432's JPEG chroma only reaches the detail of its luma at about that scale.
+    Full-size, halved and quarter patches are drawn with probabilities
+    ``1 - downscale_prob - quarter_prob``, ``downscale_prob`` and ``quarter_prob``. With
+    ``color_jitter_prob > 0`` a colour patch is, with that probability, passed through
+    :func:`color_jitter` before the noise is added. Each patch's sigma is uniform in
+    ``sigma_range``, or with probability ``sigma_focus_prob`` uniform in ``sigma_focus``
+    instead: a mixture that puts more of the training on a band of noise levels (e.g. the
+    low ones, where a small model is furthest behind BM3D) without dropping the rest. With
+    ``dead_leaves_prob > 0`` a patch is, with that probability, a synthetic
+    :func:`~malleconv.data.dead_leaves.dead_leaves` image whose leaves take the colours of the
+    patch's training image (sharp colour edges; ``full_size`` False), colour-jittered like
+    the others. With ``camera_noise_prob`` and ``clean_prob`` a patch's white noise is
+    replaced, with those probabilities, by camera noise or by none
+    (:meth:`_mix_noise_kinds`).
+    """
+
+    def __init__(
+        self,
+        patches: ImageFolderPatches,
+        batch_size: int,
+        sigma_range,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+        downscale_prob: float = 0.0,
+        quarter_prob: float = 0.0,
+        color_jitter_prob: float = 0.0,
+        saturation_max: float = 1.5,
+        sigma_focus=None,
+        sigma_focus_prob: float = 0.0,
+        dead_leaves_prob: float = 0.0,
+        camera_noise_prob: float = 0.0,
+        clean_prob: float = 0.0,
+    ):
+        self.patches = patches
+        self.batch_size = batch_size
+        self.lo, self.hi = (float(v) for v in sigma_range)
+        self.focus_prob = float(sigma_focus_prob)
+        if not 0.0 <= self.focus_prob <= 1.0:
+            raise ValueError(f"sigma_focus_prob must be in [0, 1], got {sigma_focus_prob}")
+        if self.focus_prob > 0 and sigma_focus is None:
+            raise ValueError("sigma_focus_prob > 0 needs a sigma_focus range")
+        self.focus = (
+            tuple(float(v) for v in sigma_focus) if sigma_focus is not None else (self.lo, self.hi)
+        )
+        self.seed, self.rank, self.world = seed, rank, world
+        self.per_epoch = max(1, patches.num_images // (batch_size * world))
+        self.downscale_prob = float(downscale_prob)
+        self.quarter_prob = float(quarter_prob)
+        if self.downscale_prob + self.quarter_prob > 1:
+            raise ValueError("downscale_prob + quarter_prob must be at most 1")
+        p = patches.patch_size
+        if self.quarter_prob > 0 and p % 2:
+            raise ValueError(f"quarter-size mosaics need an even patch size, got {p}")
+        self.color_jitter_prob = float(color_jitter_prob)
+        self.dead_leaves_prob = float(dead_leaves_prob)
+        if not 0.0 <= self.dead_leaves_prob <= 1.0:
+            raise ValueError(f"dead_leaves_prob must be in [0, 1], got {dead_leaves_prob}")
+        self.saturation_max = float(saturation_max)
+        self.camera_noise_prob = float(camera_noise_prob)
+        self.clean_prob = float(clean_prob)
+        if not (0.0 <= self.camera_noise_prob and 0.0 <= self.clean_prob) or (
+            self.camera_noise_prob + self.clean_prob > 1.0
+        ):
+            raise ValueError("camera_noise_prob and clean_prob must be >= 0 with a sum <= 1")
+        self.halves: list[np.ndarray] = []
+        self.quarters: list[np.ndarray] = []
+        if self.downscale_prob > 0:
+            self.halves = [pad_to(downscale_half(img), p) for img in patches.images]
+        if self.quarter_prob > 0:
+            self.quarters = [
+                pad_to(downscale_half(downscale_half(img)), p // 2) for img in patches.images
+            ]
+
+    @classmethod
+    def from_config(
+        cls, patches: ImageFolderPatches, cfg: dict, rank: int = 0, world: int = 1
+    ) -> StepBatches:
+        """The batches a run of config ``cfg`` trains on (its ``data`` section and
+        ``train.seed``), for rank ``rank`` of ``world``."""
+        d = cfg["data"]
+        return cls(
+            patches,
+            int(d["batch_size"]),
+            d["sigma"],
+            int(cfg["train"]["seed"]),
+            rank,
+            world,
+            downscale_prob=float(d["downscale_prob"]),
+            quarter_prob=float(d["quarter_prob"]),
+            color_jitter_prob=float(d["color_jitter_prob"]),
+            saturation_max=float(d["saturation_max"]),
+            sigma_focus=d["sigma_focus"],
+            sigma_focus_prob=float(d["sigma_focus_prob"]),
+            dead_leaves_prob=float(d["dead_leaves_prob"]),
+            camera_noise_prob=float(d["camera_noise_prob"]),
+            clean_prob=float(d["clean_prob"]),
+        )
+
+    def __len__(self) -> int:
+        return sys.maxsize
+
+    def reseeded(self, seed: int) -> StepBatches:
+        """The same kind of batches (augmentations, sigma sampling) drawn with another seed.
+
+        Shares the precomputed halved and quarter-size images with ``self``.
+        """
+        other = copy(self)
+        other.seed = seed
+        return other
+
+    def _cut(self, img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+        """A random ``size x size`` crop of ``img`` with a random one of the 8 symmetries, as
+        float32 ``size x size x C`` (gray images replicated for colour training)."""
+        h, w = img.shape[:2]
+        top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+        mode = int(rng.integers(0, 8))
+        crop = apply_augmentation(img[top : top + size, left : left + size], mode)
+        arr = to_float(np.ascontiguousarray(crop))
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        if arr.shape[2] != self.patches.channels:
+            arr = np.repeat(arr[..., :1], self.patches.channels, axis=2)
+        return arr
+
+    def _crop(self, image_index: int, rng: np.random.Generator) -> tuple[torch.Tensor, bool]:
+        """A random ``(C, P, P)`` float patch of one image with one of the 8 symmetries, and
+        whether it was cut from the full-size image."""
+        p = self.patches.patch_size
+        source = "full"
+        # Drawn only when enabled, so runs without it keep their random streams; halves take
+        # the lowest draws, so adding quarter_prob leaves the halved patches where they were.
+        if self.downscale_prob > 0 or self.quarter_prob > 0:
+            r = rng.random()
+            if r < self.downscale_prob:
+                source = "half"
+            elif r < self.downscale_prob + self.quarter_prob:
+                source = "quarter"
+        if source == "quarter":
+            q = p // 2
+            others = rng.integers(0, len(self.quarters), 3)
+            tiles = [self._cut(self.quarters[i], q, rng) for i in (image_index, *others)]
+            arr = np.concatenate(
+                [np.concatenate(tiles[:2], axis=1), np.concatenate(tiles[2:], axis=1)], axis=0
+            )
+        else:
+            img = self.patches.images[image_index] if source == "full" else self.halves[image_index]
+            arr = self._cut(img, p, rng)
+        return self._finish(arr, rng), source == "full"
+
+    def _finish(self, arr: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """The optional colour jitter, then ``(P, P, C)`` -> ``(C, P, P)`` tensor."""
+        # Drawn last and only when enabled, so the crops of runs without it are unchanged.
+        if self.color_jitter_prob > 0 and arr.shape[2] == 3:
+            if rng.random() < self.color_jitter_prob:
+                order = rng.permutation(3)
+                scale = float(rng.uniform(1.0, self.saturation_max))
+                arr = color_jitter(arr, order, scale)
+        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+    def _dead_leaves(self, image_index: int, rng: np.random.Generator) -> torch.Tensor:
+        """A ``(C, P, P)`` dead-leaves patch coloured from image ``image_index``'s pixels."""
+        img = self.patches.images[image_index]
+        palette = to_float(img.reshape(-1, img.shape[2] if img.ndim == 3 else 1))
+        arr = dead_leaves(self.patches.patch_size, palette, rng)
+        if arr.shape[2] != self.patches.channels:
+            arr = np.repeat(arr[..., :1], self.patches.channels, axis=2)
+        return self._finish(arr, rng)
+
+    def __getitem__(self, step: int):
+        epoch, within = divmod(step, self.per_epoch)
+        # A fresh epoch permutation of images per (seed, epoch), identical on every rank.
+        perm = np.random.default_rng((self.seed, 7, epoch)).permutation(self.patches.num_images)
+        start = (within * self.world + self.rank) * self.batch_size
+        idx = [int(perm[(start + i) % len(perm)]) for i in range(self.batch_size)]
+        crops, full_size = [], []
+        for n, i in enumerate(idx):
+            if self.dead_leaves_prob > 0:
+                # Its own stream: with it off (or for the patches it leaves alone) the crops
+                # are those of a run without it.
+                leaves_rng = np.random.default_rng((self.seed, 19, step, self.rank, n))
+                if leaves_rng.random() < self.dead_leaves_prob:
+                    crops.append(self._dead_leaves(i, leaves_rng))
+                    full_size.append(False)
+                    continue
+            rng = np.random.default_rng((self.seed, 11, step, self.rank, n))
+            crop, full = self._crop(i, rng)
+            crops.append(crop)
+            full_size.append(full)
+        clean = torch.stack(crops)
+        seq = np.random.SeedSequence((self.seed, 13, step, self.rank))
+        gen = torch.Generator().manual_seed(int(seq.generate_state(1, np.uint64)[0] >> 1))
+        u = torch.rand(self.batch_size, generator=gen)
+        sigma = self.lo + (self.hi - self.lo) * u
+        if self.focus_prob > 0:
+            # A separate stream for the choice, so the noise draws below keep their order.
+            pick = np.random.default_rng((self.seed, 17, step, self.rank)).random(self.batch_size)
+            flo, fhi = self.focus
+            focused = torch.from_numpy(pick < self.focus_prob)
+            sigma = torch.where(focused, flo + (fhi - flo) * u, sigma)
+        noise = torch.randn(clean.shape, generator=gen) * (sigma.view(-1, 1, 1, 1) / 255.0)
+        noisy = clean + noise
+        if self.camera_noise_prob > 0 or self.clean_prob > 0:
+            noisy, sigma = self._mix_noise_kinds(step, clean, noisy, sigma)
+        return clean, noisy, sigma, torch.tensor(full_size)
+
+    def _mix_noise_kinds(self, step, clean, noisy, sigma):
+        """Replace some white-noise patches by camera-noise or clean ones; sigma becomes the
+        ``(B, 1, P, P)`` noise-level map (local std of the noise for camera noise)."""
+        # Own streams, so the white-noise patches are those of a run without the mixture.
+        pick = np.random.default_rng((self.seed, 23, step, self.rank)).random(self.batch_size)
+        camera = pick < self.camera_noise_prob
+        plain = (pick >= self.camera_noise_prob) & (pick < self.camera_noise_prob + self.clean_prob)
+        p = clean.shape[-1]
+        level = sigma.view(-1, 1, 1, 1).expand(-1, 1, p, p).clone()
+        noisy = noisy.clone()
+        if camera.any():
+            idx = torch.from_numpy(np.flatnonzero(camera))
+            seq = np.random.SeedSequence((self.seed, 29, step, self.rank))
+            cam_gen = torch.Generator().manual_seed(int(seq.generate_state(1, np.uint64)[0] >> 1))
+            cam = add_camera_noise(clean[idx], cam_gen)
+            noisy[idx] = cam
+            level[idx] = local_noise_std(cam, clean[idx]).clamp(max=75.0)
+        if plain.any():
+            idx = torch.from_numpy(np.flatnonzero(plain))
+            noisy[idx] = clean[idx]
+            level[idx] = 0.0
+        return noisy, level
