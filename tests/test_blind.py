@@ -143,6 +143,69 @@ def test_blind_training_step_and_warm_start(folder, tmp_path):
         assert float(rows[-1][key]) > 0
 
 
+# ---------------------------------------------------------------- automatic mode of denoise
+
+
+def test_denoise_auto_runs_the_estimator_and_reports_its_level():
+    from malleconv import denoise
+
+    model = _blind()
+    image = (np.random.default_rng(0).random((24, 40, 3)) * 255).astype(np.uint8)
+    x = torch.from_numpy(image.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    decided: dict = {}
+    out = denoise(image, model=model, report=decided)
+    with torch.no_grad():
+        want, level = model(x, return_level=True)
+    want8 = (want.clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    assert np.abs(out.astype(int) - want8.astype(int)).max() <= 1
+    assert decided["how"] == "estimated map"
+    assert decided["sigma"] == pytest.approx(float(level.mean()), rel=1e-4)
+
+
+def test_strength_multiplies_given_and_estimated_levels():
+    from malleconv import denoise
+
+    model = _blind()
+    image = (np.random.default_rng(1).random((20, 20, 3)) * 255).astype(np.uint8)
+    told: dict = {}
+    a = denoise(image, sigma=10, strength=2.0, model=model.denoiser, report=told)
+    b = denoise(image, sigma=20, model=model.denoiser)
+    assert np.array_equal(a, b) and told == {"model": told["model"], "sigma": 20.0, "how": "given"}
+    plain, strong = {}, {}
+    denoise(image, model=model, report=plain)
+    denoise(image, model=model, strength=1.5, report=strong)
+    assert strong["sigma"] == pytest.approx(1.5 * plain["sigma"], rel=1e-4)
+    with pytest.raises(ValueError, match="strength"):
+        denoise(image, model=model, strength=0)
+
+
+def test_default_model_depends_on_whether_the_level_is_given():
+    from malleconv.inference import DEFAULT_BLIND_MODEL, DEFAULT_MODEL, default_model
+    from malleconv.models.registry import weights_dir
+
+    assert default_model(auto=False) == DEFAULT_MODEL
+    shipped = (weights_dir() / f"{DEFAULT_BLIND_MODEL}.safetensors").is_file()
+    assert default_model(auto=True) == (DEFAULT_BLIND_MODEL if shipped else DEFAULT_MODEL)
+
+
+def test_eval_auto_tells_the_denoiser_nothing(tmp_path, capsys):
+    from PIL import Image
+
+    from malleconv.cli.main import main
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    weights = save_model(_blind(), tmp_path / "blind.safetensors", half=False)
+    args = ["eval", "--model", str(weights), "--data", str(folder), "--no-progress"]
+    assert main([*args, "--auto", "--sigma", "0", "10"]) == 0
+    printed = capsys.readouterr().out
+    assert "level not told" in printed
+    assert main([*args, "--auto", "--real"]) == 2
+
+
 def test_prepare_model_puts_the_automatic_level_inside_the_other_wrappers():
     """``auto`` wraps a blind model in EstimatedLevel under the self-ensemble and autocast,
     whose ``forward(noisy, sigma)`` cannot pass the level options on; the wrappers keep
