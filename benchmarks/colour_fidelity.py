@@ -40,7 +40,8 @@ import torch
 
 from malleconv.cli.evaluate import model_denoiser
 from malleconv.data.datasets import downscale_half, load_clean
-from malleconv.evaluation.protocol import classical_denoiser, load_test_image, make_noisy
+from malleconv.evaluation.baselines import classical_denoiser
+from malleconv.evaluation.protocol import load_test_image, make_noisy
 from malleconv.io import from_float, list_images
 
 # Rows: luma (R+G+B)/sqrt(3), then two chroma axes; orthonormal, so squared errors add up.

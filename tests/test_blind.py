@@ -10,6 +10,7 @@ from malleconv.models.blind import BlindMalleNet, NoiseLevelEstimator, noise_lev
 from malleconv.training import load_config
 from malleconv.training.batches import StepBatches
 from malleconv.training.trainer import Trainer
+from malleconv.training.validation import BLIND_VAL_KEYS
 
 
 def _blind():
@@ -139,7 +140,7 @@ def test_blind_training_step_and_warm_start(folder, tmp_path):
 
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     assert rows[-1]["step"] == "2"
-    for key in Trainer.BLIND_VAL_KEYS:
+    for key in BLIND_VAL_KEYS:
         assert float(rows[-1][key]) > 0
 
 

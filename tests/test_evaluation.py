@@ -278,3 +278,17 @@ def test_eval_auto_with_a_blind_model_under_self_ensemble(sets, tmp_path, capsys
     args += ["--self-ensemble", "--no-progress", "--threads", "1"]
     assert main(args) == 0
     assert "level not told" in capsys.readouterr().out
+
+
+def test_classical_denoisers_share_the_denoiser_interface():
+    pytest.importorskip("cv2")
+    nlm = classical_denoiser("nlm")
+    assert isinstance(nlm, torch.nn.Module)
+    gen = torch.Generator().manual_seed(0)
+    clean = torch.full((1, 3, 32, 32), 0.5)
+    noisy = clean + torch.randn(clean.shape, generator=gen) * (20 / 255)
+    told = nlm(noisy, 20.0)
+    found = nlm(noisy, None)  # the level estimated from the input
+    assert 15 < nlm.last_sigma < 25
+    assert told.shape == found.shape == noisy.shape
+    assert torch.equal(nlm(noisy, 0.0), noisy)

@@ -4,8 +4,8 @@ PyTorch's CPU tensors come straight from ``malloc``. glibc serves every block la
 its mmap threshold (at most 32 MB) with a fresh ``mmap`` and unmaps it on free, so each
 full-resolution feature map (64 channels of 512 x 512 floats is 64 MB) is new memory that
 the kernel must fault in and zero, page by page, every time. On virtual machines this
-costs as much as the convolutions: denoising a 512 x 512 image spent 1.8 s of system time
-for 3.0 s of user time (``benchmarks/denoise_memory.py`` and docs/benchmarks/).
+can cost as much as the convolutions (``benchmarks/allocator.py``,
+docs/benchmarks/allocator.md).
 
 :func:`tune_allocator` asks glibc to serve big blocks from its heap and to keep freed
 memory for reuse, which removes those page faults. The process then keeps its peak

@@ -162,21 +162,10 @@ def model_denoiser(
     return _ModelDenoiser(model, device, tile, self_ensemble=self_ensemble, precision=precision)
 
 
-def _with_estimate(denoiser):
-    """A classical denoiser that estimates the level when it is not told."""
-
-    def run(noisy, sigma):
-        from ..inference import estimate_sigma
-
-        return denoiser(noisy, estimate_sigma(noisy) if sigma is None else sigma)
-
-    return run
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..evaluation.protocol import classical_denoiser, evaluate, format_table
+    from ..evaluation import classical_denoiser, evaluate, format_table
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -187,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--self-ensemble applies to models, not to --method")
         if args.precision != "float32":
             raise ValueError("--precision applies to models, not to --method")
-        denoiser = _with_estimate(classical_denoiser(args.method))
+        denoiser = classical_denoiser(args.method)
         label = args.method
     else:
         from ..inference import default_model, model_channels

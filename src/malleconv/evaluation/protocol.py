@@ -37,10 +37,7 @@ from malleconv.evaluation.metrics import psnr, ssim
 from malleconv.io import atomic_write_text, from_float, list_images, to_float, write_image
 
 __all__ = [
-    "NLM_H_COLOR",
-    "NLM_H_GRAY",
     "Denoiser",
-    "classical_denoiser",
     "evaluate",
     "format_table",
     "load_test_image",
@@ -53,12 +50,6 @@ Denoiser = Callable[[torch.Tensor, float | None], torch.Tensor]
 in ``[0, 1]``, not clipped), ``sigma`` the noise level in 8-bit units, or None when the
 denoiser is to find it itself (``tell_sigma=False``, real noise with ``"auto"``); returns
 ``1 x C x H x W``. A denoiser may expose ``last_sigma``, the level it used on its last call."""
-
-NLM_H_GRAY = 1.0
-"""OpenCV non-local means strength for gray images: ``h = NLM_H_GRAY * sigma``."""
-
-NLM_H_COLOR = 0.6
-"""OpenCV non-local means strength for RGB images: ``h = hColor = NLM_H_COLOR * sigma``."""
 
 
 def load_test_image(path: str | os.PathLike[str], *, gray: bool = False) -> np.ndarray:
@@ -308,101 +299,3 @@ def format_table(summary: dict[str, dict[float, dict[str, float]]]) -> str:
             cells.append(f"{p_text} / {stats['ssim']:.4f}")
         lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _to_hwc(noisy: torch.Tensor) -> np.ndarray:
-    if noisy.ndim != 4 or noisy.shape[0] != 1:
-        raise ValueError(f"expected a 1 x C x H x W tensor, got shape {tuple(noisy.shape)}")
-    return noisy[0].detach().to("cpu", torch.float64).permute(1, 2, 0).numpy()
-
-
-def _from_hwc(arr: np.ndarray, channels: int) -> torch.Tensor:
-    arr = np.asarray(arr, dtype=np.float32).reshape(arr.shape[0], arr.shape[1], channels)
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
-
-
-def classical_denoiser(method: str) -> Denoiser:
-    """A classical baseline as a :data:`Denoiser`.
-
-    * ``"bm3d"``: BM3D from the ``bm3d`` package (``pip install bm3d``), with
-      ``sigma_psd = sigma / 255`` on the unclipped float input; ``bm3d.bm3d_rgb`` (opponent
-      colour space) for RGB, ``bm3d.bm3d`` for gray.
-    * ``"nlm"``: OpenCV fast non-local means (``pip install opencv-python-headless``) on the
-      input clipped and rounded to 8 bits, with OpenCV's default 7 x 7 patches and 21 x 21
-      search window. Gray: ``cv2.fastNlMeansDenoising`` with ``h = NLM_H_GRAY * sigma``
-      (``= sigma``). RGB: ``cv2.fastNlMeansDenoisingColored`` (filters in CIELAB) with
-      ``h = hColor = NLM_H_COLOR * sigma`` (``= 0.6 sigma``). OpenCV has no noise-aware
-      default: it weights patches by ``exp(-d^2 / h^2)``, ``d^2`` being the mean squared patch
-      difference (about ``2 sigma^2`` between two noisy copies of the same content), so ``h``
-      must scale with sigma. The factors were the best of 0.3 to 1.5 (in PSNR) on 256 x 256
-      crops of standard test images at sigma 15, 25 and 50; the colour factor is lower because
-      the CIELAB lightness channel carries less noise than each RGB channel.
-
-    Both inputs and outputs follow :data:`Denoiser`; at ``sigma == 0`` the input is returned.
-
-    Raises:
-        ValueError: unknown ``method``.
-        ImportError: the package providing the method is not installed (with the pip command).
-    """
-    method = method.lower()
-    if method == "bm3d":
-        return _bm3d_denoiser()
-    if method == "nlm":
-        return _nlm_denoiser()
-    raise ValueError(f"unknown classical method {method!r}; expected 'bm3d' or 'nlm'")
-
-
-def _missing(method: str, module: str, package: str, exc: ImportError) -> str:
-    if exc.name not in (None, module):
-        # The package is there but one of its own dependencies is not (bm3d needs scipy).
-        return f"classical_denoiser({method!r}): importing {module} failed ({exc})"
-    return f"classical_denoiser({method!r}) needs the {package} package: pip install {package}"
-
-
-def _bm3d_denoiser() -> Denoiser:
-    try:
-        import bm3d
-    except ImportError as exc:
-        raise ImportError(_missing("bm3d", "bm3d", "bm3d", exc)) from exc
-
-    def denoise(noisy: torch.Tensor, sigma: float) -> torch.Tensor:
-        z = _to_hwc(noisy)
-        channels = z.shape[2]
-        if sigma == 0:
-            return noisy.clone()
-        if channels == 3:
-            out = bm3d.bm3d_rgb(z, sigma_psd=sigma / 255.0)
-        elif channels == 1:
-            out = bm3d.bm3d(z[:, :, 0], sigma_psd=sigma / 255.0)
-        else:
-            raise ValueError(f"BM3D handles 1 or 3 channels, got {channels}")
-        return _from_hwc(out, channels)
-
-    return denoise
-
-
-def _nlm_denoiser() -> Denoiser:
-    try:
-        import cv2
-    except ImportError as exc:
-        raise ImportError(_missing("nlm", "cv2", "opencv-python-headless", exc)) from exc
-
-    def denoise(noisy: torch.Tensor, sigma: float) -> torch.Tensor:
-        z = _to_hwc(noisy)
-        channels = z.shape[2]
-        if sigma == 0:
-            return noisy.clone()
-        u8 = from_float(z, np.uint8)
-        if channels == 3:
-            h = NLM_H_COLOR * float(sigma)
-            # OpenCV expects BGR channel order for its colour conversion to CIELAB.
-            bgr = np.ascontiguousarray(u8[:, :, ::-1])
-            out = cv2.fastNlMeansDenoisingColored(bgr, None, h, h, 7, 21)[:, :, ::-1]
-        elif channels == 1:
-            h = NLM_H_GRAY * float(sigma)
-            out = cv2.fastNlMeansDenoising(np.ascontiguousarray(u8[:, :, 0]), None, h, 7, 21)
-        else:
-            raise ValueError(f"NLM handles 1 or 3 channels, got {channels}")
-        return _from_hwc(out.astype(np.float32) / 255.0, channels)
-
-    return denoise

@@ -12,9 +12,9 @@ __all__ = ["InvertedBottleneck", "PReLU", "make_norm", "make_act"]
 class _PReLUFunction(torch.autograd.Function):
     """PReLU with a per-channel slope: ATen's forward, and a backward built from fast kernels.
 
-    ATen's fused ``_prelu_kernel_backward`` takes ~14 ms on a (8, 160, 64, 64)
-    channels-last tensor where one elementwise pass takes ~0.6 ms; this backward is one
-    ReLU mask (``threshold_backward``), a subtraction, an ``addcmul`` and a reduction.
+    ATen's fused ``_prelu_kernel_backward`` is many times slower on channels-last CPU
+    tensors than a few elementwise passes; this backward is one ReLU mask
+    (``threshold_backward``), a subtraction, an ``addcmul`` and a reduction.
     """
 
     @staticmethod
@@ -40,12 +40,11 @@ class _PReLUFunction(torch.autograd.Function):
 class PReLU(nn.PReLU):
     """:class:`torch.nn.PReLU` (same parameter, same values) with a faster backward.
 
-    ``(B, C, H, W) -> (B, C, H, W)``. PyTorch's CPU PReLU backward was the largest single
-    cost of a MalleNet training step (28% of it, ``torch.profiler``, channels-last). With
-    gradients enabled this runs :class:`_PReLUFunction` (forward + backward about 2x faster
-    than ``nn.PReLU`` at (8, 160, 64, 64)); a whole ``mallenet-s`` training step is 1.31x
-    faster (``benchmarks/train_speed.py --torch-prelu-too --patch 128``). Without
-    gradients it calls the fused ``F.prelu``.
+    ``(B, C, H, W) -> (B, C, H, W)``. PyTorch's CPU PReLU backward is a large share of a
+    MalleNet training step (channels-last). With gradients enabled this runs
+    :class:`_PReLUFunction`; the step-time gain is measured by
+    ``benchmarks/train_speed.py --torch-prelu-too`` (docs/training.md). Without gradients
+    it calls the fused ``F.prelu``.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -31,9 +31,9 @@ class EstimatorConfig:
 class NoiseLevelEstimator(nn.Module):
     """Noisy ``(B, C, H, W)`` in [0, 1] -> noise level ``(B, 1, H, W)`` in 8-bit units (>= 0).
 
-    Runs at 1/2, 1/4 and 1/8 resolution (about 10 kFLOP per pixel, under a tenth of
-    ``mallenet-s``) with a receptive field of about 60 pixels, enough to tell fine texture
-    from noise; the map is upsampled bilinearly, so it varies smoothly.
+    Runs at 1/2, 1/4 and 1/8 resolution, so it costs a small fraction of the denoiser,
+    with a receptive field of several dozen pixels to tell fine texture from noise; the map
+    is upsampled bilinearly, so it varies smoothly.
     """
 
     def __init__(self, in_channels: int = 3, width: int = 32):

@@ -34,7 +34,7 @@ class SelfEnsemble(DenoiserWrapper):
     a float, a ``(B,)`` tensor or a ``(B, 1, H, W)`` map (transformed along with the image).
     Returns ``(B, C, H, W)``. Costs ``transforms`` model runs; Gaussian noise is invariant
     under these transforms, so each run is an equally good estimate and their errors are
-    partly independent, which typically buys ~0.1 dB (measured in docs/models.md).
+    partly independent, which raises PSNR a little (measured in docs/models.md).
 
     Attribute access falls through to the wrapped model (``config``, ``model_name``), so
     code that inspects a model's channels keeps working.

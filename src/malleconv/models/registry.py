@@ -36,10 +36,8 @@ MODEL_CONFIGS: dict[str, tuple[str, dict]] = {
         dict(in_channels=1, widths=(16, 32, 64, 128), expand=4, encoder_blocks=1, decoder_blocks=1),
     ),
     # mallenet-s with its full-resolution level twice as wide, grown from mallenet-s by
-    # models.widen.widen_mallenet. No weights shipped: after two CPU stages and one on a GPU
-    # it was between mallenet-s (stage 17) and mallenet-w in quality at 1.9x mallenet-s's
-    # time, where mallenet-w is better at 2.3-3.4x (docs/training.md). Its weights are in git
-    # history: `git restore --source=292c1a7 -- experiments/weights`.
+    # models.widen.widen_mallenet. No weights shipped (docs/training-log.md says why); they
+    # are in git history: `git restore --source=292c1a7 -- experiments/weights`.
     "mallenet-m": (
         "mallenet",
         dict(widths=(32, 32, 64, 128), expand=4, encoder_blocks=1, decoder_blocks=1),

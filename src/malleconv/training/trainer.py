@@ -15,15 +15,10 @@ import time
 from copy import deepcopy
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from ..data.camera_noise import add_camera_noise
 from ..data.datasets import ImageFolderPatches
-from ..evaluation.metrics import psnr as psnr_metric
-from ..evaluation.protocol import load_test_image, make_noisy
-from ..io import list_images
 from ..models.blind import BlindMalleNet, noise_level_loss
 from ..models.registry import save_model
 from .batches import StepBatches
@@ -32,6 +27,7 @@ from .ema import EMA, recalibrate_batchnorm
 from .losses import make_loss
 from .metrics_log import MetricsLog
 from .schedule import warmup_cosine
+from .validation import BLIND_VAL_KEYS, load_val_images, validate_blind, validate_white
 
 __all__ = ["Trainer", "train", "export_checkpoint"]
 
@@ -121,29 +117,19 @@ class Trainer:
         self.loss_fn = make_loss(t["loss"])
         self.soft_chroma = bool(t["soft_chroma"])
         self.step = 0
-        self.val_images = self._load_val([val] if val else self.holdout_files)
+        self.val_images = load_val_images(
+            [val] if val else self.holdout_files,
+            int(t["val_max_images"]),
+            int(t["val_crop"] or 0),
+            self.gray,
+        )
         self._stop = False
 
     # ------------------------------------------------------------------ validation
-    def _load_val(self, paths) -> list[tuple[str, np.ndarray]]:
-        if not paths:
-            return []
-        t = self.cfg["train"]
-        entries = list_images(paths)[: int(t["val_max_images"])]
-        crop = int(t["val_crop"] or 0)
-        out = []
-        for file, rel in entries:
-            img = load_test_image(file, gray=self.gray)
-            if crop:
-                h, w = img.shape[:2]
-                top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
-                img = np.ascontiguousarray(img[top : top + crop, left : left + crop])
-            out.append((rel.as_posix(), img))
-        return out
-
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Mean PSNR per validation sigma (EMA weights when enabled), standard protocol."""
+        """Mean PSNR per validation sigma (EMA weights when enabled), standard protocol;
+        for blind models also the figures of :func:`validate_blind`."""
         if not self.val_images:
             return {}
         model = self.model
@@ -153,42 +139,12 @@ class Trainer:
             model.to(self.device)
             self._recalibrate(model)
         model.eval()
-        res = {}
-        for sigma in self.cfg["train"]["val_sigmas"]:
-            vals = []
-            for name, clean in self.val_images:
-                noisy = make_noisy(clean, name, float(sigma)).to(self.device)
-                out = model(noisy, float(sigma)).clamp(0, 1)
-                out8 = (out[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-                vals.append(psnr_metric(out8, clean))
-            res[f"psnr_{sigma:g}"] = float(np.mean(vals))
+        t = self.cfg["train"]
+        res = validate_white(model, self.val_images, t["val_sigmas"], self.device)
         if self.blind:
-            res.update(self._validate_blind(model))
+            res.update(validate_blind(model, self.val_images, self.device))
         self.model.train()
         return res
-
-    BLIND_VAL_KEYS = ("psnr_camera_auto", "psnr_25_auto", "psnr_clean_auto")
-
-    @torch.no_grad()
-    def _validate_blind(self, model: nn.Module) -> dict[str, float]:
-        """Held-out PSNR with the estimated noise level: camera noise, white noise of 25 and
-        no noise (the output against the clean input)."""
-        from ..data.noise import seed_for
-
-        res: dict[str, list[float]] = {k: [] for k in self.BLIND_VAL_KEYS}
-        for name, clean in self.val_images:
-            x = torch.from_numpy(clean.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-            gen = torch.Generator().manual_seed(seed_for(name, 0))
-            inputs = {
-                "psnr_camera_auto": add_camera_noise(x, gen),
-                "psnr_25_auto": make_noisy(clean, name, 25.0),
-                "psnr_clean_auto": x,
-            }
-            for key, noisy in inputs.items():
-                out = model(noisy.to(self.device)).clamp(0, 1)
-                out8 = (out[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-                res[key].append(psnr_metric(out8, clean))
-        return {k: float(np.mean(v)) for k, v in res.items()}
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -257,8 +213,6 @@ class Trainer:
         target = self.model
         if isinstance(self.model, BlindMalleNet) and isinstance(src, MalleNet):
             target = self.model.denoiser  # the estimator starts from scratch
-        elif isinstance(self.model, BlindMalleNet) and isinstance(src, BlindMalleNet):
-            pass
         state = target.state_dict()
         target.load_state_dict({k: v.to(state[k].dtype) for k, v in src.state_dict().items()})
         if self.ema is not None:
@@ -350,7 +304,7 @@ class Trainer:
         )
         log = None
         if self.rank == 0:
-            log = MetricsLog(self.out, t["val_sigmas"], self.BLIND_VAL_KEYS if self.blind else ())
+            log = MetricsLog(self.out, t["val_sigmas"], BLIND_VAL_KEYS if self.blind else ())
         old_handler = None
         try:
             old_handler = signal.signal(signal.SIGINT, self._on_signal)
