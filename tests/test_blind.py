@@ -50,15 +50,6 @@ def test_estimator_any_size_non_negative():
         assert level.shape == (1, 1, *hw) and (level >= 0).all()
 
 
-def test_record_levels_reports_each_estimate():
-    model = _blind()
-    model.record_levels = []
-    with torch.no_grad():
-        model(torch.rand(1, 3, 16, 16))
-        model(torch.rand(1, 3, 16, 16), 5.0)  # given: nothing estimated
-    assert len(model.record_levels) == 1
-
-
 def test_level_loss_penalises_underestimates_more():
     target = torch.full((1, 1, 4, 4), 20.0)
     under = noise_level_loss(target - 5, target)

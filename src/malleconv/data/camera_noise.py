@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 __all__ = [
+    "OPPONENT",
     "CameraNoiseRanges",
     "add_camera_noise",
     "demosaic_bilinear",
@@ -197,7 +198,7 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 # Orthonormal luma / chroma basis: rows (R+G+B)/sqrt3, (R-B)/sqrt2, (R-2G+B)/sqrt6.
-_OPPONENT = torch.tensor(
+OPPONENT = torch.tensor(
     [
         [1 / math.sqrt(3), 1 / math.sqrt(3), 1 / math.sqrt(3)],
         [1 / math.sqrt(2), 0.0, -1 / math.sqrt(2)],
@@ -247,9 +248,8 @@ def add_camera_noise(
     """
     if clean.dim() != 4 or clean.shape[1] != 3:
         raise ValueError(f"clean must be (B, 3, H, W), got {tuple(clean.shape)}")
-    b, _, h, w = clean.shape
     out = torch.empty_like(clean)
-    for i in range(b):
+    for i in range(clean.shape[0]):
         out[i] = _camera_noise_one(clean[i : i + 1], generator, ranges)[0]
     return out
 
@@ -301,9 +301,9 @@ def _camera_noise_one(
     if torch.rand((), generator=gen) < r.chroma_smooth_prob:
         # In-camera noise reduction smooths colour noise into low-frequency blotches.
         s = _uniform(gen, *r.chroma_smooth_sigma)
-        opp = torch.einsum("kc,bchw->bkhw", _OPPONENT, noise_rgb)
+        opp = torch.einsum("kc,bchw->bkhw", OPPONENT, noise_rgb)
         opp = torch.cat([opp[:, :1], _blur(opp[:, 1:], s)], dim=1)
-        noise_rgb = torch.einsum("kc,bkhw->bchw", _OPPONENT, opp)
+        noise_rgb = torch.einsum("kc,bkhw->bchw", OPPONENT, opp)
 
     noisy = (srgb + noise_rgb).clamp(0.0, 1.0)
     if torch.rand((), generator=gen) < r.jpeg_prob:

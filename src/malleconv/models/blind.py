@@ -104,16 +104,12 @@ class BlindMalleNet(nn.Module):
 
     Returns:
         Denoised ``(B, C, H, W)``, or ``(denoised, level)`` with ``return_level``.
-
-    When ``record_levels`` is a list, the mean of each estimated map is appended to it, so
-    a caller that runs the model tile by tile can report the level it decided.
     """
 
     def __init__(self, denoiser: MalleNet, estimator: NoiseLevelEstimator):
         super().__init__()
         self.denoiser = denoiser
         self.estimator = estimator
-        self.record_levels: list[float] | None = None
 
     @property
     def config(self) -> MalleNetConfig:
@@ -135,8 +131,6 @@ class BlindMalleNet(nn.Module):
         estimate = self.estimator(noisy) if (sigma is None or also_estimate) else None
         if sigma is None:
             level = estimate
-            if self.record_levels is not None:
-                self.record_levels.append(float(level.detach().float().mean()))
         else:
             level = sigma if torch.is_tensor(sigma) else torch.tensor(float(sigma))
             level = self.denoiser._noise_map(level, noisy) * 255.0

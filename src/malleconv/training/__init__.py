@@ -2,6 +2,7 @@
 
 from .batches import StepBatches
 from .config import DEFAULT_CONFIG, load_config
-from .trainer import Trainer, export_checkpoint, train
+from .run import export_checkpoint, train
+from .trainer import Trainer
 
 __all__ = ["DEFAULT_CONFIG", "load_config", "Trainer", "StepBatches", "train", "export_checkpoint"]

@@ -3,23 +3,12 @@ choice among them by name (``train.loss``)."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
+from ..data.camera_noise import OPPONENT
+
 __all__ = ["PSNR_LOSS_MSE_FLOOR", "make_loss", "per_patch_mse", "psnr_loss"]
-
-
-# Orthonormal opponent colour basis (rows): luma (R+G+B)/sqrt(3) and two chroma axes. Being a
-# rotation of RGB it keeps squared errors: the RGB MSE is the mean over these three channels.
-_OPPONENT = torch.tensor(
-    [
-        [1 / math.sqrt(3), 1 / math.sqrt(3), 1 / math.sqrt(3)],
-        [1 / math.sqrt(2), 0.0, -1 / math.sqrt(2)],
-        [1 / math.sqrt(6), -2 / math.sqrt(6), 1 / math.sqrt(6)],
-    ]
-)
 
 
 def per_patch_mse(
@@ -39,7 +28,9 @@ def per_patch_mse(
     h, w = err.shape[-2:]
     if h % 2 or w % 2:
         raise ValueError(f"soft-chroma loss needs even patch sides, got {h}x{w}")
-    basis = _OPPONENT.to(err.device, err.dtype)
+    # OPPONENT is a rotation of RGB, so it keeps squared errors: the RGB MSE is the mean
+    # over its three channels.
+    basis = OPPONENT.to(err.device, err.dtype)
     opp = torch.einsum("kc,bchw->bkhw", basis, err)
     luma = opp[:, 0].pow(2).flatten(1).mean(dim=1)
     chroma = F.avg_pool2d(opp[:, 1:], 2).pow(2).flatten(1).mean(dim=1) * 2  # two channels

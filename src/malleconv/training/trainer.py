@@ -1,6 +1,6 @@
 """The training loop: a :class:`Trainer` built from a config trains (AdamW with a warm-up
 cosine schedule, optional EMA, data-parallel under torchrun), validates, checkpoints and
-exports; :func:`train` and :func:`export_checkpoint` drive it.
+exports; :mod:`malleconv.training.run` drives it.
 
 Resuming is exact: a checkpoint holds the model, optimiser, schedule, EMA, torch RNG and
 step, and the batches of a step depend only on ``(seed, step, rank)``
@@ -29,7 +29,7 @@ from .metrics_log import MetricsLog
 from .schedule import warmup_cosine
 from .validation import BLIND_VAL_KEYS, load_val_images, validate_blind, validate_white
 
-__all__ = ["Trainer", "train", "export_checkpoint"]
+__all__ = ["Trainer"]
 
 
 class Trainer:
@@ -368,66 +368,3 @@ class Trainer:
             if old_handler is not None:
                 signal.signal(signal.SIGINT, old_handler)
         return last
-
-
-def train(
-    cfg: dict,
-    data,
-    out,
-    val=None,
-    resume: str | None = None,
-    progress=True,
-    init: str | None = None,
-) -> Trainer:
-    """Build a :class:`Trainer`, optionally resume, fit and export; returns the trainer.
-
-    ``init`` warm-starts from exported weights (a ``.safetensors`` path or a model name
-    with shipped weights) with a fresh optimiser and schedule; ``resume`` continues a run
-    from its checkpoint exactly.
-    """
-    trainer = Trainer(cfg, data, out, val=val, progress=progress)
-    try:
-        if init and not resume:
-            trainer.init_from(init)
-        if resume:
-            path = trainer.ckpt_path if resume == "auto" else Path(resume)
-            if path.is_file():
-                trainer.load_checkpoint(path)
-            elif resume != "auto":
-                raise FileNotFoundError(f"checkpoint not found: {path}")
-        trainer.fit()
-    except BaseException:
-        trainer.close(synchronise=False)
-        raise
-    trainer.close()
-    return trainer
-
-
-def export_checkpoint(
-    cfg: dict,
-    data,
-    out,
-    checkpoint: str | os.PathLike | None = None,
-    path: str | os.PathLike | None = None,
-) -> tuple[Path, int]:
-    """Export the weights of a run's checkpoint without training, e.g. mid-run; returns
-    the weights' path and the checkpoint's step.
-
-    The trainer is built as for training (the data is needed to recalibrate BatchNorm when
-    the run keeps an EMA), the checkpoint (default ``OUT/checkpoints/last.pt``) is loaded
-    and its weights are written, by default to ``OUT/NAME-stepN.safetensors`` so that the
-    export at the end of the run is not replaced. An existing file is never overwritten.
-    """
-    trainer = Trainer(cfg, data, out, progress=False)
-    try:
-        ckpt = Path(checkpoint) if checkpoint else trainer.ckpt_path
-        if not ckpt.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {ckpt}")
-        trainer.load_checkpoint(ckpt)
-        name = cfg["model"]["name"]
-        target = Path(path) if path else trainer.out / f"{name}-step{trainer.step}.safetensors"
-        if target.exists():
-            raise FileExistsError(f"{target} exists; remove it or pass another path")
-        return trainer.export(target), trainer.step
-    finally:
-        trainer.close(synchronise=False)  # no collective runs here: nothing to wait for
