@@ -5,6 +5,7 @@ import torch
 
 from malleconv.models import (
     MalleNet,
+    PlainDenoiser,
     available_models,
     create_model,
     load_model,
@@ -21,10 +22,11 @@ def test_every_config_shapes_and_gradients(name):
     model = create_model(name)
     c = model.config.in_channels if hasattr(model, "config") else 3
     net = getattr(model, "denoiser", model)  # a blind model's MalleNet
-    if isinstance(net, MalleNet):
+    if isinstance(net, (MalleNet, PlainDenoiser)):
         # The noise head starts at zero (identity); give it weights so gradients reach
         # every level, as they do once training has started.
-        torch.nn.init.normal_(net.tail[-1].weight, std=0.1)
+        last = net.tail[-1] if isinstance(net, MalleNet) else net.body[-1]
+        torch.nn.init.normal_(last.weight, std=0.1)
         for mod in net.modules():
             if hasattr(mod, "gate"):
                 torch.nn.init.normal_(mod.gate, std=0.1)

@@ -5,6 +5,7 @@ from .dncnn import DnCNN
 from .ensemble import SelfEnsemble
 from .fuse import fuse_batchnorm
 from .mallenet import MalleNet, MalleNetConfig
+from .plain import PlainDenoiser
 from .precision import Autocast
 from .registry import (
     MODEL_CONFIGS,
@@ -20,6 +21,7 @@ __all__ = [
     "MalleNet",
     "MalleNetConfig",
     "DnCNN",
+    "PlainDenoiser",
     "fuse_batchnorm",
     "gray_from_color",
     "SelfEnsemble",

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.noise import SIGMA_MAX, SIGMA_MIN
-from .mallenet import MalleNet, MalleNetConfig
+from .mallenet import MalleNet, MalleNetConfig, noise_level_map
 
 __all__ = ["BlindMalleNet", "NoiseLevelEstimator", "noise_level_loss"]
 
@@ -133,7 +133,7 @@ class BlindMalleNet(nn.Module):
             level = estimate
         else:
             level = sigma if torch.is_tensor(sigma) else torch.tensor(float(sigma))
-            level = self.denoiser._noise_map(level, noisy) * 255.0
+            level = noise_level_map(level, noisy) * 255.0
         if strength != 1.0:
             level = level * float(strength)
         level = level.clamp(SIGMA_MIN, SIGMA_MAX)

@@ -28,7 +28,26 @@ from torch import nn
 from ..layers.blocks import InvertedBottleneck, PReLU
 from ..layers.malleconv import MalleConv2d
 
-__all__ = ["MalleNet", "MalleNetConfig"]
+__all__ = ["MalleNet", "MalleNetConfig", "noise_level_map"]
+
+
+def noise_level_map(sigma, like: torch.Tensor) -> torch.Tensor:
+    """The noise-level input channel: ``sigma / 255`` as a ``(B, 1, H, W)`` map.
+
+    ``sigma`` in 8-bit units: a number, a ``(B,)`` tensor or a ``(B, 1, H, W)`` map;
+    ``like`` is the ``(B, C, H, W)`` noisy batch.
+    """
+    b, _, h, w = like.shape
+    if not torch.is_tensor(sigma):
+        sigma = torch.tensor(float(sigma))
+    sigma = sigma.to(like.device, like.dtype)
+    if sigma.dim() == 0:
+        sigma = sigma.expand(b)
+    if sigma.dim() == 1:
+        sigma = sigma.view(-1, 1, 1, 1).expand(b, 1, h, w)
+    if sigma.shape != (b, 1, h, w):
+        raise ValueError(f"sigma map must have shape {(b, 1, h, w)}, got {tuple(sigma.shape)}")
+    return sigma / 255.0
 
 
 @dataclass
@@ -44,6 +63,8 @@ class MalleNetConfig:
     act: str = "prelu"
     noise_map: bool = True
     malle_kernel: int = 3
+    # False replaces every MalleConv by its static depthwise conv (the ablation baseline).
+    malle_dynamic: bool = True
     malle_grid_stride: int = 8
     malle_guided: bool = False
     malle_grid_depth: int = 8
@@ -71,20 +92,24 @@ class _GatedMalleConv(nn.Module):
 
     def __init__(self, channels: int, cfg: MalleNetConfig):
         super().__init__()
-        self.conv = MalleConv2d(
-            channels,
-            channels,
-            cfg.malle_kernel,
-            groups=channels,
-            grid_stride=cfg.malle_grid_stride,
-            downsample=2,
-            predictor_width=cfg.malle_predictor_width,
-            predictor_depth=1,
-            guided=cfg.malle_guided,
-            grid_depth=cfg.malle_grid_depth,
-            norm=cfg.norm,
-            guide=cfg.malle_guide,
-        )
+        if not cfg.malle_dynamic:
+            k = cfg.malle_kernel
+            self.conv = nn.Conv2d(channels, channels, k, padding=k // 2, groups=channels)
+        else:
+            self.conv = MalleConv2d(
+                channels,
+                channels,
+                cfg.malle_kernel,
+                groups=channels,
+                grid_stride=cfg.malle_grid_stride,
+                downsample=2,
+                predictor_width=cfg.malle_predictor_width,
+                predictor_depth=1,
+                guided=cfg.malle_guided,
+                grid_depth=cfg.malle_grid_depth,
+                norm=cfg.norm,
+                guide=cfg.malle_guide,
+            )
         self.act = PReLU(channels) if cfg.act == "prelu" else nn.GELU()
         self.gate = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
@@ -166,19 +191,6 @@ class MalleNet(nn.Module):
     def multiple(self) -> int:
         return 2 ** (self.levels - 1)
 
-    def _noise_map(self, sigma, like: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = like.shape
-        if not torch.is_tensor(sigma):
-            sigma = torch.tensor(float(sigma))
-        sigma = sigma.to(like.device, like.dtype)
-        if sigma.dim() == 0:
-            sigma = sigma.expand(b)
-        if sigma.dim() == 1:
-            sigma = sigma.view(-1, 1, 1, 1).expand(b, 1, h, w)
-        if sigma.shape != (b, 1, h, w):
-            raise ValueError(f"sigma map must have shape {(b, 1, h, w)}, got {tuple(sigma.shape)}")
-        return sigma / 255.0
-
     def forward(self, noisy: torch.Tensor, sigma=None) -> torch.Tensor:
         if noisy.dim() != 4 or noisy.shape[1] != self.config.in_channels:
             raise ValueError(
@@ -192,7 +204,7 @@ class MalleNet(nn.Module):
         if self.config.noise_map:
             if sigma is None:
                 raise ValueError("sigma is required: this model is conditioned on the noise level")
-            x = torch.cat([x, self._noise_map(sigma, noisy)], dim=1)
+            x = torch.cat([x, noise_level_map(sigma, noisy)], dim=1)
         if ph or pw:
             # Reflect padding needs pad < size; tiny images fall back to replicate.
             mode = "reflect" if (ph < h and pw < w) else "replicate"

@@ -12,6 +12,7 @@ from torch import nn
 from .blind import BlindMalleNet
 from .dncnn import DnCNN
 from .mallenet import MalleNet, MalleNetConfig
+from .plain import PlainDenoiser
 
 __all__ = [
     "MODEL_CONFIGS",
@@ -80,6 +81,10 @@ MODEL_CONFIGS: dict[str, tuple[str, dict]] = {
         ),
     ),
     "dncnn-c": ("dncnn", dict(in_channels=3, depth=20, width=64)),
+    # A noise-level-conditioned DnCNN-style backbone (10 convs of 48 channels), with
+    # ``middle="malle"`` or ``"perpixel"`` one dynamic conv in the middle: the plain-backbone
+    # arm of the ablation study (docs/ablation.md).
+    "plain-cnn": ("plain", dict(in_channels=3, depth=10, width=48)),
     # mallenet-s with a learned noise-level map (models.blind), trained on white and
     # camera-like noise: the default for photos when no sigma is given.
     "mallenet-s-real": (
@@ -91,7 +96,7 @@ MODEL_CONFIGS: dict[str, tuple[str, dict]] = {
     ),
 }
 
-_ARCHS = {"mallenet": MalleNet, "dncnn": DnCNN}
+_ARCHS = {"mallenet": MalleNet, "dncnn": DnCNN, "plain": PlainDenoiser}
 
 
 def weights_dir() -> Path:
@@ -228,17 +233,43 @@ def load_model(
 
 
 def model_stats(model: nn.Module, size: int = 256) -> dict:
-    """Parameter count and forward FLOPs on a ``size x size`` input (batch 1)."""
+    """Parameter count and forward FLOPs on a ``size x size`` input (batch 1).
+
+    FLOPs count 2 per multiply-add of every convolution and matrix product (PyTorch's
+    flop counter) plus the application of the per-pixel kernels of dynamic layers
+    (:class:`~malleconv.layers.MalleConv2d`, :class:`~malleconv.layers.PerPixelConv2d`),
+    which run as elementwise products the counter does not see. The interpolation of
+    MalleConv's kernel grid is not counted.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
-    channels = model.config.in_channels if isinstance(model, MalleNet) else 3
+    from ..layers.malleconv import MalleConv2d, PerPixelConv2d
+
+    config = getattr(model, "config", None)
+    kwargs = getattr(model, "init_kwargs", {})
+    channels = getattr(config, "in_channels", None) or kwargs.get("in_channels", 3)
     x = torch.rand(1, channels, size, size)
+    dynamic_flops = []
+
+    def count_dynamic(layer, _inputs, out):
+        per_output = layer.in_channels // layer.groups * layer.kernel_size**2
+        dynamic_flops.append(2 * out.numel() * per_output)
+
+    hooks = [
+        m.register_forward_hook(count_dynamic)
+        for m in model.modules()
+        if isinstance(m, (MalleConv2d, PerPixelConv2d))
+    ]
     was_training = model.training
     model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x, 25.0)
-    model.train(was_training)
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x, 25.0)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
     return {
         "params": sum(p.numel() for p in model.parameters()),
-        "gflops": counter.get_total_flops() / 1e9,
+        "gflops": (counter.get_total_flops() + sum(dynamic_flops)) / 1e9,
     }
