@@ -1,8 +1,9 @@
 """Speed and memory of mallenet-s against the networks of the published colour tables.
 
-    pip install -e ".[peers]" && pip install --no-deps spandrel
+    pip install -e ".[peers]" && pip install --no-deps spandrel spandrel_extra_arches
     python benchmarks/peer_speed.py [--size 256] [--repeat 3] [--threads N] [--device cuda]
-        [--models mallenet-s mallenet-l dncnn-c drunet swinir] [--out docs/benchmarks]
+        [--models mallenet-s mallenet-l dncnn-c drunet swinir restormer nafnet scunet]
+        [--out docs/benchmarks]
 
 The paper's headline is speed at a given quality ("8.9x faster than SwinIR"); this measures
 the speed half on the machine at hand. Each network runs in a fresh subprocess (so its peak
@@ -17,6 +18,11 @@ CUDA build and is only used by two architectures not timed here):
   configuration (64/128/256/512 channels, 4 residual blocks per level).
 * ``swinir``: SwinIR colour denoising, the published configuration (6 RSTB x 6 layers,
   embedding 180, window 8, MLP ratio 2).
+* ``restormer``: Restormer, its Gaussian colour denoising configuration (48 channels,
+  4/6/6/8 blocks, 4 refinement blocks, bias-free LayerNorm), from spandrel_extra_arches.
+* ``nafnet``: NAFNet-width64, its SIDD real-noise configuration (2/2/4/8 encoder blocks,
+  12 middle, 2/2/2/2 decoder).
+* ``scunet``: SCUNet, its colour denoising configuration (7 stages of 4 blocks, 64 channels).
 * ``mallenet-s`` / ``-m`` / ``-w`` / ``-l`` / ``-paper``: as ``malleconv denoise`` runs them
   (BatchNorm folded, channels-last). ``mallenet-l`` has the paper's widths.
 
@@ -57,12 +63,14 @@ from pathlib import Path
 
 import torch
 
-PEERS = ("dncnn-c", "drunet", "swinir")
+PEERS = ("dncnn-c", "drunet", "swinir", "restormer", "nafnet", "scunet")
 OURS = ("mallenet-s", "mallenet-m", "mallenet-w", "mallenet-l", "mallenet-paper")
 
 
-def _import_spandrel_arch(name: str):
+def _import_spandrel_arch(name: str, package: str = "spandrel"):
     """Import one spandrel architecture class without torchvision.
+
+    ``package`` is ``spandrel`` or ``spandrel_extra_arches`` (Restormer lives there).
 
     ``import spandrel`` builds its registry, which imports every architecture; two of them
     (LaMa, RestoreFormer) import torchvision at module level. Neither is timed here, so a
@@ -90,11 +98,11 @@ def _import_spandrel_arch(name: str):
                 }
             )
     try:
-        module = importlib.import_module(f"spandrel.architectures.{name}")
+        module = importlib.import_module(f"{package}.architectures.{name}")
     except ImportError as e:
         raise SystemExit(
-            f"peer model {name!r} needs spandrel: pip install -e '.[peers]' && "
-            f"pip install --no-deps spandrel ({e})"
+            f"peer model {name!r} needs {package}: pip install -e '.[peers]' && "
+            f"pip install --no-deps spandrel spandrel_extra_arches ({e})"
         ) from e
     return getattr(module, name)
 
@@ -138,6 +146,37 @@ def build(name: str):
             upsampler="",
             resi_connection="1conv",
         )
+        return model.eval(), model, 3
+    if name == "restormer":
+        # Restormer's Gaussian colour denoising configuration (bias-free LayerNorm).
+        cls = _import_spandrel_arch("Restormer", "spandrel_extra_arches")
+        model = cls(
+            inp_channels=3,
+            out_channels=3,
+            dim=48,
+            num_blocks=[4, 6, 6, 8],
+            num_refinement_blocks=4,
+            heads=[1, 2, 4, 8],
+            ffn_expansion_factor=2.66,
+            bias=False,
+            LayerNorm_type="BiasFree",
+        )
+        return model.eval(), model, 3
+    if name == "nafnet":
+        # NAFNet-width64, its SIDD (real noise) denoising configuration.
+        cls = _import_spandrel_arch("NAFNet")
+        model = cls(
+            img_channel=3,
+            width=64,
+            middle_blk_num=12,
+            enc_blk_nums=[2, 2, 4, 8],
+            dec_blk_nums=[2, 2, 2, 2],
+        )
+        return model.eval(), model, 3
+    if name == "scunet":
+        # SCUNet's colour denoising configuration (7 stages of 4 blocks, 64 channels).
+        cls = _import_spandrel_arch("SCUNet")
+        model = cls(in_nc=3, config=[4, 4, 4, 4, 4, 4, 4], dim=64)
         return model.eval(), model, 3
     raise SystemExit(f"unknown model {name!r}; choose from {', '.join(OURS + PEERS)}")
 

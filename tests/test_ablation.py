@@ -14,7 +14,9 @@ from malleconv.models.fuse import fuse_batchnorm
 from malleconv.training.config import build_model, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("benchmarks_ablation", ROOT / "benchmarks" / "ablation.py")
+spec = importlib.util.spec_from_file_location(
+    "benchmarks_ablation", ROOT / "benchmarks" / "ablation.py"
+)
 ablation = importlib.util.module_from_spec(spec)
 sys.modules["benchmarks_ablation"] = ablation  # dataclasses look their module up by name
 spec.loader.exec_module(ablation)

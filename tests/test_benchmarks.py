@@ -91,3 +91,35 @@ def test_denoise_memory_runs_each_precision_in_its_own_child(tmp_path):
     for run in data["runs"]:
         assert run["seconds"] > 0 and 0.05 < run["peak_rss_gb"] < 2 and run["status"] == "PASS"
     assert "| bfloat16 |" in (tmp_path / "denoise_memory.md").read_text()
+
+
+def test_readme_headline_table_matches_the_measured_and_published_files():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "headline.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_headline_check_fails_on_a_hand_edited_table(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    edited = tmp_path / "README.md"
+    edited.write_text(
+        readme.replace("| **mallenet-s** (ours) | 1.14 M |", "| **mallenet-s** (ours) | 1.00 M |")
+    )
+    assert edited.read_text() != readme
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "headline.py"),
+            "--check",
+            "--readme",
+            str(edited),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and "out of date" in done.stderr
