@@ -255,12 +255,14 @@ class _DepthwiseSliceConv(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         x, grid = ctx.saved_tensors
+        need_x, need_grid = ctx.needs_input_grad[:2]
+        if x.numel() >= _BANDED_MIN_NUMEL and x.device.type == "cpu":
+            return _depthwise_banded_backward(x, grid, grad_out, need_x, need_grid)
         b, c, h, w = x.shape
         k, gh, gw = grid.shape[3], grid.shape[-2], grid.shape[-1]
         r = k // 2
         fmt = _memory_format(x)
         grad_out = grad_out.contiguous(memory_format=fmt)
-        need_x, need_grid = ctx.needs_input_grad[:2]
         grad_x = grad_grid = None
         buf = torch.empty_like(grad_out)
         if need_grid:
@@ -303,13 +305,19 @@ def _x_interpolated(grid: Tensor, cells: slice, w: int, fmt: torch.memory_format
     channels innermost, so that a row broadcast over a chunk of pixels reads contiguously.
     """
     b, c, _, k, _, _, gw = grid.shape
-    flat = grid[..., cells, :].reshape(b, c * k * k, -1, gw)
-    n = flat.shape[2]
-    rows = F.interpolate(flat, size=(n, w), mode="bilinear", align_corners=False)
-    rows = rows.view(b, c, k * k, n, w)
+    picked = grid[..., cells, :]
+    n = picked.shape[-2]
     if fmt == torch.channels_last:
-        rows = rows.permute(0, 2, 3, 4, 1).contiguous().permute(0, 4, 1, 2, 3)
-    return rows
+        # Transpose the small grid, not the interpolated rows: upsampling a channels-last
+        # (B*k*k, C, n, gw) input gives channels-last (B*k*k, C, n, W) rows directly.
+        per_tap = picked.reshape(b, c, k * k, n, gw).permute(0, 2, 3, 4, 1).contiguous()
+        per_tap = per_tap.view(b * k * k, n, gw, c).permute(0, 3, 1, 2)
+        rows = F.interpolate(per_tap, size=(n, w), mode="bilinear", align_corners=False)
+        rows = rows.contiguous(memory_format=torch.channels_last)
+        return rows.permute(0, 2, 3, 1).view(b, k * k, n, w, c).permute(0, 4, 1, 2, 3)
+    flat = picked.reshape(b, c * k * k, n, gw)
+    rows = F.interpolate(flat, size=(n, w), mode="bilinear", align_corners=False)
+    return rows.view(b, c, k * k, n, w)
 
 
 def _depthwise_banded(x: Tensor, grid: Tensor) -> Tensor:
@@ -361,6 +369,93 @@ def _depthwise_banded(x: Tensor, grid: Tensor) -> Tensor:
                     weight[:, :, wy, ox], x[:, :, oy0 + di : oy1 + di, sx]
                 )
     return out
+
+
+def _depthwise_banded_backward(
+    x: Tensor, grid: Tensor, grad_out: Tensor, need_x: bool, need_grid: bool
+) -> tuple[Tensor | None, Tensor | None]:
+    """Gradients of :func:`_depthwise_banded` in the same cache-sized chunks of rows.
+
+    x, grad_out: ``(B, C, H, W)``; grid: ``(B, C, 1, k, k, gh, gw)``. Returns
+    ``(grad_x, grad_grid)`` (None where not needed). Per chunk and tap, ``grad_x`` gathers
+    the lerped weights times the output gradient (as the forward, transposed), and the
+    products ``grad_out * shifted x`` are reduced over the chunk's rows with the y-weights
+    ``(1 - fy, fy)`` in one matmul onto the two x-interpolated kernel rows; the adjoint of
+    the x-interpolation then maps those rows back onto the grid. No full-resolution weight
+    map is made: extra memory is a chunk of weights, a chunk of products and
+    ``(B, C, k*k, gh, W)`` row gradients.
+    """
+    b, c, h, w = x.shape
+    k, gh, gw = grid.shape[3], grid.shape[-2], grid.shape[-1]
+    r, taps = k // 2, _tap_order(k)
+    fmt = _memory_format(x)
+    grad_out = grad_out.contiguous(memory_format=fmt)
+    cell0, cell1, starts, lengths, frac = _bands(h, gh)
+    frac = frac.to(device=x.device, dtype=x.dtype)
+    # (H, 2): each row's weights on its two grid rows.
+    y_weights = torch.stack([1 - frac, frac], dim=1)
+    max_rows = max(1, _CHUNK_BYTES // max(1, b * c * w * x.element_size()))
+    chunk = min(max_rows, h)
+    grad_x = torch.zeros_like(x, memory_format=fmt) if need_x else None
+    wbuf = torch.empty(b, c, chunk, w, dtype=x.dtype, device=x.device).contiguous(memory_format=fmt)
+    pbuf = torch.empty_like(wbuf) if need_grid else None
+    # Gradient of the x-interpolated kernel rows, (B, gh, W, k*k, C): channels innermost,
+    # as the matmul over a channels-last chunk yields them, and a channels-last
+    # (B, k*k*C, gh, W) tensor for the adjoint of the interpolation.
+    grad_rows = (
+        torch.zeros(b, gh, w, k * k, c, dtype=x.dtype, device=x.device) if need_grid else None
+    )
+    for c0, c1, start, length in zip(
+        cell0.tolist(), cell1.tolist(), starts.tolist(), lengths.tolist()
+    ):
+        rows = _x_interpolated(grid, slice(c0, c1 + 1), w, fmt) if need_x else None
+        for y0 in range(start, start + length, max_rows):
+            y1 = min(y0 + max_rows, start + length)
+            n_rows = y1 - y0
+            fy = frac[y0:y1].view(1, 1, n_rows, 1)
+            for n, (i, j) in enumerate(taps):
+                t, di, dj = i * k + j, i - r, j - r
+                oy0, oy1 = max(y0, -di), min(y1, h - di)
+                if oy1 <= oy0:
+                    continue
+                (_, ox), (_, sx) = _shift_regions(h, w, di, dj)
+                wy = slice(oy0 - y0, oy1 - y0)
+                g_part = grad_out[:, :, oy0:oy1, ox]
+                x_part = x[:, :, oy0 + di : oy1 + di, sx]
+                if need_x:
+                    row0 = rows[:, :, t, 0].unsqueeze(2)
+                    if c0 == c1:
+                        weight = row0.expand(b, c, n_rows, w)
+                    else:
+                        weight = wbuf[:, :, :n_rows]
+                        torch.lerp(row0, rows[:, :, t, -1].unsqueeze(2), fy, out=weight)
+                    grad_x[:, :, oy0 + di : oy1 + di, sx].addcmul_(weight[:, :, wy, ox], g_part)
+                if need_grid:
+                    prod = pbuf[:, :, :n_rows]
+                    if n:  # off-centre taps leave the border rows / column at zero
+                        prod.zero_()
+                    torch.mul(g_part, x_part, out=prod[:, :, wy, ox])
+                    # Rows reduced by the (2, rows) y-weights -> (B, 2, W, C).
+                    if fmt == torch.channels_last:
+                        flat = prod.permute(0, 2, 3, 1).reshape(b, n_rows, w * c)
+                        both = torch.matmul(y_weights[y0:y1].t(), flat).view(b, 2, w, c)
+                    else:
+                        flat = prod.reshape(b * c, n_rows, w)
+                        both = torch.matmul(y_weights[y0:y1].t(), flat)
+                        both = both.view(b, c, 2, w).permute(0, 2, 3, 1)
+                    grad_rows[:, c0, :, t] += both[:, 0]
+                    grad_rows[:, c1, :, t] += both[:, 1]
+    grad_grid = None
+    if need_grid:
+        # Adjoint of the x-only interpolation (identity along y: gh rows to gh rows), on
+        # channels (tap, C) in that order, then put back in the grid's (C, tap) order.
+        per_row = grad_rows.permute(0, 3, 4, 1, 2).reshape(b, k * k * c, gh, w)
+        per_cell = torch.ops.aten.upsample_bilinear2d_backward(
+            per_row, [gh, w], [b, k * k * c, gh, gw], False, None, None
+        )
+        grad_grid = per_cell.reshape(b, k * k, c, gh, gw).transpose(1, 2)
+        grad_grid = grad_grid.reshape(b, c, 1, k, k, gh, gw)
+    return grad_x, grad_grid
 
 
 def _memory_format(x: Tensor) -> torch.memory_format:
