@@ -5,13 +5,15 @@ Every output pixel gets its own ``k x k`` kernel, bilinearly interpolated from a
 selected by a per-pixel guide value, as in a bilateral grid). The per-pixel kernels
 are never materialised: that is what makes MalleConv cheap in memory.
 
-Two evaluation strategies, both exact:
+Three evaluation strategies, all exact:
 
+* **Fused kernel** (depthwise on CUDA with Triton installed): one Triton kernel per pass
+  (:mod:`malleconv.ops.slice_conv_triton`).
 * **Tap loop** (``C_in // groups == 1``: depthwise, with optional channel multiplier).
   For each of the ``k*k`` taps, the tap's weights are multiplied with the shifted input.
-  Large forwards work in cache-sized chunks of rows whose weights are one ``lerp`` of two
-  x-interpolated grid rows (bilinear interpolation is separable); small inputs and the
-  backward upsample one full-resolution weight map per tap with ``F.interpolate``.
+  Large inputs work in cache-sized chunks of rows whose weights are one ``lerp`` of two
+  x-interpolated grid rows (bilinear interpolation is separable), forward and backward;
+  small inputs upsample one full-resolution weight map per tap with ``F.interpolate``.
 * **Tiled conv** (grouped and dense kernels). Bilinear interpolation is linear in the
   kernel, so ``y(p) = sum_corners w_corner(p) * (K_corner conv x)(p)``. Pixels that share
   the same pair of neighbouring cells form a band; each band is convolved with the 4
@@ -468,12 +470,30 @@ def _memory_format(x: Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
+def _triton_kernels():
+    """:mod:`malleconv.ops.slice_conv_triton`, or None when Triton is not installed."""
+    global _TRITON
+    if _TRITON is None:
+        try:
+            from . import slice_conv_triton
+        except ImportError:
+            slice_conv_triton = False
+        _TRITON = slice_conv_triton
+    return _TRITON or None
+
+
+_TRITON = None
+
+
 def _depthwise(x: Tensor, grid: Tensor) -> Tensor:
     """Depthwise (``C_in // groups == 1``) slice-and-conv, any channel multiplier."""
     mult = grid.shape[1] // x.shape[1]
     if mult > 1:
         # Output channel o reads input channel o // mult, as in conv2d with groups=C_in.
         x = x.repeat_interleave(mult, dim=1)
+    # On a GPU the tap loop is k*k small kernel launches per pass: one fused kernel instead.
+    if x.is_cuda and (kernels := _triton_kernels()) is not None:
+        return kernels.depthwise_slice_conv(x, grid)
     return _DepthwiseSliceConv.apply(x, grid)
 
 
