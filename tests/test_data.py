@@ -486,3 +486,31 @@ def test_parse_sigma_and_check_strength():
     for bad in (0, 10.5, float("nan"), "strong"):
         with pytest.raises(ValueError, match="strength"):
             check_strength(bad)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(),
+        dict(downscale_prob=0.3, quarter_prob=0.3, color_jitter_prob=0.5, saturation_max=2.0),
+        dict(sigma_focus=[5, 20], sigma_focus_prob=0.5, dead_leaves_prob=0.3),
+        dict(camera_noise_prob=0.5, clean_prob=0.2),
+    ],
+)
+def test_batches_made_on_the_device_are_the_host_batches(tmp_path, options):
+    from malleconv.training.batches import StepBatches
+
+    root = tmp_path / "rgb"
+    write_image(root / "a.png", _image(0, (40, 48, 3)))
+    write_image(root / "b.png", _image(1, (36, 30, 3)))
+    write_image(root / "c.png", _image(2, (32, 32)))  # gray, replicated to 3 channels
+    host = StepBatches(ImageFolderPatches(root, 16), 4, [0, 75], seed=3, **options)
+    device = host.on_device("cpu")
+    assert all(isinstance(img, torch.Tensor) for img in device.images)
+    for step in (0, 1, 5):
+        for a, b in zip(host[step], device[step]):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            # The colour jitter's gray level is a torch mean instead of a numpy one.
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    if not options:
+        assert all(torch.equal(a, b) for a, b in zip(host[2], device[2]))

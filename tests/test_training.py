@@ -1,5 +1,6 @@
 """Training: it learns, resumes bit for bit, runs data-parallel, and rejects bad input."""
 
+import copy
 import os
 import subprocess
 import sys
@@ -76,6 +77,22 @@ def test_resume_is_bit_exact(image_folder, tmp_path):
         assert torch.equal(a[k], b[k]), k
     for k in full.ema.state:
         assert torch.equal(full.ema.state[k], second.ema.state[k]), k
+
+
+def test_batches_made_on_the_device_train_the_same_model(image_folder, tmp_path):
+    cfg = tiny_config(steps=4)
+    on_device = copy.deepcopy(cfg)
+    on_device["data"]["on_device"] = True
+    models = []
+    for name, c in (("host", cfg), ("device", on_device)):
+        torch.manual_seed(0)
+        trainer = Trainer(c, image_folder, tmp_path / name, progress=False)
+        trainer.fit()
+        models.append(trainer.model.state_dict())
+    for k in models[0]:
+        assert torch.equal(models[0][k], models[1][k]), k
+    with pytest.raises(ValueError, match="workers"):
+        load_config(None, ["data.on_device=true", "data.workers=2"])
 
 
 @pytest.mark.parametrize(

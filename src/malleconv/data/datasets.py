@@ -58,11 +58,11 @@ def apply_augmentation(x: np.ndarray | torch.Tensor, mode: int, *, channels_last
     return np.flip(out, axis=w_axis) if mode >= 4 else out
 
 
-def color_jitter(rgb: np.ndarray, order, saturation: float) -> np.ndarray:
+def color_jitter(rgb: np.ndarray | torch.Tensor, order, saturation: float):
     """Reorder the channels of ``rgb`` and scale its chroma by ``saturation``.
 
     Args:
-        rgb: ``(H, W, 3)`` float in [0, 1].
+        rgb: ``(H, W, 3)`` float in [0, 1], numpy or torch (returned as the same kind).
         order: A permutation of ``(0, 1, 2)``: output channel ``i`` is input channel
             ``order[i]``.
         saturation: Factor applied to each pixel's distance from its gray level (the channel
@@ -72,6 +72,11 @@ def color_jitter(rgb: np.ndarray, order, saturation: float) -> np.ndarray:
         ``(H, W, 3)`` float32 in [0, 1] (values pushed outside are clipped).
     """
     out = rgb[..., list(order)]
+    if isinstance(out, torch.Tensor):
+        if saturation != 1.0:
+            gray = out.mean(dim=2, keepdim=True)
+            out = (gray + saturation * (out - gray)).clamp(0.0, 1.0)
+        return out.to(torch.float32).contiguous()
     if saturation != 1.0:
         gray = out.mean(axis=2, keepdims=True)
         out = np.clip(gray + saturation * (out - gray), 0.0, 1.0)

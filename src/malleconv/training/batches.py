@@ -5,6 +5,10 @@ noise levels and noise), so a run resumed from a checkpoint at step ``s`` contin
 exactly the batches an uninterrupted run would have seen. Every optional augmentation draws
 from its own random stream, or only when enabled, so that switching one on leaves the
 draws of the others where they were.
+
+:meth:`StepBatches.on_device` keeps the training images on the training device (a GPU) and
+cuts, augments and adds noise there: the random choices are the same host-side draws,
+only the pixel work and the noise move, so no loader workers are needed.
 """
 
 from __future__ import annotations
@@ -104,6 +108,8 @@ class StepBatches(torch.utils.data.Dataset):
             self.camera_noise_prob + self.clean_prob > 1.0
         ):
             raise ValueError("camera_noise_prob and clean_prob must be >= 0 with a sum <= 1")
+        self.device: torch.device | None = None  # set by on_device()
+        self.images = patches.images
         self.halves: list[np.ndarray] = []
         self.quarters: list[np.ndarray] = []
         if self.downscale_prob > 0:
@@ -150,13 +156,43 @@ class StepBatches(torch.utils.data.Dataset):
         other.seed = seed
         return other
 
-    def _cut(self, img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    def on_device(self, device) -> StepBatches:
+        """The same batches, made on ``device``: images kept there as integer tensors, crops,
+        augmentations and noise computed there.
+
+        Crop positions, symmetries and every other choice are the host-side draws of
+        :meth:`__getitem__`; white noise comes from a generator on ``device`` seeded as the
+        CPU one, so on the CPU the batches are those of ``self`` and on a GPU they are a
+        pure function of ``(seed, step, rank)`` too (other values: another generator).
+        Camera noise and dead-leaves patches are still made on the host and moved.
+        """
+        device = torch.device(device)
+        other = copy(self)
+        other.device = device
+
+        def move(images):
+            return [torch.from_numpy(np.ascontiguousarray(img)).to(device) for img in images]
+
+        other.images = move(self.patches.images)
+        other.halves, other.quarters = move(self.halves), move(self.quarters)
+        return other
+
+    def _cut(self, img, size: int, rng: np.random.Generator):
         """A random ``size x size`` crop of ``img`` with a random one of the 8 symmetries, as
-        float32 ``size x size x C`` (gray images replicated for colour training)."""
+        float32 ``size x size x C`` (gray images replicated for colour training); a tensor
+        on the batches' device for an image kept there, else a numpy array."""
         h, w = img.shape[:2]
         top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
         mode = int(rng.integers(0, 8))
         crop = apply_augmentation(img[top : top + size, left : left + size], mode)
+        if isinstance(crop, torch.Tensor):
+            scale = 255.0 if crop.dtype == torch.uint8 else 65535.0
+            arr = crop.to(torch.float32) / scale
+            if arr.ndim == 2:
+                arr = arr[..., None]
+            if arr.shape[2] != self.patches.channels:
+                arr = arr[..., :1].expand(-1, -1, self.patches.channels)
+            return arr
         arr = to_float(np.ascontiguousarray(crop))
         if arr.ndim == 2:
             arr = arr[..., None]
@@ -181,15 +217,14 @@ class StepBatches(torch.utils.data.Dataset):
             q = p // 2
             others = rng.integers(0, len(self.quarters), 3)
             tiles = [self._cut(self.quarters[i], q, rng) for i in (image_index, *others)]
-            arr = np.concatenate(
-                [np.concatenate(tiles[:2], axis=1), np.concatenate(tiles[2:], axis=1)], axis=0
-            )
+            cat = torch.cat if isinstance(tiles[0], torch.Tensor) else np.concatenate
+            arr = cat([cat(tiles[:2], axis=1), cat(tiles[2:], axis=1)], axis=0)
         else:
-            img = self.patches.images[image_index] if source == "full" else self.halves[image_index]
+            img = self.images[image_index] if source == "full" else self.halves[image_index]
             arr = self._cut(img, p, rng)
         return self._finish(arr, rng), source == "full"
 
-    def _finish(self, arr: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+    def _finish(self, arr, rng: np.random.Generator) -> torch.Tensor:
         """The optional colour jitter, then ``(P, P, C)`` -> ``(C, P, P)`` tensor."""
         # Drawn last and only when enabled, so the crops of runs without it are unchanged.
         if self.color_jitter_prob > 0 and arr.shape[2] == 3:
@@ -197,11 +232,14 @@ class StepBatches(torch.utils.data.Dataset):
                 order = rng.permutation(3)
                 scale = float(rng.uniform(1.0, self.saturation_max))
                 arr = color_jitter(arr, order, scale)
-        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+        if isinstance(arr, torch.Tensor):
+            return arr.permute(2, 0, 1).contiguous()
+        tensor = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+        return tensor if self.device is None else tensor.to(self.device)
 
     def _dead_leaves(self, image_index: int, rng: np.random.Generator) -> torch.Tensor:
         """A ``(C, P, P)`` dead-leaves patch coloured from image ``image_index``'s pixels."""
-        img = self.patches.images[image_index]
+        img = self.patches.images[image_index]  # host copy: the leaves are drawn there
         palette = to_float(img.reshape(-1, img.shape[2] if img.ndim == 3 else 1))
         arr = dead_leaves(self.patches.patch_size, palette, rng)
         if arr.shape[2] != self.patches.channels:
@@ -229,21 +267,22 @@ class StepBatches(torch.utils.data.Dataset):
             crops.append(crop)
             full_size.append(full)
         clean = torch.stack(crops)
+        dev = clean.device
         seq = np.random.SeedSequence((self.seed, 13, step, self.rank))
-        gen = torch.Generator().manual_seed(int(seq.generate_state(1, np.uint64)[0] >> 1))
-        u = torch.rand(self.batch_size, generator=gen)
+        gen = torch.Generator(dev).manual_seed(int(seq.generate_state(1, np.uint64)[0] >> 1))
+        u = torch.rand(self.batch_size, generator=gen, device=dev)
         sigma = self.lo + (self.hi - self.lo) * u
         if self.focus_prob > 0:
             # A separate stream for the choice, so the noise draws below keep their order.
             pick = np.random.default_rng((self.seed, 17, step, self.rank)).random(self.batch_size)
             flo, fhi = self.focus
-            focused = torch.from_numpy(pick < self.focus_prob)
+            focused = torch.from_numpy(pick < self.focus_prob).to(dev)
             sigma = torch.where(focused, flo + (fhi - flo) * u, sigma)
-        noise = torch.randn(clean.shape, generator=gen) * (sigma.view(-1, 1, 1, 1) / 255.0)
-        noisy = clean + noise
+        noise = torch.randn(clean.shape, generator=gen, device=dev)
+        noisy = clean + noise * (sigma.view(-1, 1, 1, 1) / 255.0)
         if self.camera_noise_prob > 0 or self.clean_prob > 0:
             noisy, sigma = self._mix_noise_kinds(step, clean, noisy, sigma)
-        return clean, noisy, sigma, torch.tensor(full_size)
+        return clean, noisy, sigma, torch.tensor(full_size, device=dev)
 
     def _mix_noise_kinds(self, step, clean, noisy, sigma):
         """Replace some white-noise patches by camera-noise or clean ones; sigma becomes the
@@ -256,14 +295,15 @@ class StepBatches(torch.utils.data.Dataset):
         level = sigma.view(-1, 1, 1, 1).expand(-1, 1, p, p).clone()
         noisy = noisy.clone()
         if camera.any():
-            idx = torch.from_numpy(np.flatnonzero(camera))
+            idx = torch.from_numpy(np.flatnonzero(camera)).to(clean.device)
             seq = np.random.SeedSequence((self.seed, 29, step, self.rank))
             cam_gen = torch.Generator().manual_seed(int(seq.generate_state(1, np.uint64)[0] >> 1))
-            cam = add_camera_noise(clean[idx], cam_gen)
+            # The camera pipeline draws from a CPU generator: made on the host, then moved.
+            cam = add_camera_noise(clean[idx].cpu(), cam_gen).to(clean.device)
             noisy[idx] = cam
             level[idx] = local_noise_std(cam, clean[idx]).clamp(max=75.0)
         if plain.any():
-            idx = torch.from_numpy(np.flatnonzero(plain))
+            idx = torch.from_numpy(np.flatnonzero(plain)).to(clean.device)
             noisy[idx] = clean[idx]
             level[idx] = 0.0
         return noisy, level

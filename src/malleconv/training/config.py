@@ -52,6 +52,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
         # above 0 the noise level is a per-pixel map (the local std of the noise).
         "camera_noise_prob": 0.0,
         "clean_prob": 0.0,
+        # Keep the training images on the training device and make the batches there
+        # (StepBatches.on_device): no loader workers, for GPUs. Same batches on the CPU.
+        "on_device": False,
     },
     "optim": {
         "lr": 1.0e-3,
@@ -201,6 +204,8 @@ def _validate(cfg: dict) -> None:
         raise ValueError(
             f"data.saturation_max must be at least 1, got {cfg['data']['saturation_max']}"
         )
+    if cfg["data"]["on_device"] and int(cfg["data"]["workers"]):
+        raise ValueError("data.on_device makes the batches on the device: set data.workers=0")
     for key in ("patch_size", "batch_size"):
         if int(cfg["data"][key]) < 1:
             raise ValueError(f"data.{key} must be positive")

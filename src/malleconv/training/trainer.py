@@ -88,6 +88,8 @@ class Trainer:
             del self.patches.files[-holdout:]
             del self.patches.images[-holdout:]
         self.batches = StepBatches.from_config(self.patches, cfg, self.rank, self.world)
+        if cfg["data"]["on_device"]:
+            self.batches = self.batches.on_device(self.device)
         self.blind = isinstance(self.model, BlindMalleNet)
         self.net = self.model
         if self.world > 1:
