@@ -12,21 +12,14 @@ the timed runs, and the ratio of the two settings, side by side. Writes
 
 from __future__ import annotations
 
-import os
-import sys
-
-# benchmarks/operator.py shadows the standard library's ``operator``: drop this folder.
-if sys.path and os.path.realpath(sys.path[0] or os.curdir) == os.path.dirname(
-    os.path.realpath(__file__)
-):
-    sys.path.pop(0)
-
 import argparse
 import datetime
 import json
+import os
 import platform
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 CHILD = r"""

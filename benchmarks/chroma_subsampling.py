@@ -12,17 +12,9 @@ such soft chroma. ``--train`` also reports the chroma sampling of the training J
 
 from __future__ import annotations
 
-import os
-import sys
-
-# benchmarks/operator.py shadows the standard library's ``operator``: drop this folder.
-if sys.path and os.path.realpath(sys.path[0] or os.curdir) == os.path.dirname(
-    os.path.realpath(__file__)
-):
-    sys.path.pop(0)
-
 import argparse
 import collections
+import sys
 from pathlib import Path
 
 import numpy as np

@@ -22,17 +22,9 @@ colourful detail. ``--bm3d`` adds BM3D's split on the noisy input (about 25 s pe
 
 from __future__ import annotations
 
-import os
-import sys
-
-# benchmarks/operator.py shadows the standard library's ``operator``: drop this folder.
-if sys.path and os.path.realpath(sys.path[0] or os.curdir) == os.path.dirname(
-    os.path.realpath(__file__)
-):
-    sys.path.pop(0)
-
 import argparse
 import math
+import sys
 from pathlib import Path
 
 import numpy as np

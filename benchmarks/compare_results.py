@@ -10,17 +10,9 @@ against the others, and the seconds per image. Numbers are read, never typed in.
 
 from __future__ import annotations
 
-import os
-import sys
-
-# benchmarks/operator.py shadows the standard library's ``operator``: drop this folder.
-if sys.path and os.path.realpath(sys.path[0] or os.curdir) == os.path.dirname(
-    os.path.realpath(__file__)
-):
-    sys.path.pop(0)
-
 import argparse
 import json
+import sys
 from pathlib import Path
 
 

@@ -15,20 +15,13 @@ depend on load.
 
 from __future__ import annotations
 
-import os
-import sys
-
-# benchmarks/operator.py shadows the standard library's ``operator``: drop this folder.
-if sys.path and os.path.realpath(sys.path[0] or os.curdir) == os.path.dirname(
-    os.path.realpath(__file__)
-):
-    sys.path.pop(0)
-
 import argparse
 import datetime
 import json
+import os
 import shlex
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path

@@ -16,17 +16,10 @@ table differs from what the files give (the test suite runs it).
 
 from __future__ import annotations
 
-import os
-import sys
-
-# benchmarks/operator.py shadows the standard library's ``operator``: drop this folder.
-if sys.path and os.path.realpath(sys.path[0] or os.curdir) == os.path.dirname(
-    os.path.realpath(__file__)
-):
-    sys.path.pop(0)
-
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
 
 import yaml

@@ -15,20 +15,12 @@ plain Python process gets: about 2x slower here, docs/benchmarks/allocator.md). 
 
 from __future__ import annotations
 
-import os
-import sys
-
-# benchmarks/operator.py shadows the standard library's ``operator``: drop this folder.
-if sys.path and os.path.realpath(sys.path[0] or os.curdir) == os.path.dirname(
-    os.path.realpath(__file__)
-):
-    sys.path.pop(0)
-
 import argparse
 import copy
 import datetime
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 

@@ -40,23 +40,16 @@ the forward pass allocated.
 
 from __future__ import annotations
 
-import os
-import sys
-
-# benchmarks/operator.py shadows the standard library's ``operator``: drop this folder.
-if sys.path and os.path.realpath(sys.path[0] or os.curdir) == os.path.dirname(
-    os.path.realpath(__file__)
-):
-    sys.path.pop(0)
-
 import argparse
 import datetime
 import importlib
 import json
+import os
 import platform
 import resource
 import statistics
 import subprocess
+import sys
 import time
 import types
 from pathlib import Path

@@ -21,19 +21,12 @@ Writes ``photo_mode.md`` / ``.json`` with every figure and the targets of issue 
 
 from __future__ import annotations
 
-import os
-import sys
-
-# benchmarks/operator.py shadows the standard library's ``operator``: drop this folder.
-if sys.path and os.path.realpath(sys.path[0] or os.curdir) == os.path.dirname(
-    os.path.realpath(__file__)
-):
-    sys.path.pop(0)
-
 import argparse
 import datetime
 import json
+import os
 import statistics
+import sys
 import time
 from pathlib import Path
 

@@ -11,22 +11,13 @@ generated images (the figure then excludes image decoding, which happens once an
 
 from __future__ import annotations
 
-import os
-import sys
-
-# benchmarks/operator.py shadows the standard library's ``operator`` for scripts run from
-# this folder: take the folder off sys.path before anything imports ``operator``.
-if sys.path and os.path.realpath(sys.path[0] or os.curdir) == os.path.dirname(
-    os.path.realpath(__file__)
-):
-    sys.path.pop(0)
-
 import argparse
 import contextlib
 import copy
 import datetime
 import json
 import shlex
+import sys
 import tempfile
 from pathlib import Path
 

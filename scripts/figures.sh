@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Re-measures every figure in docs/ (run on an otherwise idle machine):
-#   docs/benchmarks/operator.{md,json}         slice_conv speed and memory
-#   docs/benchmarks/tuned/operator.{md,json}   the same timings without page-fault costs
+#   docs/benchmarks/slice_conv_speed.{md,json}         slice_conv speed and memory
+#   docs/benchmarks/tuned/slice_conv_speed.{md,json}   the same timings without page-fault costs
 #   docs/benchmarks/train_speed.{md,json}      training pixels/s
 #   docs/benchmarks/prelu/train_speed.*        malleconv's PReLU against torch's
 #   docs/benchmarks/inference_speed.*          denoising time per model
@@ -20,9 +20,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${MALLECONV_DATA:?set MALLECONV_DATA to the folder holding train/ and test/}"
 PY=.venv/bin/python
-$PY benchmarks/operator.py --sizes 256 512 1024 --kinds depthwise --max-gb 18 \
+$PY benchmarks/slice_conv_speed.py --sizes 256 512 1024 --kinds depthwise --max-gb 18 \
     --case-timeout 200 --out docs/benchmarks
-$PY benchmarks/operator.py --sizes 512 --kinds depthwise --methods slice_conv static \
+$PY benchmarks/slice_conv_speed.py --sizes 512 --kinds depthwise --methods slice_conv static \
     --no-memory --tune-allocator --warmup 3 --repeat 7 --out docs/benchmarks/tuned
 $PY benchmarks/train_speed.py --models mallenet-s mallenet-l dncnn-c --out docs/benchmarks
 $PY benchmarks/train_speed.py --models mallenet-s --variants "fp32 channels-last" \

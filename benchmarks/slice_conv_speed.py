@@ -3,7 +3,7 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/operator.py [--sizes 256 512 1024] [--channels 64]
+    .venv/bin/python benchmarks/slice_conv_speed.py [--sizes 256 512 1024] [--channels 64]
         [--repeat 3] [--device cpu|cuda] [--out docs/benchmarks]
 
 For ``C`` channels, ``k = 3``, batch 1, float32, depthwise (``groups = C``) and dense
@@ -31,32 +31,24 @@ JSON says so), reads ``VmRSS`` as the baseline, runs the case once and reports
 ``VmHWM - VmRSS_before``. On CUDA, ``torch.cuda.max_memory_allocated`` after
 ``reset_peak_memory_stats``, in process. One feature map is ``C*H*W*4`` bytes.
 
-Writes ``operator.md`` and ``operator.json`` to ``--out`` and prints the tables. Run it
-with the machine otherwise idle: the numbers are only as good as the quiet around them.
+Writes ``slice_conv_speed.md`` and ``slice_conv_speed.json`` to ``--out`` and prints the
+tables. Run it with the machine otherwise idle: the numbers are only as good as the quiet
+around them.
 """
 
 from __future__ import annotations
-
-import os
-import sys
-
-# This file shares its name with the standard library's ``operator`` module, and Python
-# puts the script's folder first on ``sys.path``: take it off before anything (argparse,
-# torch) imports ``operator``.
-if sys.path and os.path.realpath(sys.path[0] or os.curdir) == os.path.dirname(
-    os.path.realpath(__file__)
-):
-    sys.path.pop(0)
 
 import argparse
 import ctypes
 import datetime
 import gc
 import json
+import os
 import platform
 import shlex
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -690,11 +682,14 @@ def main(argv=None) -> int:
     print(tables(results, sizes))
     print(targets_md(tg))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "operator.md").write_text(md)
-    (args.out / "operator.json").write_text(
+    (args.out / "slice_conv_speed.md").write_text(md)
+    (args.out / "slice_conv_speed.json").write_text(
         json.dumps({"meta": meta, "results": results, "targets": tg}, indent=1) + "\n"
     )
-    print(f"wrote {args.out / 'operator.md'} and {args.out / 'operator.json'}", file=sys.stderr)
+    print(
+        f"wrote {args.out / 'slice_conv_speed.md'} and {args.out / 'slice_conv_speed.json'}",
+        file=sys.stderr,
+    )
     return 0
 
 
