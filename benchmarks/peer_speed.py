@@ -45,7 +45,6 @@ import datetime
 import importlib
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -55,6 +54,8 @@ import types
 from pathlib import Path
 
 import torch
+
+from malleconv.runtime import cpu_name
 
 PEERS = ("dncnn-c", "drunet", "swinir", "restormer", "nafnet", "scunet")
 OURS = ("mallenet-s", "mallenet-m", "mallenet-w", "mallenet-l", "mallenet-paper")
@@ -293,7 +294,7 @@ def main(argv=None) -> int:
         "command": f"python benchmarks/peer_speed.py {argv_text}".strip(),
         "date": datetime.date.today().isoformat(),
         "torch": torch.__version__,
-        "machine": rows[0]["gpu_name"] if cuda else f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "machine": rows[0]["gpu_name"] if cuda else f"{cpu_name()}, {os.cpu_count()} CPUs",
         "device": args.device,
         "threads": args.threads,
         "size": args.size,

@@ -374,8 +374,8 @@ def targets(results: list[dict], sizes: list[int]) -> list[dict]:
     def mem(method, pass_, key="peak_extra_bytes"):
         return lambda size: _value(results, "depthwise", size, method, "memory", pass_, key)
 
-    def fwd_ms(method):
-        return lambda size: _value(results, "depthwise", size, method, "time", "fwd", "ms")
+    def fwd_ms(method, pass_="fwd"):
+        return lambda size: _value(results, "depthwise", size, method, "time", pass_, "ms")
 
     def one(size):
         return 1.0
@@ -428,6 +428,14 @@ def targets(results: list[dict], sizes: list[int]) -> list[dict]:
         fwd_ms("static"),
         3.0,
         "slice_conv forward time <= 3x static conv2d",
+        at=512,
+    )
+    add(
+        "d",
+        fwd_ms("slice_conv", "fwdbwd"),
+        fwd_ms("static", "fwdbwd"),
+        3.0,
+        "slice_conv forward+backward time <= 3x static conv2d forward+backward",
         at=512,
     )
     add(
