@@ -268,6 +268,31 @@ def test_eval_runs_a_model_exactly_as_denoise_does(tmp_path):
         assert torch.equal(got, denoise(noisy, 25, weights, **options))
 
 
+def test_eval_strength_scales_the_level_as_denoise_does(sets, tmp_path, capsys):
+    from malleconv.cli.evaluate import model_denoiser
+    from malleconv.cli.main import main
+    from malleconv.inference import denoise
+    from malleconv.models import create_model, save_model
+
+    torch.manual_seed(0)
+    model = create_model("mallenet-tiny")
+    with torch.no_grad():
+        torch.nn.init.normal_(model.tail[-1].weight, std=0.05)
+    weights = str(save_model(model, tmp_path / "tiny.safetensors", half=False))
+    blind = str(save_model(create_model("mallenet-s-real"), tmp_path / "b.safetensors"))
+    noisy = torch.rand(1, 3, H, W)
+    with torch.inference_mode():
+        got = model_denoiser(weights, strength=1.5)(noisy, 20.0).clamp(0, 1)
+        auto = model_denoiser(blind, strength=0.5)(noisy, None).clamp(0, 1)
+    assert torch.equal(got, denoise(noisy, 20, weights, strength=1.5))
+    assert torch.equal(auto, denoise(noisy, None, blind, strength=0.5))
+    args = ["eval", "--model", weights, "--data", str(sets[0]), "--sigma", "25"]
+    assert main([*args, "--strength", "1.5", "--no-progress", "--threads", "1"]) == 0
+    assert "strength 1.5" in capsys.readouterr().out
+    assert main([*args, "--strength", "0"]) != 0
+    assert main(["eval", "--method", "nlm", "--data", str(sets[0]), "--strength", "2"]) != 0
+
+
 def test_eval_auto_with_a_blind_model_under_self_ensemble(sets, tmp_path, capsys):
     from malleconv.cli.main import main
     from malleconv.models import create_model, save_model

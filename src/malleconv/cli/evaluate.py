@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.noise import parse_sigma
+from ..data.noise import check_strength, parse_sigma
 from ..models.precision import PRECISIONS
 
 
@@ -57,6 +57,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="add the noise of each --sigma but do not tell the denoiser: it finds the "
         "level itself, as malleconv denoise does by default (--sigma 0: clean inputs)",
+    )
+    p.add_argument(
+        "--strength",
+        type=float,
+        default=1.0,
+        metavar="K",
+        help="multiply the noise level the model is given or finds by K, as malleconv "
+        "denoise --strength does (default 1)",
     )
     p.add_argument("--gray", action="store_true", help="evaluate on luminance (gray models)")
     p.add_argument("--out", default=None, help="folder for per_image.csv and summary.json")
@@ -127,13 +135,15 @@ class _ModelDenoiser:
         *,
         self_ensemble: bool = False,
         precision: str = "float32",
+        strength: float = 1.0,
     ):
         from ..inference import prepare_model
 
         options = dict(self_ensemble=self_ensemble, precision=precision)
         # Both wrap the same loaded model (prepare_model caches it by name / path).
         self.model = prepare_model(model, device, **options)
-        self.auto = prepare_model(model, device, auto=True, **options)
+        self.auto = prepare_model(model, device, auto=True, strength=strength, **options)
+        self.strength = strength
         self.tile = tile
         self.last_sigma: float | None = None
 
@@ -148,18 +158,27 @@ class _ModelDenoiser:
             net = self.model
             if sigma is None:
                 sigma = estimate_sigma(noisy)
+            sigma = float(sigma) * self.strength
         out = denoise_tensor(net, noisy, float(sigma), tile=self.tile)
         self.last_sigma = float(np.mean(levels)) if levels is not None else float(sigma)
         return out
 
 
 def model_denoiser(
-    model, device="cpu", tile: int | None = None, *, self_ensemble=False, precision="float32"
+    model,
+    device="cpu",
+    tile: int | None = None,
+    *,
+    self_ensemble=False,
+    precision="float32",
+    strength: float = 1.0,
 ) -> _ModelDenoiser:
     """``(noisy (1, C, H, W), sigma or None) -> denoised`` for a model name, weights path or
     module, prepared as :func:`~malleconv.inference.denoise` prepares it (see
-    :class:`_ModelDenoiser`)."""
-    return _ModelDenoiser(model, device, tile, self_ensemble=self_ensemble, precision=precision)
+    :class:`_ModelDenoiser`); ``strength`` multiplies the level given or found."""
+    return _ModelDenoiser(
+        model, device, tile, self_ensemble=self_ensemble, precision=precision, strength=strength
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -176,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--self-ensemble applies to models, not to --method")
         if args.precision != "float32":
             raise ValueError("--precision applies to models, not to --method")
+        if args.strength != 1.0:
+            raise ValueError("--strength applies to models, not to --method")
         denoiser = classical_denoiser(args.method)
         label = args.method
     else:
@@ -189,7 +210,10 @@ def run(args: argparse.Namespace) -> int:
             args.tile,
             self_ensemble=args.self_ensemble,
             precision=args.precision,
+            strength=check_strength(args.strength),
         )
+        if args.strength != 1.0:
+            label += f", strength {args.strength:g}"
         if model_channels(denoiser.model) == 1 and not args.gray:
             args.gray = True
         if args.self_ensemble:
