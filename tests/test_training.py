@@ -444,3 +444,11 @@ def test_gpu_lease_script_trains_and_packs_each_run(image_folder, tmp_path):
     assert missing.returncode == 2 and "nofile.yaml" in missing.stderr
     early = subprocess.run([*cmd, "+train.seed=1"], env=env, capture_output=True, text=True)
     assert early.returncode == 2 and "before any NAME=CONFIG run" in early.stderr
+
+
+def test_fit_restores_the_signal_handlers(image_folder, tmp_path):
+    import signal
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    Trainer(tiny_config(steps=1), image_folder, tmp_path / "run", progress=False).fit()
+    assert {sig: signal.getsignal(sig) for sig in before} == before

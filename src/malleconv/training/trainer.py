@@ -307,10 +307,10 @@ class Trainer:
         log = None
         if self.rank == 0:
             log = MetricsLog(self.out, t["val_sigmas"], BLIND_VAL_KEYS if self.blind else ())
-        old_handler = None
+        old_handlers = {}
         try:
-            old_handler = signal.signal(signal.SIGINT, self._on_signal)
-            signal.signal(signal.SIGTERM, self._on_signal)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old_handlers[sig] = signal.signal(sig, self._on_signal)
         except ValueError:  # not in the main thread
             pass
         bar = None
@@ -367,6 +367,6 @@ class Trainer:
                 bar.close()
             if log is not None:
                 log.close()
-            if old_handler is not None:
-                signal.signal(signal.SIGINT, old_handler)
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
         return last
