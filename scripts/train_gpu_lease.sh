@@ -5,7 +5,8 @@
 #   scripts/train_gpu_lease.sh DATA RUNS PACKED NAME=CONFIG[@INIT] [+KEY=VALUE...]... \
 #       [-- TRAIN_ARGS...]
 #
-# DATA: the CBSD432 folder; RUNS: where the run folders go; PACKED: where one
+# DATA: the training image folder, or several joined by commas (CBSD432,OpenPhotos for
+# mallenet-s-real); RUNS: where the run folders go; PACKED: where one
 # NAME.tar.gz per run goes (weights, spec, metrics.csv, log; no checkpoints). Each
 # NAME=CONFIG@INIT starts `malleconv train --config CONFIG --init INIT --out RUNS/NAME`
 # (NAME=CONFIG without @INIT trains from scratch); each +KEY=VALUE after it adds
@@ -60,6 +61,7 @@ done
 [ ${#names[@]} -gt 0 ] || usage
 [ $# -gt 0 ] && shift  # the "--"
 mkdir -p "$RUNS" "$PACKED"
+IFS=',' read -ra data_dirs <<<"$DATA"
 
 pids=()
 for i in "${!names[@]}"; do
@@ -70,7 +72,7 @@ for i in "${!names[@]}"; do
         [ -n "$item" ] && set_args+=(--set "$item")
     done <<<"${sets[$i]}"
     "$PY" -m malleconv train --config "${configs[$i]}" "${set_args[@]}" "${init_args[@]}" \
-        --data "$DATA" --out "$RUNS/$name" --no-progress "$@" >"$RUNS/$name.log" 2>&1 &
+        --data "${data_dirs[@]}" --out "$RUNS/$name" --no-progress "$@" >"$RUNS/$name.log" 2>&1 &
     pids+=($!)
 done
 

@@ -421,7 +421,8 @@ def test_gpu_lease_script_trains_and_packs_each_run(image_folder, tmp_path):
     )
     runs, packed = tmp_path / "runs", tmp_path / "packed"
     env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1")
-    cmd = ["bash", str(script), str(image_folder), str(runs), str(packed)]
+    # DATA may join several folders with commas (here the same one twice).
+    cmd = ["bash", str(script), f"{image_folder},{image_folder}", str(runs), str(packed)]
     # Per-run step caps (with budgets long enough not to end first) show whose overrides
     # reached which run: each run's log ends with "step N: weights ...".
     specs = [f"a={config}", "+train.steps=2", "+train.minutes=1"]
