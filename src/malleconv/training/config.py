@@ -20,7 +20,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "data": {
         "patch_size": 64,
         "batch_size": 16,
-        "sigma": [0.0, 75.0],
+        "sigma": [SIGMA_MIN, SIGMA_MAX],
         "gray": False,
         "workers": 0,
         "skip_corrupt": False,
