@@ -33,6 +33,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,8 +190,13 @@ def stage_measure(variants, runs: Path, size: int, repeat: int) -> dict:
         argv = [sys.executable, str(Path(__file__).resolve()), "--probe-memory", v.name]
         out = subprocess.run(argv, capture_output=True, text=True, check=True)
         measured[v.name] = {**stats, **json.loads(out.stdout.strip().splitlines()[-1])}
-    # Random weights: the time does not depend on their values. Prepared as denoise does.
-    nets = {name: prepare_model(_spec_path(runs, v)) for name, v in variants.items()}
+    # Prepared as denoise does; a variant not trained yet is timed with random weights (the
+    # time does not depend on their values).
+    untrained = tempfile.TemporaryDirectory()
+    nets = {
+        name: prepare_model(_weights_for_timing(runs, v, Path(untrained.name)))
+        for name, v in variants.items()
+    }
     x = torch.rand(1, 3, size, size)
     times = {name: [] for name in nets}
     with torch.inference_mode():
@@ -217,12 +223,17 @@ def stage_measure(variants, runs: Path, size: int, repeat: int) -> dict:
     return result
 
 
-def _spec_path(runs: Path, v: Variant) -> Path:
-    """Weights of any trained seed (the time does not depend on them)."""
+def _weights_for_timing(runs: Path, v: Variant, scratch: Path) -> Path:
+    """Weights of any trained seed, else of a freshly initialised model."""
+    from malleconv.models import save_model
+    from malleconv.training.config import build_model, load_config
+
     found = sorted((runs / v.name).glob(f"seed*/{v.model}.safetensors"))
-    if not found:
-        raise SystemExit(f"{v.name}: no trained weights under {runs / v.name} (run --stages train)")
-    return found[0]
+    if found:
+        return found[0]
+    return save_model(
+        build_model(load_config(RECIPE, v.settings())), scratch / f"{v.name}.safetensors"
+    )
 
 
 def collect_psnr(variants, runs: Path) -> dict:
@@ -288,6 +299,8 @@ def report_tables(variants, psnr: dict, measured: dict, recipe: dict) -> str:
                 if k in psnr.get(base, {})
             ]
             delta = f"{statistics.fmean(deltas):+.2f}" if deltas and v.name != base else ""
+            if not per:
+                delta = "not trained yet"
             lines.append(
                 f"| `{v.name}` | {seeds} | {m.get('params', 0) / 1e3:,.0f}k | "
                 f"{m.get('gflops', float('nan')):.2f} | {m.get('seconds', float('nan')):.3f} | "
