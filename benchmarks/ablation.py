@@ -11,9 +11,9 @@ Every variant of ``configs/ablation/variants.yaml`` is trained with the one reci
 * **eval**: ``malleconv eval`` on CBSD68 and McMaster at sigma 15 / 25 / 50;
 * **measure** (side by side in one process): parameters, FLOPs at 256x256
   (``malleconv.models.model_stats``), CPU seconds per 512x512 image as ``malleconv
-  denoise`` runs the model (BatchNorm folded, channels-last; the median of ``--repeat``
-  interleaved rounds), and the peak training memory: the growth of the resident memory of
-  a fresh process over 3 training steps of the recipe's batch;
+  denoise`` runs the model (BatchNorm folded, channels-last, the allocator tuned; the
+  median of ``--repeat`` interleaved rounds), and the peak training memory: the growth
+  of the resident memory of a fresh process over 3 training steps of the recipe's batch;
 * **report**: the tables between the markers of ``docs/ablation.md`` (mean and spread over
   the seeds run) and ``docs/figures/ablation.png``, PSNR against CPU time.
 
@@ -197,7 +197,10 @@ def stage_measure(variants, runs: Path, size: int, repeat: int) -> dict:
         name: prepare_model(_weights_for_timing(runs, v, Path(untrained.name)))
         for name, v in variants.items()
     }
-    x = torch.rand(1, 3, size, size)
+    from malleconv.runtime import tune_allocator
+
+    tune_allocator()  # as the malleconv command does: freed memory is reused
+    x = torch.rand(1, 3, size, size).contiguous(memory_format=torch.channels_last)
     times = {name: [] for name in nets}
     with torch.inference_mode():
         for net in nets.values():
