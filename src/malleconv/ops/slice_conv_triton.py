@@ -43,6 +43,13 @@ def _source(pos, n_out, n_cells):
 
 
 @triton.jit
+def _pixel_block(H, W, BLOCK: tl.constexpr):
+    """This program's block of flat pixel indices, which are inside, and their rows, columns."""
+    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    return offs, offs < H * W, offs // W, offs % W
+
+
+@triton.jit
 def _tap_weights(grid_plane, taps, tap_ok, y, x, mask, H, W, GH, GW):
     """Interpolated weights ``(KK_PAD, N)`` of every tap at pixels ``(y, x)`` (2-D)."""
     y0, y1, fy = _source(y, H, GH)
@@ -64,9 +71,7 @@ def _forward_kernel(
     BLOCK: tl.constexpr,
 ):  # fmt: skip
     plane = tl.program_id(0)
-    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    inside = offs < H * W
-    y, x = offs // W, offs % W
+    offs, inside, y, x = _pixel_block(H, W, BLOCK)
     taps = tl.arange(0, KK_PAD)
     tap_ok = taps < K * K
     ny = y[None, :] + (taps // K - K // 2)[:, None]
@@ -88,9 +93,7 @@ def _grad_x_kernel(
     BLOCK: tl.constexpr,
 ):  # fmt: skip
     plane = tl.program_id(0)
-    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    inside = offs < H * W
-    y, x = offs // W, offs % W
+    offs, inside, y, x = _pixel_block(H, W, BLOCK)
     taps = tl.arange(0, KK_PAD)
     tap_ok = taps < K * K
     # Pixel p = q - o_t read x at q through tap t.
