@@ -50,6 +50,16 @@ def _pixel_block(H, W, BLOCK: tl.constexpr):
 
 
 @triton.jit
+def _tap_neighbours(y, x, inside, taps, tap_ok, SIGN: tl.constexpr, H, W, K: tl.constexpr):
+    """Pixels ``(y, x) + SIGN * o_t`` for every tap ``t`` (``(KK_PAD, N)``) and which of them
+    are real pixels of the image (the others read zero padding)."""
+    ny = y[None, :] + SIGN * (taps // K - K // 2)[:, None]
+    nx = x[None, :] + SIGN * (taps % K - K // 2)[:, None]
+    valid = tap_ok[:, None] & inside[None, :] & (ny >= 0) & (ny < H) & (nx >= 0) & (nx < W)
+    return ny, nx, valid
+
+
+@triton.jit
 def _tap_weights(grid_plane, taps, tap_ok, y, x, mask, H, W, GH, GW):
     """Interpolated weights ``(KK_PAD, N)`` of every tap at pixels ``(y, x)`` (2-D)."""
     y0, y1, fy = _source(y, H, GH)
@@ -74,9 +84,7 @@ def _forward_kernel(
     offs, inside, y, x = _pixel_block(H, W, BLOCK)
     taps = tl.arange(0, KK_PAD)
     tap_ok = taps < K * K
-    ny = y[None, :] + (taps // K - K // 2)[:, None]
-    nx = x[None, :] + (taps % K - K // 2)[:, None]
-    valid = tap_ok[:, None] & inside[None, :] & (ny >= 0) & (ny < H) & (nx >= 0) & (nx < W)
+    ny, nx, valid = _tap_neighbours(y, x, inside, taps, tap_ok, 1, H, W, K)
     x_plane = x_ptr + plane.to(tl.int64) * H * W
     xv = tl.load(x_plane + ny * W + nx, mask=valid, other=0.0).to(tl.float32)
     grid_plane = grid_ptr + plane.to(tl.int64) * (K * K) * GH * GW
@@ -97,9 +105,7 @@ def _grad_x_kernel(
     taps = tl.arange(0, KK_PAD)
     tap_ok = taps < K * K
     # Pixel p = q - o_t read x at q through tap t.
-    py = y[None, :] - (taps // K - K // 2)[:, None]
-    px = x[None, :] - (taps % K - K // 2)[:, None]
-    valid = tap_ok[:, None] & inside[None, :] & (py >= 0) & (py < H) & (px >= 0) & (px < W)
+    py, px, valid = _tap_neighbours(y, x, inside, taps, tap_ok, -1, H, W, K)
     g_plane = g_ptr + plane.to(tl.int64) * H * W
     gv = tl.load(g_plane + py * W + px, mask=valid, other=0.0).to(tl.float32)
     grid_plane = grid_ptr + plane.to(tl.int64) * (K * K) * GH * GW
@@ -126,8 +132,6 @@ def _grad_grid_kernel(
     x_end = tl.minimum(((cx + 2).to(tl.float32) * sx + 2.0).to(tl.int32), W)
     taps = tl.arange(0, KK_PAD)
     tap_ok = taps < K * K
-    di = (taps // K - K // 2)[:, None]
-    dj = (taps % K - K // 2)[:, None]
     lane = tl.arange(0, TILE_H * TILE_W)
     g_plane = g_ptr + plane.to(tl.int64) * H * W
     x_plane = x_ptr + plane.to(tl.int64) * H * W
@@ -143,10 +147,7 @@ def _grad_grid_kernel(
             wx = tl.where(x0 == cx, 1.0 - fx, 0.0) + tl.where(x1 == cx, fx, 0.0)
             gv = tl.load(g_plane + y * W + x, mask=inside, other=0.0).to(tl.float32)
             weighted = gv * wy * wx
-            ny = y[None, :] + di
-            nx = x[None, :] + dj
-            valid = tap_ok[:, None] & inside[None, :] & (ny >= 0) & (ny < H) & (nx >= 0)
-            valid = valid & (nx < W)
+            ny, nx, valid = _tap_neighbours(y, x, inside, taps, tap_ok, 1, H, W, K)
             xv = tl.load(x_plane + ny * W + nx, mask=valid, other=0.0).to(tl.float32)
             acc += xv * weighted[None, :]
     total = tl.sum(acc, axis=1)
