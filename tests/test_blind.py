@@ -7,6 +7,7 @@ import torch
 from malleconv.data.datasets import ImageFolderPatches
 from malleconv.models import create_model, load_model, save_model
 from malleconv.models.blind import BlindMalleNet, NoiseLevelEstimator, noise_level_loss
+from malleconv.models.mallenet import noise_level_map
 from malleconv.training import load_config
 from malleconv.training.batches import StepBatches
 from malleconv.training.trainer import Trainer
@@ -41,6 +42,34 @@ def test_auto_mode_uses_the_estimated_map_and_strength_scales_it():
         torch.testing.assert_close(doubled, (estimate * 2).clamp(0, 75))
         _, given = model(x, 10.0, strength=0.5, return_level=True)
         torch.testing.assert_close(given, torch.full_like(given, 5.0))
+
+
+def test_blind_mask_conditions_those_samples_on_the_estimate():
+    model = _blind()
+    x = torch.rand(3, 3, 32, 24)
+    sigma = torch.tensor([10.0, 20.0, 30.0])
+    mask = torch.tensor([True, False, True])
+    with torch.no_grad():
+        out, estimate = model(x, sigma, also_estimate=True, blind=mask)
+        level = noise_level_map(sigma, x) * 255.0
+        level[mask] = estimate[mask]
+        torch.testing.assert_close(out, model.denoiser(x, level.clamp(0, 75)))
+        torch.testing.assert_close(estimate, model.estimator(x))
+    with pytest.raises(ValueError, match="also_estimate"):
+        model(x, sigma, blind=mask)
+
+
+def test_reconstruction_loss_reaches_the_estimator_only_through_blind_samples():
+    model = _blind().train()
+    x = torch.rand(2, 3, 32, 32)
+    sigma = torch.tensor([15.0, 15.0])
+    for mask, reaches in [([False, False], False), ([True, False], True)]:
+        mask = torch.tensor(mask)
+        model.zero_grad(set_to_none=True)
+        out, _ = model(x, sigma, also_estimate=True, blind=mask)
+        out.square().mean().backward()
+        grads = [p.grad for p in model.estimator.parameters()]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads) == reaches
 
 
 def test_estimator_any_size_non_negative():
@@ -118,9 +147,12 @@ def test_blind_training_step_and_warm_start(folder, tmp_path):
             "train.steps=2",
             "train.val_every=2",
             "train.val_crop=32",
+            "train.blind_prob=0.5",
         ],
     )
     trainer = Trainer(cfg, folder, tmp_path / "run", progress=False)
+    masks = [trainer._blind_mask(8) for _ in range(2)]
+    assert torch.equal(masks[0], masks[1]) and 0 < int(masks[0].sum()) < 8
     source = create_model("mallenet-s")
     path = save_model(source, tmp_path / "s.safetensors", half=False)
     trainer.init_from(str(path))

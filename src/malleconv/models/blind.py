@@ -101,6 +101,11 @@ class BlindMalleNet(nn.Module):
         return_level: Also return the level map the denoiser got (reporting).
         also_estimate: Also run the estimator when ``sigma`` is given and return
             ``(denoised, estimate)`` (training both parts in one forward).
+        blind: With ``also_estimate``, a ``(B,)`` bool mask of the samples whose denoiser
+            gets the estimate instead of ``sigma``. Why: trained only on true levels, the
+            denoiser never sees the estimator's errors, and the estimator never learns
+            which level serves the denoiser best; on these samples the reconstruction
+            loss reaches the estimator too (end-to-end, as CBDNet trains).
 
     Returns:
         Denoised ``(B, C, H, W)``, or ``(denoised, level)`` with ``return_level``.
@@ -127,6 +132,7 @@ class BlindMalleNet(nn.Module):
         strength: float = 1.0,
         return_level: bool = False,
         also_estimate: bool = False,
+        blind: torch.Tensor | None = None,
     ):
         estimate = self.estimator(noisy) if (sigma is None or also_estimate) else None
         if sigma is None:
@@ -134,6 +140,10 @@ class BlindMalleNet(nn.Module):
         else:
             level = sigma if torch.is_tensor(sigma) else torch.tensor(float(sigma))
             level = noise_level_map(level, noisy) * 255.0
+            if blind is not None:
+                if estimate is None:
+                    raise ValueError("blind needs also_estimate=True")
+                level = torch.where(blind.view(-1, 1, 1, 1).to(level.device), estimate, level)
         if strength != 1.0:
             level = level * float(strength)
         level = level.clamp(SIGMA_MIN, SIGMA_MAX)

@@ -91,6 +91,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "minutes": None,
         # Blind models (models.blind): weight of the noise-level estimator's loss.
         "level_loss_weight": 1.0,
+        # Share of samples whose denoiser gets the estimated level, not the true one, with
+        # the reconstruction loss reaching the estimator (end-to-end blind training).
+        "blind_prob": 0.0,
     },
 }
 

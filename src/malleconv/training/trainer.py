@@ -254,7 +254,9 @@ class Trainer:
             self.device.type, dtype=torch.bfloat16, enabled=bool(self.cfg["train"]["bf16"])
         ):
             if self.blind:
-                pred, estimate = self.net(noisy, sigma, also_estimate=True)
+                pred, estimate = self.net(
+                    noisy, sigma, also_estimate=True, blind=self._blind_mask(noisy.shape[0])
+                )
             else:
                 pred = self.net(noisy, sigma)
         loss = self.loss_fn(pred.float(), clean, full_size if self.soft_chroma else None)
@@ -273,6 +275,17 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.model, self.step)
         return float(loss.detach())
+
+    def _blind_mask(self, batch: int) -> torch.Tensor | None:
+        """The samples of this step whose denoiser is conditioned on the estimate
+        (``train.blind_prob``): a pure function of (seed, step, rank), so resume is exact."""
+        p = float(self.cfg["train"]["blind_prob"])
+        if p <= 0:
+            return None
+        gen = torch.Generator().manual_seed(
+            (int(self.cfg["train"]["seed"]) * 1_000_003 + self.step * 101 + self.rank) % 2**63
+        )
+        return torch.rand(batch, generator=gen) < p
 
     def _tick(self) -> None:
         """Update ``self.elapsed`` (training seconds, across resumes) from the clock."""
