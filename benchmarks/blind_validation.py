@@ -14,9 +14,9 @@ not told, on:
 - white Gaussian noise of 15, 25 and 50 (also with the level told, for the gap);
 - the clean crops (output against input).
 
-``--blend a`` feeds the denoiser ``mean + a * (map - mean)`` of the estimated level map,
-per image: 1 is the model as shipped, 0 a single level per image. It probes how much the
-map's spatial variation helps or hurts; no noise is made differently.
+``--blend a`` runs the model with ``map_variation = a`` (``BlindMalleNet``): the denoiser
+gets ``mean + a * (map - mean)`` of the estimated level map, per image; 1 is the full map,
+0 a single level per image. Without it each model runs with its stored value.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from malleconv.data.camera_noise import add_camera_noise
-from malleconv.data.noise import SIGMA_MAX, SIGMA_MIN, seed_for
+from malleconv.data.noise import seed_for
 from malleconv.evaluation.metrics import psnr
 from malleconv.evaluation.protocol import load_test_image, make_noisy
 from malleconv.io import list_images
@@ -59,16 +59,7 @@ def _psnr8(out: torch.Tensor, clean: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def auto(model: BlindMalleNet, noisy: torch.Tensor, blend: float) -> torch.Tensor:
-    level = model.estimator(noisy)
-    if blend != 1.0:
-        mean = level.mean(dim=(-2, -1), keepdim=True)
-        level = mean + blend * (level - mean)
-    return model.denoiser(noisy, level.clamp(SIGMA_MIN, SIGMA_MAX))
-
-
-@torch.no_grad()
-def score(model: BlindMalleNet, crops, draws: int, blend: float) -> dict[str, float]:
+def score(model: BlindMalleNet, crops, draws: int) -> dict[str, float]:
     res: dict[str, list[float]] = {}
 
     def add(key, value):
@@ -78,12 +69,12 @@ def score(model: BlindMalleNet, crops, draws: int, blend: float) -> dict[str, fl
         x = torch.from_numpy(clean.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
         for draw in range(draws):
             noisy = add_camera_noise(x, torch.Generator().manual_seed(seed_for(name, draw)))
-            add("camera", _psnr8(auto(model, noisy, blend), clean))
+            add("camera", _psnr8(model(noisy), clean))
         for sigma in WHITE_SIGMAS:
             noisy = make_noisy(clean, name, float(sigma))
-            add(f"white {sigma}", _psnr8(auto(model, noisy, blend), clean))
+            add(f"white {sigma}", _psnr8(model(noisy), clean))
             add(f"told {sigma}", _psnr8(model(noisy, float(sigma)), clean))
-        add("clean", _psnr8(auto(model, x, blend), clean))
+        add("clean", _psnr8(model(x), clean))
     return {k: float(np.mean(v)) for k, v in res.items()}
 
 
@@ -94,7 +85,7 @@ def main(argv=None) -> int:
     ap.add_argument("--holdout", type=int, default=8)
     ap.add_argument("--crop", type=int, default=384)
     ap.add_argument("--draws", type=int, default=3)
-    ap.add_argument("--blend", type=float, nargs="+", default=[1.0])
+    ap.add_argument("--blend", type=float, nargs="+", help="map_variation values to run")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     ap.add_argument("--out", help="also write the table to this markdown file")
     args = ap.parse_args(argv)
@@ -103,15 +94,17 @@ def main(argv=None) -> int:
     tune_allocator()
 
     crops = holdout_crops(args.data, args.holdout, args.crop)
-    header = ["model", "blend", "camera", *(f"white {s} (told)" for s in WHITE_SIGMAS), "clean"]
+    white = [f"white {s} (told)" for s in WHITE_SIGMAS]
+    header = ["model", "map_variation", "camera", *white, "clean"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for name in args.model:
         model = load_model(name).float().eval()
         if not isinstance(model, BlindMalleNet):
             print(f"error: --model {name} is not a blind model", file=sys.stderr)
             return 2
-        for blend in args.blend:
-            r = score(model, crops, args.draws, blend)
+        for blend in args.blend or [model.map_variation]:
+            model.map_variation = blend
+            r = score(model, crops, args.draws)
             white = [f"{r[f'white {s}']:.2f} ({r[f'told {s}']:.2f})" for s in WHITE_SIGMAS]
             row = [name, f"{blend:g}", f"{r['camera']:.2f}", *white, f"{r['clean']:.2f}"]
             lines.append("| " + " | ".join(row) + " |")

@@ -44,6 +44,24 @@ def test_auto_mode_uses_the_estimated_map_and_strength_scales_it():
         torch.testing.assert_close(given, torch.full_like(given, 5.0))
 
 
+def test_map_variation_flattens_the_estimated_map_per_image_and_is_stored(tmp_path):
+    model = _blind()
+    x = torch.rand(2, 3, 40, 32)
+    with torch.no_grad():
+        estimate = model.estimator(x)
+        mean = estimate.mean(dim=(-2, -1), keepdim=True)
+        for variation in (0.0, 0.25):
+            model.map_variation = variation
+            _, level = model(x, return_level=True)
+            torch.testing.assert_close(level, (mean + variation * (estimate - mean)).clamp(0, 75))
+        _, given = model(x, 10.0, return_level=True)  # a given sigma is left alone
+        assert torch.equal(given, torch.full_like(given, 10.0))
+    loaded = load_model(save_model(model, tmp_path / "b.safetensors", half=False))
+    assert loaded.map_variation == 0.25
+    with pytest.raises(ValueError, match="map_variation"):
+        BlindMalleNet(model.denoiser, model.estimator, map_variation=1.5)
+
+
 def test_blind_mask_conditions_those_samples_on_the_estimate():
     model = _blind()
     x = torch.rand(3, 3, 32, 24)

@@ -92,6 +92,13 @@ def noise_level_loss(
 class BlindMalleNet(nn.Module):
     """``forward(noisy, sigma=None, *, strength=1.0)``: a MalleNet that estimates the noise.
 
+    ``map_variation`` (stored with the weights) is how much of the estimated map's spatial
+    variation the denoiser gets: ``level = mean + map_variation * (map - mean)``, the mean
+    taken per image (per tile when tiled). Why: the estimator reads lower levels on fine
+    texture, so the full map leaves noise there and, on clean photos, treats texture as
+    noise where it reads high; a flatter map scored better on the held-out synthetic split
+    (``benchmarks/blind_validation.py``, docs/models.md).
+
     Args of forward:
         noisy: ``(B, C, H, W)`` in [0, 1].
         sigma: None to estimate a per-pixel level map; else a float, ``(B,)`` tensor or
@@ -111,10 +118,15 @@ class BlindMalleNet(nn.Module):
         Denoised ``(B, C, H, W)``, or ``(denoised, level)`` with ``return_level``.
     """
 
-    def __init__(self, denoiser: MalleNet, estimator: NoiseLevelEstimator):
+    def __init__(
+        self, denoiser: MalleNet, estimator: NoiseLevelEstimator, map_variation: float = 1.0
+    ):
         super().__init__()
+        if not 0.0 <= map_variation <= 1.0:
+            raise ValueError(f"map_variation must be in [0, 1], got {map_variation}")
         self.denoiser = denoiser
         self.estimator = estimator
+        self.map_variation = float(map_variation)
 
     @property
     def config(self) -> MalleNetConfig:
@@ -137,6 +149,9 @@ class BlindMalleNet(nn.Module):
         estimate = self.estimator(noisy) if (sigma is None or also_estimate) else None
         if sigma is None:
             level = estimate
+            if self.map_variation != 1.0:
+                mean = level.mean(dim=(-2, -1), keepdim=True)
+                level = mean + self.map_variation * (level - mean)
         else:
             level = sigma if torch.is_tensor(sigma) else torch.tensor(float(sigma))
             level = noise_level_map(level, noisy) * 255.0
@@ -156,6 +171,7 @@ class BlindMalleNet(nn.Module):
         return {
             "denoiser": self.denoiser.config.to_dict(),
             "estimator": asdict(self.estimator.config),
+            "map_variation": self.map_variation,
         }
 
     @classmethod
@@ -163,4 +179,5 @@ class BlindMalleNet(nn.Module):
         return cls(
             MalleNet(MalleNetConfig(**config["denoiser"])),
             NoiseLevelEstimator(**config.get("estimator", {})),
+            map_variation=float(config.get("map_variation", 1.0)),
         )
