@@ -30,12 +30,12 @@ import torch
 
 from malleconv.data.camera_noise import add_camera_noise
 from malleconv.data.noise import seed_for
-from malleconv.evaluation.metrics import psnr
-from malleconv.evaluation.protocol import load_test_image, make_noisy
+from malleconv.evaluation.protocol import make_noisy
 from malleconv.io import list_images
 from malleconv.models import load_model
 from malleconv.models.blind import BlindMalleNet
 from malleconv.runtime import tune_allocator
+from malleconv.training.validation import load_val_images, psnr8
 
 WHITE_SIGMAS = (15, 25, 50)
 
@@ -44,18 +44,7 @@ def holdout_crops(folders, holdout: int, crop: int) -> list[tuple[str, np.ndarra
     """``(name, H x W x 3 uint8)`` centre crops of the last ``holdout`` images, as the
     trainer holds them out."""
     files = [file for file, _ in list_images([Path(f) for f in folders])][-holdout:]
-    out = []
-    for file in files:
-        img = load_test_image(file, gray=False)
-        h, w = img.shape[:2]
-        top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
-        out.append((file.name, np.ascontiguousarray(img[top : top + crop, left : left + crop])))
-    return out
-
-
-def _psnr8(out: torch.Tensor, clean: np.ndarray) -> float:
-    out8 = (out.clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    return psnr(out8, clean)
+    return load_val_images(files, holdout, crop, gray=False)
 
 
 @torch.no_grad()
@@ -69,12 +58,12 @@ def score(model: BlindMalleNet, crops, draws: int) -> dict[str, float]:
         x = torch.from_numpy(clean.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
         for draw in range(draws):
             noisy = add_camera_noise(x, torch.Generator().manual_seed(seed_for(name, draw)))
-            add("camera", _psnr8(model(noisy), clean))
+            add("camera", psnr8(model(noisy), clean))
         for sigma in WHITE_SIGMAS:
             noisy = make_noisy(clean, name, float(sigma))
-            add(f"white {sigma}", _psnr8(model(noisy), clean))
-            add(f"told {sigma}", _psnr8(model(noisy, float(sigma)), clean))
-        add("clean", _psnr8(model(x), clean))
+            add(f"white {sigma}", psnr8(model(noisy), clean))
+            add(f"told {sigma}", psnr8(model(noisy, float(sigma)), clean))
+        add("clean", psnr8(model(x), clean))
     return {k: float(np.mean(v)) for k, v in res.items()}
 
 

@@ -15,6 +15,7 @@ import time
 from copy import deepcopy
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -282,9 +283,8 @@ class Trainer:
         p = float(self.cfg["train"]["blind_prob"])
         if p <= 0:
             return None
-        gen = torch.Generator().manual_seed(
-            (int(self.cfg["train"]["seed"]) * 1_000_003 + self.step * 101 + self.rank) % 2**63
-        )
+        seq = np.random.SeedSequence((int(self.cfg["train"]["seed"]), 31, self.step, self.rank))
+        gen = torch.Generator().manual_seed(int(seq.generate_state(1, np.uint64)[0] >> 1))
         return torch.rand(batch, generator=gen) < p
 
     def _tick(self) -> None:

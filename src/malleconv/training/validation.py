@@ -17,7 +17,7 @@ from ..evaluation.metrics import psnr
 from ..evaluation.protocol import load_test_image, make_noisy
 from ..io import list_images
 
-__all__ = ["BLIND_VAL_KEYS", "load_val_images", "validate_blind", "validate_white"]
+__all__ = ["BLIND_VAL_KEYS", "load_val_images", "psnr8", "validate_blind", "validate_white"]
 
 BLIND_VAL_KEYS = ("psnr_camera_auto", "psnr_25_auto", "psnr_clean_auto")
 
@@ -38,7 +38,9 @@ def load_val_images(paths, max_images: int, crop: int, gray: bool) -> list[tuple
     return out
 
 
-def _psnr8(out: torch.Tensor, clean: np.ndarray) -> float:
+def psnr8(out: torch.Tensor, clean: np.ndarray) -> float:
+    """PSNR of a ``(1, C, H, W)`` output in [0, 1], clipped and rounded to 8 bits as a saved
+    image is, against the clean ``H x W x C`` uint8 image."""
     out8 = (out.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
     return psnr(out8, clean)
 
@@ -51,7 +53,7 @@ def validate_white(model: nn.Module, images, sigmas, device) -> dict[str, float]
         vals = []
         for name, clean in images:
             noisy = make_noisy(clean, name, float(sigma)).to(device)
-            vals.append(_psnr8(model(noisy, float(sigma)), clean))
+            vals.append(psnr8(model(noisy, float(sigma)), clean))
         res[f"psnr_{sigma:g}"] = float(np.mean(vals))
     return res
 
@@ -70,5 +72,5 @@ def validate_blind(model: nn.Module, images, device) -> dict[str, float]:
             "psnr_clean_auto": x,
         }
         for key, noisy in inputs.items():
-            res[key].append(_psnr8(model(noisy.to(device)), clean))
+            res[key].append(psnr8(model(noisy.to(device)), clean))
     return {k: float(np.mean(v)) for k, v in res.items()}
