@@ -78,6 +78,25 @@ def weights_of(runs: Path, variant: Variant, seed: int) -> Path:
     return run_dir(runs, variant, seed) / f"{variant.model}.safetensors"
 
 
+def recipe_steps(extra: list[str] = ()) -> int:
+    """The training steps of a finished run: the recipe's, after ``--set`` overrides."""
+    from malleconv.training.config import load_config
+
+    return int(load_config(RECIPE, list(extra))["train"]["steps"])
+
+
+def is_trained(weights: Path, steps: int) -> bool:
+    """Whether ``weights`` are those of a finished run.
+
+    An interrupted run saves its weights too, with the step it reached in the JSON
+    sidecar's ``meta``; only the recipe's last step counts as done.
+    """
+    sidecar = weights.with_suffix(".json")
+    if not (weights.is_file() and sidecar.is_file()):
+        return False
+    return json.loads(sidecar.read_text()).get("meta", {}).get("steps") == steps
+
+
 def _run_jobs(jobs: list[tuple[str, list[str], Path]], parallel: int) -> list[str]:
     """Run ``(label, argv, log)`` subprocesses, ``parallel`` at a time; the failed labels."""
     pending, running, failed = list(jobs), [], []
@@ -110,10 +129,10 @@ def _run_jobs(jobs: list[tuple[str, list[str], Path]], parallel: int) -> list[st
 def stage_train(
     variants, seeds, runs: Path, data: Path, parallel: int, extra: list[str]
 ) -> list[str]:
-    jobs = []
+    jobs, steps = [], recipe_steps(extra)
     for v in variants.values():
         for seed in seeds:
-            if weights_of(runs, v, seed).is_file():
+            if is_trained(weights_of(runs, v, seed), steps):
                 continue
             out = run_dir(runs, v, seed)
             argv = [sys.executable, "-m", "malleconv", "train", "--config", str(RECIPE)]
@@ -127,12 +146,14 @@ def stage_train(
     return _run_jobs(jobs, parallel)
 
 
-def stage_eval(variants, seeds, runs: Path, data: Path, parallel: int) -> list[str]:
-    jobs = []
+def stage_eval(
+    variants, seeds, runs: Path, data: Path, parallel: int, extra: list[str]
+) -> list[str]:
+    jobs, steps = [], recipe_steps(extra)
     for v in variants.values():
         for seed in seeds:
             weights, out = weights_of(runs, v, seed), run_dir(runs, v, seed) / "eval"
-            if not weights.is_file() or (out / "summary.json").is_file():
+            if not is_trained(weights, steps) or (out / "summary.json").is_file():
                 continue
             argv = [sys.executable, "-m", "malleconv", "eval", "--model", str(weights)]
             argv += ["--data", *(str(data / "test" / d) for d in DATASETS)]
@@ -416,7 +437,7 @@ def main(argv=None) -> int:
     if "train" in args.stages:
         failed += stage_train(variants, args.seeds, runs, Path(args.data), args.jobs, args.set)
     if "eval" in args.stages:
-        failed += stage_eval(variants, args.seeds, runs, Path(args.data), args.jobs)
+        failed += stage_eval(variants, args.seeds, runs, Path(args.data), args.jobs, args.set)
     if "measure" in args.stages:
         stage_measure(variants, runs, args.size, args.repeat)
     if "report" in args.stages:

@@ -142,3 +142,15 @@ def test_report_fills_the_tables_between_the_markers(tmp_path):
     assert "| 2 |" in row and "30.10 ±0.10" in row
     row = next(line for line in text.splitlines() if line.startswith("| `static`"))
     assert "| 29.90 |" in row and row.rstrip().endswith("-0.20 |")
+
+
+def test_only_a_run_that_reached_the_recipe_step_counts_as_trained(tmp_path):
+    model = PlainDenoiser(depth=3, width=8)
+    steps = ablation.recipe_steps()
+    interrupted, finished = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    save_model(model, interrupted, meta={"steps": steps // 3})  # what an interrupted run saves
+    save_model(model, finished, meta={"steps": steps})
+    assert not ablation.is_trained(interrupted, steps)
+    assert ablation.is_trained(finished, steps)
+    assert not ablation.is_trained(tmp_path / "missing.safetensors", steps)
+    assert ablation.recipe_steps(["train.steps=20"]) == 20
