@@ -77,6 +77,16 @@ def test_blind_mask_conditions_those_samples_on_the_estimate():
         model(x, sigma, blind=mask)
 
 
+def test_blind_samples_get_the_estimate_as_inference_gives_it():
+    model = _blind()
+    model.map_variation = 0.25
+    x = torch.rand(2, 3, 32, 24)
+    mask = torch.tensor([True, False])
+    with torch.no_grad():
+        out, _ = model(x, torch.tensor([10.0, 20.0]), also_estimate=True, blind=mask)
+        torch.testing.assert_close(out[:1], model(x[:1]))
+
+
 def test_reconstruction_loss_reaches_the_estimator_only_through_blind_samples():
     model = _blind().train()
     x = torch.rand(2, 3, 32, 32)
@@ -88,6 +98,15 @@ def test_reconstruction_loss_reaches_the_estimator_only_through_blind_samples():
         out.square().mean().backward()
         grads = [p.grad for p in model.estimator.parameters()]
         assert any(g is not None and g.abs().sum() > 0 for g in grads) == reaches
+
+    model.zero_grad(set_to_none=True)
+    out, estimate = model(
+        x, sigma, also_estimate=True, blind=torch.tensor([True, True]), detach_blind=True
+    )
+    out.square().mean().backward()
+    assert all(p.grad is None for p in model.estimator.parameters())
+    assert any(p.grad is not None for p in model.denoiser.parameters())
+    assert estimate.requires_grad  # the level loss still trains the estimator
 
 
 def test_estimator_any_size_non_negative():
@@ -166,6 +185,7 @@ def test_blind_training_step_and_warm_start(folder, tmp_path):
             "train.val_every=2",
             "train.val_crop=32",
             "train.blind_prob=0.5",
+            "train.blind_detach=true",
         ],
     )
     trainer = Trainer(cfg, folder, tmp_path / "run", progress=False)

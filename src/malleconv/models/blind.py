@@ -112,7 +112,12 @@ class BlindMalleNet(nn.Module):
             gets the estimate instead of ``sigma``. Why: trained only on true levels, the
             denoiser never sees the estimator's errors, and the estimator never learns
             which level serves the denoiser best; on these samples the reconstruction
-            loss reaches the estimator too (end-to-end, as CBDNet trains).
+            loss reaches the estimator too (end-to-end, as CBDNet trains). They get the
+            estimate as inference gives it, ``map_variation`` applied.
+        detach_blind: Stop the reconstruction loss at the estimate on the blind samples:
+            the denoiser still learns the estimator's errors, but the estimator keeps its
+            own regression target. Why: trained through the denoiser, the estimator drifted
+            from the level scale (docs/training-log.md, stage 2 of ``mallenet-s-real``).
 
     Returns:
         Denoised ``(B, C, H, W)``, or ``(denoised, level)`` with ``return_level``.
@@ -145,20 +150,19 @@ class BlindMalleNet(nn.Module):
         return_level: bool = False,
         also_estimate: bool = False,
         blind: torch.Tensor | None = None,
+        detach_blind: bool = False,
     ):
         estimate = self.estimator(noisy) if (sigma is None or also_estimate) else None
         if sigma is None:
-            level = estimate
-            if self.map_variation != 1.0:
-                mean = level.mean(dim=(-2, -1), keepdim=True)
-                level = mean + self.map_variation * (level - mean)
+            level = self._flatten(estimate)
         else:
             level = sigma if torch.is_tensor(sigma) else torch.tensor(float(sigma))
             level = noise_level_map(level, noisy) * 255.0
             if blind is not None:
                 if estimate is None:
                     raise ValueError("blind needs also_estimate=True")
-                level = torch.where(blind.view(-1, 1, 1, 1).to(level.device), estimate, level)
+                told = self._flatten(estimate.detach() if detach_blind else estimate)
+                level = torch.where(blind.view(-1, 1, 1, 1).to(level.device), told, level)
         if strength != 1.0:
             level = level * float(strength)
         level = level.clamp(SIGMA_MIN, SIGMA_MAX)
@@ -166,6 +170,13 @@ class BlindMalleNet(nn.Module):
         if also_estimate:
             return out, estimate
         return (out, level) if return_level else out
+
+    def _flatten(self, estimate: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, H, W)`` estimate -> the level the denoiser gets (``map_variation``)."""
+        if self.map_variation == 1.0:
+            return estimate
+        mean = estimate.mean(dim=(-2, -1), keepdim=True)
+        return mean + self.map_variation * (estimate - mean)
 
     def spec_config(self) -> dict:
         return {

@@ -94,6 +94,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
         # Share of samples whose denoiser gets the estimated level, not the true one, with
         # the reconstruction loss reaching the estimator (end-to-end blind training).
         "blind_prob": 0.0,
+        # Stop that loss at the estimate: the denoiser learns the estimator's errors, the
+        # estimator keeps only its level loss.
+        "blind_detach": False,
     },
 }
 

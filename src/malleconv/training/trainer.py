@@ -256,7 +256,11 @@ class Trainer:
         ):
             if self.blind:
                 pred, estimate = self.net(
-                    noisy, sigma, also_estimate=True, blind=self._blind_mask(noisy.shape[0])
+                    noisy,
+                    sigma,
+                    also_estimate=True,
+                    blind=self._blind_mask(noisy.shape[0]),
+                    detach_blind=bool(self.cfg["train"]["blind_detach"]),
                 )
             else:
                 pred = self.net(noisy, sigma)
