@@ -154,14 +154,14 @@ class BlindMalleNet(nn.Module):
     ):
         estimate = self.estimator(noisy) if (sigma is None or also_estimate) else None
         if sigma is None:
-            level = self._flatten(estimate)
+            level = self._level_from_estimate(estimate)
         else:
             level = sigma if torch.is_tensor(sigma) else torch.tensor(float(sigma))
             level = noise_level_map(level, noisy) * 255.0
             if blind is not None:
                 if estimate is None:
                     raise ValueError("blind needs also_estimate=True")
-                told = self._flatten(estimate.detach() if detach_blind else estimate)
+                told = self._level_from_estimate(estimate.detach() if detach_blind else estimate)
                 level = torch.where(blind.view(-1, 1, 1, 1).to(level.device), told, level)
         if strength != 1.0:
             level = level * float(strength)
@@ -171,7 +171,7 @@ class BlindMalleNet(nn.Module):
             return out, estimate
         return (out, level) if return_level else out
 
-    def _flatten(self, estimate: torch.Tensor) -> torch.Tensor:
+    def _level_from_estimate(self, estimate: torch.Tensor) -> torch.Tensor:
         """``(B, 1, H, W)`` estimate -> the level the denoiser gets (``map_variation``)."""
         if self.map_variation == 1.0:
             return estimate
