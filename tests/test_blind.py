@@ -122,6 +122,9 @@ def test_level_loss_penalises_underestimates_more():
     over = noise_level_loss(target + 5, target)
     assert under > over > 0
     assert noise_level_loss(target, target) == 0
+    # a plain squared error at 0.5, and the weights swap sides at 0.3
+    assert noise_level_loss(target - 5, target, 0.5) == noise_level_loss(target + 5, target, 0.5)
+    assert noise_level_loss(target + 5, target, 0.3) == under
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -186,8 +189,12 @@ def test_blind_training_step_and_warm_start(folder, tmp_path):
             "train.val_crop=32",
             "train.blind_prob=0.5",
             "train.blind_detach=true",
+            "train.level_under_weight=0.5",
         ],
     )
+    for bad in ("train.level_under_weight=1.5", "train.blind_prob=-0.1"):
+        with pytest.raises(ValueError, match=bad.split("=")[0]):
+            load_config(None, [bad])
     trainer = Trainer(cfg, folder, tmp_path / "run", progress=False)
     masks = [trainer._blind_mask(8) for _ in range(2)]
     assert torch.equal(masks[0], masks[1]) and 0 < int(masks[0].sum()) < 8

@@ -91,6 +91,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "minutes": None,
         # Blind models (models.blind): weight of the noise-level estimator's loss.
         "level_loss_weight": 1.0,
+        # Weight of its under-estimates (over-estimates get 1 minus it): above 0.5 the
+        # estimator leans high, as CBDNet's does; 0.5 is a plain squared error.
+        "level_under_weight": 0.7,
         # Share of samples whose denoiser gets the estimated level, not the true one, with
         # the reconstruction loss reaching the estimator (end-to-end blind training).
         "blind_prob": 0.0,
@@ -184,6 +187,9 @@ def _validate(cfg: dict) -> None:
             raise ValueError(f"data.{key} must be in [0, 1], got {cfg['data'][key]}")
     if float(cfg["data"]["camera_noise_prob"]) + float(cfg["data"]["clean_prob"]) > 1.0:
         raise ValueError("data.camera_noise_prob + data.clean_prob must be at most 1")
+    for key in ("blind_prob", "level_under_weight"):
+        if not 0.0 <= float(cfg["train"][key]) <= 1.0:
+            raise ValueError(f"train.{key} must be in [0, 1], got {cfg['train'][key]}")
     if cfg["train"]["loss"] not in ("l1", "charbonnier", "mse", "psnr"):
         raise ValueError(
             f"train.loss must be l1, charbonnier, mse or psnr, got {cfg['train']['loss']!r}"

@@ -268,7 +268,8 @@ class Trainer:
         if self.blind:
             level = sigma if sigma.dim() == 4 else sigma.view(-1, 1, 1, 1).expand_as(estimate)
             weight = float(self.cfg["train"]["level_loss_weight"])
-            loss = loss + weight * noise_level_loss(estimate.float(), level)
+            under = float(self.cfg["train"]["level_under_weight"])
+            loss = loss + weight * noise_level_loss(estimate.float(), level, under)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         clip = float(self.cfg["optim"]["grad_clip"] or 0)
