@@ -212,6 +212,36 @@ def test_blind_training_step_and_warm_start(folder, tmp_path):
         assert float(rows[-1][key]) > 0
 
 
+def test_warm_start_from_a_blind_model_keeps_its_map_variation(folder, tmp_path):
+    overrides = [
+        "model.name=mallenet-s-real",
+        "data.patch_size=32",
+        "data.batch_size=2",
+        "data.val_holdout=0",
+        "train.steps=1",
+        "train.val_every=0",
+        "train.ckpt_every=1",
+        "train.blind_prob=1.0",
+    ]
+    source = create_model("mallenet-s-real", map_variation=0.25)
+    path = save_model(source, tmp_path / "real.safetensors", half=False)
+    trainer = Trainer(load_config(None, overrides), folder, tmp_path / "run", progress=False)
+    trainer.init_from(str(path))
+    assert trainer.model.map_variation == 0.25
+    trainer.fit()
+    assert load_model(trainer.out / "mallenet-s-real.safetensors").map_variation == 0.25
+    # a resumed run gets it from the checkpoint, not from --init
+    resumed = Trainer(load_config(None, overrides), folder, tmp_path / "run", progress=False)
+    assert resumed.model.map_variation == 1.0
+    resumed.load_checkpoint(trainer.ckpt_path)
+    assert resumed.model.map_variation == 0.25
+    # an explicit override wins over the source's value
+    explicit = overrides + ["model.overrides={map_variation: 0.5}"]
+    trainer = Trainer(load_config(None, explicit), folder, tmp_path / "run2", progress=False)
+    trainer.init_from(str(path))
+    assert trainer.model.map_variation == 0.5
+
+
 # ---------------------------------------------------------------- automatic mode of denoise
 
 

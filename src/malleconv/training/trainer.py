@@ -167,6 +167,7 @@ class Trainer:
             "ema": self.ema.state if self.ema else None,
             "torch_rng": torch.get_rng_state(),
             "elapsed": self.elapsed,
+            "map_variation": getattr(self.model, "map_variation", None),
         }
         tmp = self.ckpt_path.with_name("last.pt.tmp")
         torch.save(state, tmp)
@@ -182,6 +183,8 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.step = int(state["step"])
         self.elapsed = float(state.get("elapsed", 0.0))
+        if state.get("map_variation") is not None:
+            self.model.map_variation = float(state["map_variation"])
 
     def _recalibrate(self, model: nn.Module, n: int = 32) -> None:
         # Fixed batches (independent of the current step) so that exports are reproducible.
@@ -218,6 +221,13 @@ class Trainer:
             target = self.model.denoiser  # the estimator starts from scratch
         state = target.state_dict()
         target.load_state_dict({k: v.to(state[k].dtype) for k, v in src.state_dict().items()})
+        if isinstance(src, BlindMalleNet) and isinstance(self.model, BlindMalleNet):
+            # How flat a map the denoiser gets is part of the model it starts from: blind
+            # samples then see the level as that model's inference gives it, and the export
+            # keeps it. An explicit model.overrides.map_variation wins.
+            overrides = self.cfg["model"].get("overrides") or {}
+            if "map_variation" not in overrides:
+                self.model.map_variation = src.map_variation
         if self.ema is not None:
             self.ema = EMA(self.model, self.ema.decay)
 
@@ -241,6 +251,8 @@ class Trainer:
             self._recalibrate(model)
         else:
             model.load_state_dict(self.model.state_dict())
+        if isinstance(model, BlindMalleNet):
+            model.map_variation = self.model.map_variation
         name = self.cfg["model"]["name"]
         path = Path(path) if path else self.out / f"{name}.safetensors"
         return save_model(model, path, half=half, meta={"steps": self.step})
