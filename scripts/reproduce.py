@@ -7,7 +7,9 @@ Each stage trains into RUNS/STAGE, warm-started from the weights its init stage 
 there. --dry-run prints the commands without running them; --from starts at a stage
 whose init stage's weights are already under RUNS (e.g. after another lineage that
 shares those stages, or to redo a stage). Stages whose run folder holds a checkpoint are
-not resumed automatically: rerun the printed command with --resume.
+not resumed automatically: rerun the printed command with --resume. A stage's ``export``
+settings (such as ``map_variation``, chosen on validation after the run) are then written
+into its weights.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import shlex
 import subprocess
 import sys
 
-from malleconv.training.lineage import LineageError, load_lineage, train_args
+from malleconv.training.lineage import LineageError, apply_export, load_lineage, train_args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         cmd = train_args(lineage, stage.name, args.data, args.runs)
         print(f"# {stage.name}: {stage.hardware}", flush=True)
         print(shlex.join(["malleconv", *cmd]), flush=True)
+        if stage.export:
+            print(f"# then written into its weights: {stage.export}", flush=True)
         if args.dry_run:
             continue
         # The first stage run may start from weights left by an earlier invocation: say
@@ -70,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         if rc != 0:
             print(f"reproduce: stage {stage.name} failed (exit {rc})", file=sys.stderr)
             return rc
+        if stage.export:
+            apply_export(stage, lineage.weights(stage.name, args.runs))
     return 0
 
 

@@ -2,6 +2,7 @@
 builds: a config written for a GPU lease is often run once, unattended, and a lineage is the
 record of how the shipped weights were made, so a typo must fail here, not there."""
 
+import json
 import os
 import subprocess
 import sys
@@ -143,6 +144,43 @@ def test_lineage_errors_name_the_file_and_stage(tmp_path, stages, message):
     with pytest.raises(LineageError, match=message) as err:
         load_lineage(_write(tmp_path, stages), root=tmp_path)
     assert "lineage.yaml" in str(err.value)
+
+
+def test_lineage_export_settings_are_checked_and_written_into_the_weights(tmp_path):
+    from malleconv.models import create_model, load_model, save_model
+    from malleconv.training.lineage import apply_export
+
+    blind = GOOD + (
+        "  - {name: c, recipe: configs/real.yaml, init: b, data: [train/X], hardware: cpu,\n"
+        "     export: {map_variation: 0.25}}\n"
+    )
+    path = _write(tmp_path, blind)
+    (tmp_path / "configs" / "real.yaml").write_text("model: {name: mallenet-s-real}\n")
+    path.write_text(path.read_text().replace("model: mallenet-tiny", "model: mallenet-s-real"))
+    stage = load_lineage(path, root=tmp_path).stages[-1]
+    assert stage.export == {"map_variation": 0.25}
+    weights = save_model(
+        create_model("mallenet-s-real"), tmp_path / "w.safetensors", meta={"steps": 9}
+    )
+    apply_export(stage, weights)
+    assert load_model(weights).map_variation == 0.25
+    assert json.loads(weights.with_suffix(".json").read_text())["meta"] == {"steps": 9}
+    for bad, message in [
+        ("{map_variation: 2}", "must be a number in"),
+        ("{blend: 0.5}", "known settings"),
+    ]:
+        path.write_text(path.read_text().replace("{map_variation: 0.25}", bad))
+        with pytest.raises(LineageError, match=f"stage 'c': export .*{message}"):
+            load_lineage(path, root=tmp_path)
+        path.write_text(path.read_text().replace(bad, "{map_variation: 0.25}"))
+    with pytest.raises(LineageError, match="stage 'a': export 'map_variation' needs a blind"):
+        load_lineage(
+            _write(
+                tmp_path,
+                GOOD.replace("hardware: cpu}", "hardware: cpu, export: {map_variation: 1}}", 1),
+            ),
+            root=tmp_path,
+        )
 
 
 @pytest.mark.parametrize("value", [3e-4, 1e-6, 1e20, 7, True, None, [5, 30], "mallenet-w", "1"])

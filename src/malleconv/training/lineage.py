@@ -17,6 +17,7 @@ data and hardware, and what it measured::
         overrides: {train.seed: 1, train.steps: 2400}
         init: mallenet-s-s1
         ...
+        export: {map_variation: 0.25}  # blind models: written into the weights after training
 
 :func:`load_lineage` checks the file and resolves every stage to its full config (the
 recipe through :func:`~malleconv.training.config.load_config` with the overrides as
@@ -34,12 +35,19 @@ from typing import Any
 
 import yaml
 
-from ..models.registry import weights_dir
+from ..models.registry import MODEL_CONFIGS, weights_dir
 from .config import load_config
 
-__all__ = ["LineageError", "Stage", "Lineage", "load_lineage", "set_value", "train_args"]
+__all__ = [
+    "LineageError", "Stage", "Lineage", "apply_export", "load_lineage", "set_value", "train_args"
+]  # fmt: skip
 
-_STAGE_KEYS = {"name", "recipe", "overrides", "init", "data", "hardware", "result", "notes"}
+_STAGE_KEYS = {
+    "name", "recipe", "overrides", "init", "data", "hardware", "export", "result", "notes"
+}  # fmt: skip
+# Settings a stage may write into its weights after training (``export``): stored in the
+# weights' JSON, not learned, chosen on validation after the run.
+_EXPORT_KEYS = {"map_variation": "blind-mallenet"}
 _REQUIRED = ("name", "recipe", "init", "data", "hardware")
 
 
@@ -66,6 +74,7 @@ class Stage:
     config: dict = field(repr=False)
     result: str | None = None
     notes: str | None = None
+    export: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model(self) -> str:
@@ -213,7 +222,19 @@ def _load_stage(path: Path, root: Path, i: int, entry: Any, earlier: list[Stage]
         old = _get(base, str(key))
         if isinstance(value, str) and isinstance(old, (int, float)) and not isinstance(old, bool):
             raise fail(f"override {key}: {value!r} is a string where a number is expected")
+    export = entry.get("export") or {}
+    if not isinstance(export, dict):
+        raise fail("'export' must be a mapping of settings to values")
     sets = _set_args(overrides)
+    config = _load(fail, root / recipe, sets)
+    arch = MODEL_CONFIGS.get(config["model"]["name"], ("?",))[0]
+    for key, value in export.items():
+        if key not in _EXPORT_KEYS:
+            raise fail(f"export {key!r}: known settings: {sorted(_EXPORT_KEYS)}")
+        if _EXPORT_KEYS[key] != arch:
+            raise fail(f"export {key!r} needs a {_EXPORT_KEYS[key]} model, not {arch}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise fail(f"export {key!r} must be a number in [0, 1], got {value!r}")
     return Stage(
         name=name,
         recipe=recipe,
@@ -221,10 +242,24 @@ def _load_stage(path: Path, root: Path, i: int, entry: Any, earlier: list[Stage]
         init=init,
         data=tuple(data),
         hardware=str(entry["hardware"]),
-        config=_load(fail, root / recipe, sets),
+        config=config,
         result=entry.get("result"),
         notes=entry.get("notes"),
+        export=dict(export),
     )
+
+
+def apply_export(stage: Stage, weights: str | os.PathLike) -> Path:
+    """Write ``stage.export``'s settings into the stage's exported ``weights`` (float16,
+    as the trainer exports them), keeping their metadata; returns the path."""
+    from ..models.registry import load_model, save_model
+
+    path = Path(weights)
+    model = load_model(path)
+    for key, value in stage.export.items():
+        setattr(model, key, float(value))
+    meta = json.loads(path.with_suffix(".json").read_text()).get("meta")
+    return save_model(model, path, half=True, meta=meta)
 
 
 def _load(fail, recipe: Path, sets: list[str]) -> dict:
