@@ -242,6 +242,56 @@ def test_warm_start_from_a_blind_model_keeps_its_map_variation(folder, tmp_path)
     assert trainer.model.map_variation == 0.5
 
 
+def _snapshot(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def _changed(module, before):
+    return [k for k, v in module.state_dict().items() if not torch.equal(v, before[k])]
+
+
+def test_frozen_denoiser_keeps_weights_and_statistics_and_is_not_run(folder, tmp_path):
+    overrides = [
+        "model.name=mallenet-s-real",
+        "data.patch_size=32",
+        "data.batch_size=2",
+        "data.camera_noise_prob=0.5",
+        "data.val_holdout=0",
+        "train.steps=2",
+        "train.val_every=0",
+        "train.frozen=[denoiser]",
+    ]
+    trainer = Trainer(load_config(None, overrides), folder, tmp_path / "run", progress=False)
+    assert trainer.estimate_only
+    denoiser, estimator = _snapshot(trainer.model.denoiser), _snapshot(trainer.model.estimator)
+    calls = []
+    trainer.model.denoiser.register_forward_hook(lambda *_: calls.append(1))
+    trainer.fit()
+    assert not calls
+    # BatchNorm running statistics are buffers: frozen means they stay too
+    assert _changed(trainer.model.denoiser, denoiser) == []
+    assert _changed(trainer.model.estimator, estimator)
+    # with the reconstruction loss reaching the estimator the denoiser runs, still frozen
+    through = overrides + ["train.blind_prob=0.5"]
+    trainer = Trainer(load_config(None, through), folder, tmp_path / "run2", progress=False)
+    assert not trainer.estimate_only
+    denoiser = _snapshot(trainer.model.denoiser)
+    trainer.fit()
+    assert _changed(trainer.model.denoiser, denoiser) == []
+
+
+def test_frozen_names_a_submodule_and_leaves_something_to_train(folder, tmp_path):
+    base = ["model.name=mallenet-s-real", "data.patch_size=32", "data.val_holdout=0"]
+    with pytest.raises(ValueError, match="no submodule 'denoisr'.*denoiser, estimator"):
+        Trainer(load_config(None, base + ["train.frozen=[denoisr]"]), folder, tmp_path / "a")
+    with pytest.raises(ValueError, match="leaves nothing to train"):
+        Trainer(
+            load_config(None, base + ["train.frozen=[denoiser, estimator]"]), folder, tmp_path / "b"
+        )
+    with pytest.raises(ValueError, match="train.frozen must be a list"):
+        load_config(None, ["train.frozen=denoiser"])
+
+
 # ---------------------------------------------------------------- automatic mode of denoise
 
 

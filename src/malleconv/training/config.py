@@ -100,6 +100,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
         # Stop that loss at the estimate: the denoiser learns the estimator's errors, the
         # estimator keeps only its level loss.
         "blind_detach": False,
+        # Submodules (dotted names, e.g. "denoiser") whose weights do not train; frozen
+        # modules also keep their BatchNorm statistics. A blind model with its denoiser
+        # frozen, and no reconstruction loss reaching the estimator, trains its estimator
+        # alone without running the denoiser.
+        "frozen": [],
     },
 }
 
@@ -190,6 +195,9 @@ def _validate(cfg: dict) -> None:
     for key in ("blind_prob", "level_under_weight"):
         if not 0.0 <= float(cfg["train"][key]) <= 1.0:
             raise ValueError(f"train.{key} must be in [0, 1], got {cfg['train'][key]}")
+    frozen = cfg["train"]["frozen"]
+    if not isinstance(frozen, (list, tuple)) or not all(isinstance(n, str) for n in frozen):
+        raise ValueError(f"train.frozen must be a list of submodule names, got {frozen!r}")
     if cfg["train"]["loss"] not in ("l1", "charbonnier", "mse", "psnr"):
         raise ValueError(
             f"train.loss must be l1, charbonnier, mse or psnr, got {cfg['train']['loss']!r}"

@@ -97,9 +97,17 @@ class Trainer:
             self.net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
+        self.frozen = self._freeze(t["frozen"])
+        # Nothing the reconstruction loss could train: the denoiser's forward is skipped.
+        self.estimate_only = (
+            self.blind
+            and self.world == 1
+            and not any(p.requires_grad for p in self.model.denoiser.parameters())
+            and (float(t["blind_prob"]) == 0 or bool(t["blind_detach"]))
+        )
         o = cfg["optim"]
         self.opt = torch.optim.AdamW(
-            self.model.parameters(),
+            [p for p in self.model.parameters() if p.requires_grad],
             lr=float(o["lr"]),
             betas=tuple(o["betas"]),
             weight_decay=float(o["weight_decay"]),
@@ -128,6 +136,30 @@ class Trainer:
         )
         self._stop = False
 
+    def _freeze(self, names) -> list[nn.Module]:
+        """The submodules ``train.frozen`` names, their parameters set not to train."""
+        frozen = []
+        for name in names:
+            try:
+                module = self.model.get_submodule(name)
+            except AttributeError:
+                children = ", ".join(n for n, _ in self.model.named_children())
+                raise ValueError(
+                    f"train.frozen: {type(self.model).__name__} has no submodule {name!r} "
+                    f"(it has: {children})"
+                ) from None
+            module.requires_grad_(False)
+            frozen.append(module)
+        if not any(p.requires_grad for p in self.model.parameters()):
+            raise ValueError(f"train.frozen={list(names)} leaves nothing to train")
+        return frozen
+
+    def _train_mode(self) -> None:
+        """Training mode, except for frozen modules: their BatchNorm statistics stay."""
+        self.model.train()
+        for module in self.frozen:
+            module.eval()
+
     # ------------------------------------------------------------------ validation
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -146,7 +178,7 @@ class Trainer:
         res = validate_white(model, self.val_images, t["val_sigmas"], self.device)
         if self.blind:
             res.update(validate_blind(model, self.val_images, self.device))
-        self.model.train()
+        self._train_mode()
         return res
 
     # ------------------------------------------------------------------ checkpoints
@@ -266,7 +298,9 @@ class Trainer:
         with torch.autocast(
             self.device.type, dtype=torch.bfloat16, enabled=bool(self.cfg["train"]["bf16"])
         ):
-            if self.blind:
+            if self.estimate_only:
+                pred, estimate = None, self.model.estimator(noisy)
+            elif self.blind:
                 pred, estimate = self.net(
                     noisy,
                     sigma,
@@ -276,7 +310,9 @@ class Trainer:
                 )
             else:
                 pred = self.net(noisy, sigma)
-        loss = self.loss_fn(pred.float(), clean, full_size if self.soft_chroma else None)
+        loss = torch.zeros((), device=self.device)
+        if pred is not None:
+            loss = self.loss_fn(pred.float(), clean, full_size if self.soft_chroma else None)
         if self.blind:
             level = sigma if sigma.dim() == 4 else sigma.view(-1, 1, 1, 1).expand_as(estimate)
             weight = float(self.cfg["train"]["level_loss_weight"])
@@ -355,7 +391,7 @@ class Trainer:
         t0, s0 = time.monotonic(), self.step
         self._clock = (t0, self.elapsed)
         last = {}
-        self.model.train()
+        self._train_mode()
         try:
             for batch in loader:
                 loss = self._train_step(batch)
