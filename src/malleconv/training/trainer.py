@@ -92,12 +92,13 @@ class Trainer:
         if cfg["data"]["on_device"]:
             self.batches = self.batches.on_device(self.device)
         self.blind = isinstance(self.model, BlindMalleNet)
+        # Before DDP wraps the model: it registers the parameters that train at construction.
+        self.frozen = self._freeze(t["frozen"])
         self.net = self.model
         if self.world > 1:
             self.net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
-        self.frozen = self._freeze(t["frozen"])
         # Nothing the reconstruction loss could train: the denoiser's forward is skipped.
         self.estimate_only = (
             self.blind
