@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from copy import deepcopy
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from ..models.registry import save_model
 from .batches import StepBatches
 from .config import build_model
 from .ema import EMA, recalibrate_batchnorm
+from .finetune import freeze_submodules, warm_start
 from .losses import make_loss
 from .metrics_log import MetricsLog
 from .schedule import warmup_cosine
@@ -93,7 +93,7 @@ class Trainer:
             self.batches = self.batches.on_device(self.device)
         self.blind = isinstance(self.model, BlindMalleNet)
         # Before DDP wraps the model: it registers the parameters that train at construction.
-        self.frozen = self._freeze(t["frozen"])
+        self.frozen = freeze_submodules(self.model, t["frozen"])
         self.net = self.model
         if self.world > 1:
             self.net = nn.parallel.DistributedDataParallel(
@@ -136,24 +136,6 @@ class Trainer:
             self.gray,
         )
         self._stop = False
-
-    def _freeze(self, names) -> list[nn.Module]:
-        """The submodules ``train.frozen`` names, their parameters set not to train."""
-        frozen = []
-        for name in names:
-            try:
-                module = self.model.get_submodule(name)
-            except AttributeError:
-                children = ", ".join(n for n, _ in self.model.named_children())
-                raise ValueError(
-                    f"train.frozen: {type(self.model).__name__} has no submodule {name!r} "
-                    f"(it has: {children})"
-                ) from None
-            module.requires_grad_(False)
-            frozen.append(module)
-        if not any(p.requires_grad for p in self.model.parameters()):
-            raise ValueError(f"train.frozen={list(names)} leaves nothing to train")
-        return frozen
 
     def _train_mode(self) -> None:
         """Training mode, except for frozen modules: their BatchNorm statistics stay."""
@@ -228,39 +210,9 @@ class Trainer:
         recalibrate_batchnorm(model, (recal[i] for i in range(n)), self.device)
 
     def init_from(self, name_or_path) -> None:
-        """Start from exported weights (the EMA, if any, starts from them too).
-
-        Colour MalleNet weights warm-start a gray model through
-        :func:`~malleconv.models.convert.gray_from_color`, and a narrower MalleNet
-        warm-starts a wider one through :func:`~malleconv.models.widen.widen_mallenet`
-        (same function at step 0, the new channels then learn).
-        """
-        from ..models.convert import gray_from_color
-        from ..models.mallenet import MalleNet
-        from ..models.registry import load_model
-        from ..models.widen import widen_mallenet
-
-        src = load_model(name_or_path)
-        if self.gray and getattr(getattr(src, "config", None), "in_channels", 1) == 3:
-            src = gray_from_color(src)
-        if (
-            isinstance(src, MalleNet)
-            and isinstance(self.model, MalleNet)
-            and src.config.widths != self.model.config.widths
-        ):
-            src = widen_mallenet(src.float(), deepcopy(self.model).float().cpu())
-        target = self.model
-        if isinstance(self.model, BlindMalleNet) and isinstance(src, MalleNet):
-            target = self.model.denoiser  # the estimator starts from scratch
-        state = target.state_dict()
-        target.load_state_dict({k: v.to(state[k].dtype) for k, v in src.state_dict().items()})
-        if isinstance(src, BlindMalleNet) and isinstance(self.model, BlindMalleNet):
-            # How flat a map the denoiser gets is part of the model it starts from: blind
-            # samples then see the level as that model's inference gives it, and the export
-            # keeps it. An explicit model.overrides.map_variation wins.
-            overrides = self.cfg["model"].get("overrides") or {}
-            if "map_variation" not in overrides:
-                self.model.map_variation = src.map_variation
+        """Start from exported weights (:func:`~malleconv.training.finetune.warm_start`);
+        the EMA, if any, starts from them too."""
+        warm_start(self.model, name_or_path, self.cfg["model"].get("overrides") or {})
         if self.ema is not None:
             self.ema = EMA(self.model, self.ema.decay)
 
