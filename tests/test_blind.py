@@ -334,7 +334,7 @@ def test_default_model_depends_on_whether_the_level_is_given():
 
     assert default_model(auto=False) == DEFAULT_MODEL
     shipped = (weights_dir() / f"{DEFAULT_BLIND_MODEL}.safetensors").is_file()
-    assert default_model(auto=True) == (DEFAULT_BLIND_MODEL if shipped else DEFAULT_MODEL)
+    assert default_model(auto=True) == ("auto" if shipped else DEFAULT_MODEL)
 
 
 def test_eval_auto_tells_the_denoiser_nothing(tmp_path, capsys):

@@ -94,21 +94,25 @@ def test_bfloat16_precision_costs_little_on_the_sample(sample_and_noisy):
     assert abs(gap) < 0.05, gap
 
 
-def test_shipped_blind_model_is_the_default_without_sigma(sample_and_noisy):
+def test_automatic_mode_is_the_default_without_sigma(sample_and_noisy):
     from malleconv.data.camera_noise import add_camera_noise
     from malleconv.inference import default_model
 
-    assert default_model(auto=True) == "mallenet-s-real"
+    assert default_model(auto=True) == "auto"
     clean8, noisy = sample_and_noisy
     to8 = lambda a: (np.clip(a, 0, 1) * 255).round().astype(np.uint8)  # noqa: E731
     decided: dict = {}
     out = malleconv.denoise(noisy, report=decided)  # white noise of 25, level not told
-    assert decided["how"] == "estimated map" and 15 < decided["sigma"] < 35
+    assert decided["noise"] == "white noise" and decided["model"] == "mallenet-s"
+    assert decided["how"] == "estimated" and 20 < decided["sigma"] < 30
     assert psnr(to8(out), clean8) - psnr(to8(noisy), clean8) > 6.0
-    # Camera-like noise: the estimated level follows it and the output is cleaner.
+    # Camera-like noise goes to the blind model, and the output is cleaner.
     clean = torch.from_numpy(clean8.astype(np.float32) / 255).permute(2, 0, 1)[None]
     camera = add_camera_noise(clean, torch.Generator().manual_seed(3))[0].permute(1, 2, 0)
     camera8 = to8(camera.numpy())
-    assert psnr(malleconv.denoise(camera8), clean8) > psnr(camera8, clean8) + 1.0
+    decided = {}
+    assert psnr(malleconv.denoise(camera8, report=decided), clean8) > psnr(camera8, clean8) + 1.0
+    assert decided["noise"] == "camera noise" and decided["model"] == "mallenet-s-real"
+    assert decided["how"] == "estimated map"
     # A clean image comes back nearly unchanged.
     assert psnr(malleconv.denoise(clean8), clean8) > 35.0

@@ -48,9 +48,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--model",
         default=None,
         metavar="NAME_OR_PATH",
-        help="registered model name or .safetensors path (default: mallenet-s-real with "
-        "--sigma auto, mallenet-s with a given sigma; shipped models and their measured "
-        "quality and speed: docs/models.md)",
+        help="registered model name or .safetensors path (default: 'auto' with --sigma "
+        "auto, which reads each image and sends white noise to mallenet-s and camera noise "
+        "to mallenet-s-real; mallenet-s with a given sigma; shipped models and their "
+        "measured quality and speed: docs/models.md)",
     )
     p.add_argument(
         "--tile",
@@ -182,8 +183,10 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError("no input image found")
     plan = _plan(args, pairs)
     # Loaded once, before the first image, so that a missing model fails fast; denoise()
-    # adds the wrappers each image needs (automatic level, self-ensemble, precision).
-    model = prepare_model(args.model or default_model(auto=fixed_sigma is None), device)
+    # gets it by name from the cache and adds the wrappers each image needs (automatic
+    # level or choice of model, self-ensemble, precision).
+    model = args.model or default_model(auto=fixed_sigma is None)
+    prepare_model(model, device, auto=fixed_sigma is None)
     if args.precision == "bfloat16" and not native_bf16(device):
         print(
             f"malleconv denoise: warning: {device} has no hardware bfloat16; "
@@ -236,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
                 img.pixels,
                 sigma=fixed_sigma,
                 model=model,
+                device=device,
                 strength=strength,
                 report=decided,
                 tile=tile,
@@ -254,9 +258,11 @@ def run(args: argparse.Namespace) -> int:
                 tiles_bar.close()
         done += 1
         sigma, how = decided["sigma"], decided["how"]
-        if how == "estimated" and sigma < LOW_AUTO_SIGMA:
+        if how == "estimated" and "noise" not in decided and sigma < LOW_AUTO_SIGMA:
             low_auto += 1
         what = {"estimated map": "mean of the estimated noise-level map"}.get(how, how)
+        if "noise" in decided:  # the automatic mode's choice
+            what = f"{decided['noise']}: {decided['model']}, {what}"
         extra = f", strength {strength:g}" if strength != 1.0 else ""
         tqdm.write(f"{src} -> {dst} (sigma {sigma:.2f}, {what}{extra})", file=sys.stdout)
     bar.close()
@@ -267,8 +273,9 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"malleconv denoise: note: --sigma auto read below {LOW_AUTO_SIGMA:g} on "
             f"{low_auto} image(s), so they were barely changed. This model's estimate "
-            "measures white noise, and camera noise reads low: use the default model "
-            "(mallenet-s-real), or pass a level (docs/models.md, Real camera noise).",
+            "measures white noise, and camera noise reads low: leave out --model (the "
+            "automatic mode sends camera noise to mallenet-s-real), or pass a level "
+            "(docs/models.md, Real camera noise).",
             file=sys.stderr,
         )
     return 1 if failed or skipped else 0

@@ -148,19 +148,27 @@ class _ModelDenoiser:
         self.last_sigma: float | None = None
 
     def __call__(self, noisy, sigma):
-        from ..inference import denoise_tensor, estimate_sigma, estimated_levels
+        from ..inference import AutoDenoiser, denoise_tensor, estimate_sigma, estimated_levels
 
-        levels = estimated_levels(self.auto) if sigma is None else None
-        if levels is not None:
-            net, sigma = self.auto, 0.0  # the model finds its own level
-            levels.clear()
-        else:
-            net = self.model
-            if sigma is None:
-                sigma = estimate_sigma(noisy)
+        net, levels = self.model, None
+        if sigma is not None:
             sigma = float(sigma) * self.strength
+        else:
+            net = self.auto
+            if isinstance(net, AutoDenoiser):  # the automatic mode: one model per image
+                route = net.route(noisy)
+                net, sigma = (
+                    route.model,
+                    (net.white_level(route) if route.sigma is not None else None),
+                )
+            levels = estimated_levels(net)
+            if levels is not None:
+                sigma = 0.0  # the model finds its own level
+                levels.clear()
+            elif sigma is None:
+                net, sigma = self.model, estimate_sigma(noisy) * self.strength
         out = denoise_tensor(net, noisy, float(sigma), tile=self.tile)
-        self.last_sigma = float(np.mean(levels)) if levels is not None else float(sigma)
+        self.last_sigma = float(np.mean(levels)) if levels else float(sigma)
         return out
 
 

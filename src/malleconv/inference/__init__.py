@@ -4,6 +4,8 @@ One job per module:
 
 * :mod:`~.noise_level`: :func:`estimate_sigma`, the white-noise level of an image (wavelet
   MAD);
+* :mod:`~.auto`: :class:`AutoDenoiser`, the automatic mode's choice per image of the
+  white-noise model or a blind model;
 * :mod:`~.tiling`: :func:`denoise_tensor`, a model on a ``(B, C, H, W)`` batch, whole or in
   overlapping blended tiles, and :func:`~.tiling.stream_tiles` for images read and
   written a tile at a time;
@@ -15,6 +17,7 @@ One job per module:
 Public functions::
 
     estimate_sigma(image) -> float             # noise std in 8-bit units (wavelet MAD)
+    read_noise(image) -> NoiseReading          # the same at full and half resolution
     denoise_tensor(model, noisy, sigma, ...)    # (B, C, H, W) -> (B, C, H, W), optional tiles
     denoise(image, sigma=None, model=..., ...)  # array / tensor in, same kind, dtype, shape out
     prepare_model(model, device, ...)           # the model as denoise runs it
@@ -24,8 +27,10 @@ The noise-level range and its checks live in :mod:`malleconv.data.noise`.
 
 from ..data.noise import SIGMA_MAX, SIGMA_MIN
 from .api import denoise
-from .noise_level import estimate_sigma
+from .auto import AutoDenoiser
+from .noise_level import estimate_sigma, read_noise
 from .prepare import (
+    AUTO_MODEL,
     DEFAULT_BLIND_MODEL,
     DEFAULT_MODEL,
     EstimatedLevel,
@@ -38,6 +43,8 @@ from .prepare import (
 from .tiling import ProgressFn, denoise_tensor
 
 __all__ = [
+    "AUTO_MODEL",
+    "AutoDenoiser",
     "DEFAULT_BLIND_MODEL",
     "DEFAULT_MODEL",
     "SIGMA_MAX",
@@ -52,4 +59,5 @@ __all__ = [
     "is_blind",
     "model_channels",
     "prepare_model",
+    "read_noise",
 ]

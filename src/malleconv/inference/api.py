@@ -19,6 +19,7 @@ from torch import nn
 from ..data.noise import SIGMA_MAX, check_strength, parse_sigma
 from ..io import from_float, to_float
 from ..models.precision import check_precision
+from .auto import AutoDenoiser
 from .noise_level import estimate_sigma
 from .prepare import estimated_levels, model_channels, prepare_model
 from .tiling import ProgressFn, denoise_tensor, stream_tiles
@@ -238,12 +239,26 @@ def denoise(
         self_ensemble=self_ensemble,
         precision=precision,
     )
+    route = None
+    if isinstance(net, AutoDenoiser) and fixed_sigma is None:
+        if torch.is_tensor(image) and image.dim() == 4 and b > 1:
+            return _denoise_each(
+                image, report, model=net, tile=tile, overlap=overlap, progress=progress
+            )
+        route = net.route(image)  # one decision for the whole image, before any tiling
+        fixed_sigma = net.white_level(route) if route.sigma is not None else None
+        strength, net = 1.0, route.model  # the strength is in the level or the blind model
     if report is not None:
         named = isinstance(model, (str, os.PathLike))
-        report["model"] = getattr(net, "model_name", None) or (
-            os.fspath(model) if named else type(model).__name__
+        report["model"] = (
+            route.name
+            if route is not None
+            else getattr(net, "model_name", None)
+            or (os.fspath(model) if named else type(model).__name__)
         )
-    given = fixed_sigma is not None
+        if route is not None:
+            report["noise"] = route.kind
+    given = fixed_sigma is not None and route is None
     level_map = estimated_levels(net)
     if level_map is not None:
         fixed_sigma = 0.0  # handed on, never used: the model estimates its own level
@@ -290,6 +305,19 @@ def denoise(
             result[..., -1] = image[..., -1]
     _report(report, level_map, given, fixed_sigma, sig)
     return result
+
+
+def _denoise_each(images: torch.Tensor, report: dict | None, **options) -> torch.Tensor:
+    """:func:`denoise` of each image of a ``(B, C, H, W)`` batch on its own, as the
+    automatic mode decides per image; ``report`` gets per-image lists."""
+    outs, reports = [], []
+    for image in images:
+        reports.append({})
+        outs.append(denoise(image, report=reports[-1], **options))
+    if report is not None:
+        for key in reports[0]:
+            report[key] = [r[key] for r in reports]
+    return torch.stack(outs)
 
 
 def _report(report, level_map, given, fixed_sigma, sig) -> None:

@@ -22,9 +22,11 @@ from ..models.fuse import fuse_batchnorm
 from ..models.precision import Autocast, check_precision
 from ..models.registry import load_model, weights_dir
 from ..models.wrapper import DenoiserWrapper
+from .auto import AutoDenoiser
 from .tiling import model_device_dtype
 
 __all__ = [
+    "AUTO_MODEL",
     "DEFAULT_BLIND_MODEL",
     "DEFAULT_MODEL",
     "EstimatedLevel",
@@ -40,14 +42,17 @@ __all__ = [
 # (so sigma=N keeps meaning white Gaussian noise of level N, as in the published tables).
 DEFAULT_MODEL = "mallenet-s"
 DEFAULT_BLIND_MODEL = "mallenet-s-real"
+# The automatic mode's name: DEFAULT_MODEL for white noise, DEFAULT_BLIND_MODEL for other
+# noise, chosen per image (:class:`~.auto.AutoDenoiser`); DEFAULT_MODEL when sigma is given.
+AUTO_MODEL = "auto"
 
 
 def default_model(auto: bool) -> str:
     """The model :func:`~malleconv.inference.denoise` uses without ``model=``:
-    :data:`DEFAULT_BLIND_MODEL` when the noise level is estimated (``auto``) and its
+    :data:`AUTO_MODEL` when the noise level is estimated (``auto``) and the blind model's
     weights are shipped, else :data:`DEFAULT_MODEL`."""
     if auto and (weights_dir() / f"{DEFAULT_BLIND_MODEL}.safetensors").is_file():
-        return DEFAULT_BLIND_MODEL
+        return AUTO_MODEL
     return DEFAULT_MODEL
 
 
@@ -167,7 +172,9 @@ def prepare_model(
     In order:
 
     1. ``model`` None: :func:`default_model` (``auto`` says whether the level is
-       estimated).
+       estimated). ``"auto"`` (:data:`AUTO_MODEL`): with ``auto``, an
+       :class:`~.auto.AutoDenoiser` of :data:`DEFAULT_MODEL` and :data:`DEFAULT_BLIND_MODEL`,
+       each prepared as below; without, :data:`DEFAULT_MODEL`.
     2. A registered name or ``.safetensors`` path is loaded on ``device`` (default "cpu")
        in eval mode, BatchNorm folded into the convolutions, weights channels-last; loaded
        models are cached by name / path (and file time) and device, so preparing the same
@@ -198,6 +205,13 @@ def prepare_model(
     check_precision(precision)
     if model is None:
         model = default_model(auto=auto)
+    if isinstance(model, str) and model == AUTO_MODEL:
+        options = dict(self_ensemble=self_ensemble, precision=precision, pretrained=pretrained)
+        white = prepare_model(DEFAULT_MODEL, device, **options)
+        if not auto:
+            return white
+        blind = prepare_model(DEFAULT_BLIND_MODEL, device, auto=True, strength=strength, **options)
+        return AutoDenoiser(white, blind, (DEFAULT_MODEL, DEFAULT_BLIND_MODEL), strength)
     net = _base_model(model, device, pretrained)
     if auto and is_blind(net) and estimated_levels(net) is None:
         net = EstimatedLevel(net, strength)

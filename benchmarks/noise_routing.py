@@ -1,0 +1,166 @@
+"""The automatic mode's threshold: when an image goes to the white-noise model.
+
+    python benchmarks/noise_routing.py --data $MALLECONV_DATA/train/CBSD432 \
+        $MALLECONV_DATA/train/OpenPhotos [--blind-model mallenet-s-real] \
+        [--white-model mallenet-s] [--holdout 8] [--crop 384] [--draws 3] \
+        [--out docs/benchmarks/noise_routing.md]
+
+On the split that training holds out (the last ``--holdout`` images of ``--data``, never
+trained on), four corner crops per image, each with: no noise, white Gaussian noise of
+5 / 10 / 15 / 25 / 50, and ``--draws`` draws of camera-like noise
+(:mod:`malleconv.data.camera_noise`). Each noisy crop is read with
+:func:`~malleconv.inference.read_noise` and denoised both ways: the white-noise model
+given the level read, and the blind model finding its own level map. The table gives the
+mean PSNR (clean: output against input) of the automatic mode for each threshold on the
+reading's coarse / fine ratio, from "always the blind model" to "always the white-noise
+model"; the threshold with the best score (the mean of the white-noise and camera-noise
+figures, :func:`table`) is the one to use (:data:`malleconv.inference.auto.WHITE_MAX_RATIO`).
+Test sets are not used. ``--rows FILE`` keeps the per-crop figures (JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from malleconv.data.camera_noise import add_camera_noise
+from malleconv.data.noise import seed_for
+from malleconv.evaluation.protocol import make_noisy
+from malleconv.inference import denoise, read_noise
+from malleconv.inference.auto import WHITE_MAX_RATIO
+from malleconv.io import list_images, read_image
+from malleconv.runtime import tune_allocator
+from malleconv.training.validation import psnr8
+
+WHITE_SIGMAS = (5, 10, 15, 25, 50)
+THRESHOLDS = (0.0, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 2.0, 2.5, float("inf"))
+
+
+def corner_crops(folders, holdout: int, crop: int) -> list[tuple[str, np.ndarray]]:
+    """``(name, crop x crop x 3 uint8)``: the four corner crops of each held-out image."""
+    files = [file for file, _ in list_images([Path(f) for f in folders])][-holdout:]
+    crops = []
+    for file in files:
+        pixels = read_image(file).pixels
+        if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] < 3:
+            raise ValueError(f"{file}: expected an 8-bit RGB image")
+        h, w = pixels.shape[:2]
+        for y, x in ((0, 0), (0, w - crop), (h - crop, 0), (h - crop, w - crop)):
+            crops.append(
+                (
+                    f"{file.stem}@{y},{x}",
+                    np.ascontiguousarray(pixels[y : y + crop, x : x + crop, :3]),
+                )
+            )
+    return crops
+
+
+def measure(crops, white: str, blind: str, draws: int) -> list[dict]:
+    """One row per noisy crop: kind, reading, and PSNR of both models."""
+    rows = []
+    for name, clean in crops:
+        x = torch.from_numpy(clean.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+        cases = [("clean", x)]
+        cases += [(f"white {s}", make_noisy(clean, name, float(s))) for s in WHITE_SIGMAS]
+        for draw in range(draws):
+            gen = torch.Generator().manual_seed(seed_for(name, draw))
+            cases.append(("camera", add_camera_noise(x, gen)))
+        for kind, noisy in cases:
+            reading = read_noise(noisy)
+            rows.append(
+                {
+                    "kind": kind,
+                    "ratio": reading.ratio,
+                    "white": psnr8(denoise(noisy, sigma=reading.sigma, model=white), clean),
+                    "blind": psnr8(denoise(noisy, model=blind), clean),
+                }
+            )
+        print(f"{name}: done", flush=True)
+    return rows
+
+
+def table(rows: list[dict]) -> tuple[str, float]:
+    """The markdown table of mean PSNR per kind for each threshold, and the best one.
+
+    Best: the highest mean of two figures, white noise (the mean over its levels) and
+    camera noise, the two kinds the choice is between. Clean crops are reported, not
+    scored: both models read a clean photo as weak noise, and which of them leaves it
+    more nearly unchanged says nothing about the kind of noise.
+    """
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    header = ["white if ratio below", *kinds, "white noise", "score", "sent to white"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    best, best_score = None, -np.inf
+    for t in THRESHOLDS:
+        per_kind = {}
+        for kind in kinds:
+            vals = [r["white"] if r["ratio"] < t else r["blind"] for r in rows if r["kind"] == kind]
+            per_kind[kind] = float(np.mean(vals))
+        white = float(np.mean([v for k, v in per_kind.items() if k.startswith("white")]))
+        score = (white + per_kind["camera"]) / 2
+        share = np.mean([r["ratio"] < t for r in rows])
+        label = {0.0: "0 (always blind)", float("inf"): "inf (always white)"}.get(t, f"{t:g}")
+        cells = [label, *(f"{v:.2f}" for v in per_kind.values())]
+        cells += [f"{white:.2f}", f"{score:.2f}", f"{share:.0%}"]
+        lines.append("| " + " | ".join(cells) + " |")
+        if score > best_score + 1e-9:
+            best, best_score = t, score
+    return "\n".join(lines), best
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--data", nargs="+", required=True, help="the training folders, in order")
+    ap.add_argument("--blind-model", default="mallenet-s-real")
+    ap.add_argument("--white-model", default="mallenet-s")
+    ap.add_argument("--holdout", type=int, default=8)
+    ap.add_argument("--crop", type=int, default=384)
+    ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    ap.add_argument("--out", help="also write the table to this markdown file")
+    ap.add_argument("--rows", help="also write the per-crop figures to this JSON file")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tune_allocator()
+
+    crops = corner_crops(args.data, args.holdout, args.crop)
+    rows = measure(crops, args.white_model, args.blind_model, args.draws)
+    if args.rows:
+        Path(args.rows).write_text(json.dumps(rows))
+    text, best = table(rows)
+    ranges = {
+        kind: (
+            min(r["ratio"] for r in rows if r["kind"] == kind),
+            max(r["ratio"] for r in rows if r["kind"] == kind),
+        )
+        for kind in dict.fromkeys(r["kind"] for r in rows)
+    }
+    spread = "\n".join(f"| {k} | {lo:.2f} | {hi:.2f} |" for k, (lo, hi) in ranges.items())
+    report = (
+        f"{text}\n\nScore: the mean of the white-noise column (mean over its levels) and "
+        f"the camera column; clean crops are reported, not scored. Best: below {best:g} "
+        f"(malleconv.inference.auto.WHITE_MAX_RATIO is {WHITE_MAX_RATIO:g}).\n\n"
+        "Coarse / fine ratio of the readings:\n\n| kind | min | max |\n| --- | --- | --- |\n"
+        f"{spread}\n"
+    )
+    print(report)
+    if args.out:
+        cmd = "python benchmarks/noise_routing.py " + " ".join(sys.argv[1:])
+        Path(args.out).write_text(
+            f"# The automatic mode's choice of model\n\nMade by `{cmd}`: white-noise model "
+            f"`{args.white_model}` (given the level read) or blind model `{args.blind_model}` "
+            f"per image, on the {len(crops)} corner crops ({args.crop}²) of the last "
+            f"{args.holdout} training images (held out from training), {args.draws} "
+            "camera-noise draws each; mean PSNR (dB), clean: output against input.\n\n" + report
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
