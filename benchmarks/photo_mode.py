@@ -37,6 +37,7 @@ from malleconv import denoise
 from malleconv.evaluation.metrics import psnr
 from malleconv.evaluation.protocol import evaluate, load_test_image
 from malleconv.evaluation.real import find_pairs
+from malleconv.inference.prepare import AUTO_MODEL, DEFAULT_BLIND_MODEL, DEFAULT_MODEL, prepare_auto
 from malleconv.io import list_images, read_image
 from malleconv.runtime import cpu_name, tune_allocator
 
@@ -49,7 +50,7 @@ TARGETS = {
 }
 
 
-def api_denoiser(model: str):
+def api_denoiser(model):
     """A protocol denoiser (``(1, C, H, W)`` float, sigma or None) on ``malleconv.denoise``."""
 
     def run(noisy: torch.Tensor, sigma):
@@ -62,10 +63,10 @@ def api_denoiser(model: str):
     return run
 
 
-def real_noise(root: Path, blind: str, white: str) -> dict:
+def real_noise(root: Path, auto, white: str) -> dict:
     pairs = find_pairs(root / "real" / "CC15")
     settings = {
-        "auto": (blind, None),
+        "auto": (auto, None),
         "white_auto": (white, None),
         "white_sigma15": (white, 15.0),
     }
@@ -79,45 +80,50 @@ def real_noise(root: Path, blind: str, white: str) -> dict:
             out = denoise(noisy, sigma=sigma, model=model, report=decided)
             row[key] = psnr(out, clean)
             row[f"{key}_sigma"] = float(np.mean(decided["sigma"]))
+            if "noise" in decided:
+                row[f"{key}_noise"] = decided["noise"]
         rows.append(row)
     summary = {k: float(np.mean([r[k] for r in rows])) for k in ["input", *settings]}
     summary["worst_gain_auto"] = float(min(r["auto"] - r["input"] for r in rows))
     summary["mean_level_auto"] = float(np.mean([r["auto_sigma"] for r in rows]))
+    summary["white_routes_auto"] = sum(r.get("auto_noise") == "white noise" for r in rows)
     return {"summary": summary, "per_image": rows}
 
 
-def white_noise(root: Path, blind: str, white: str, sigmas) -> dict:
+def white_noise(root: Path, auto, white: str, sigmas) -> dict:
     folder = [root / "test" / "CBSD68"]
     told = evaluate(api_denoiser(white), folder, sigmas, progress=False)["CBSD68"]
-    auto = evaluate(api_denoiser(blind), folder, sigmas, progress=False, tell_sigma=False)
+    auto = evaluate(api_denoiser(auto), folder, sigmas, progress=False, tell_sigma=False)
     auto = auto["CBSD68"]
     return {
         f"{s:g}": {"told": told[s]["psnr"], "auto": auto[s]["psnr"]} for s in map(float, sigmas)
     }
 
 
-def clean_photos(root: Path, blind: str) -> dict:
+def clean_photos(root: Path, auto) -> dict:
     rows = []
     for name in ("Kodak24", "McMaster"):
         for file, rel in list_images([root / "test" / name]):
             clean = load_test_image(file)
             decided: dict = {}
-            out = denoise(clean, model=blind, report=decided)
+            out = denoise(clean, model=auto, report=decided)
             rows.append({"image": f"{name}/{rel.as_posix()}", "psnr": psnr(out, clean), **decided})
+    routes = [r.get("noise") for r in rows]
     values = [r["psnr"] for r in rows]
     worst = min(rows, key=lambda r: r["psnr"])
     return {
         "mean": float(np.mean(values)),
         "min": float(worst["psnr"]),
         "min_image": worst["image"],
+        "white_routes": routes.count("white noise"),
         "per_image": rows,
     }
 
 
-def speed(blind: str, white: str, size: int, repeat: int) -> dict:
+def speed(auto, white: str, size: int, repeat: int) -> dict:
     rng = np.random.default_rng(0)
     image = (rng.random((size, size, 3)) * 255).astype(np.uint8)
-    runs = {"auto": (blind, None), "told": (white, 25.0)}
+    runs = {"auto": (auto, None), "told": (white, 25.0)}
     for model, sigma in runs.values():  # load, fold and warm up both
         denoise(image, sigma=sigma, model=model)
     times: dict[str, list[float]] = {k: [] for k in runs}
@@ -142,8 +148,10 @@ def write_report(out: Path, res: dict, command: str) -> None:
         "# Automatic mode on photos",
         "",
         f"Made by `{command}` on {res['date']}, {res['cpu']}, torch {res['torch']}, "
-        f"{res['threads']} threads. Blind model `{res['blind']}`, white-noise model "
-        f"`{res['white_model']}`.",
+        f"{res['threads']} threads. Automatic mode: each image read "
+        "(`malleconv.inference.read_noise`), white noise to the white-noise model "
+        f"`{res['white_model']}` with the level read, other noise to the blind model "
+        f"`{res['blind']}` (docs/benchmarks/noise_routing.md).",
         "",
         "| check | measured | target | |",
         "| --- | --- | --- | --- |",
@@ -172,17 +180,21 @@ def write_report(out: Path, res: dict, command: str) -> None:
         "CC15 in context (mean PSNR, dB): noisy input "
         f"{real['input']:.2f}; `{res['white_model']}` with its white-noise estimate "
         f"{real['white_auto']:.2f}, with a hand-picked sigma 15 {real['white_sigma15']:.2f}; "
-        f"automatic mode {real['auto']:.2f} (mean estimated level "
-        f"{real['mean_level_auto']:.1f}).",
+        f"automatic mode {real['auto']:.2f} (mean level {real['mean_level_auto']:.1f}; "
+        f"{real['white_routes_auto']} of {len(res['real']['per_image'])} photos read as "
+        "white noise). Clean photos read as white noise (so run through the white-noise "
+        f"model): {clean['white_routes']} of {len(clean['per_image'])}.",
         "",
         "## CC15 per image",
         "",
-        "| scene | noisy | automatic (level) | white model, auto | white model, sigma 15 |",
+        "| scene | noisy | automatic (level, noise read) | white model, auto | "
+        "white model, sigma 15 |",
         "| --- | --- | --- | --- | --- |",
     ]
     for r in res["real"]["per_image"]:
         lines.append(
-            f"| {r['scene']} | {r['input']:.2f} | {r['auto']:.2f} ({r['auto_sigma']:.1f}) | "
+            f"| {r['scene']} | {r['input']:.2f} | {r['auto']:.2f} ({r['auto_sigma']:.1f}, "
+            f"{r.get('auto_noise', '-')}) | "
             f"{r['white_auto']:.2f} | {r['white_sigma15']:.2f} |"
         )
     (out / "photo_mode.md").write_text("\n".join(lines) + "\n")
@@ -191,8 +203,17 @@ def write_report(out: Path, res: dict, command: str) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=os.environ.get("MALLECONV_DATA"), help="dataset root")
-    p.add_argument("--blind-model", default="mallenet-s-real", help="name or .safetensors")
-    p.add_argument("--white-model", default="mallenet-s", help="name or .safetensors")
+    p.add_argument(
+        "--blind-model",
+        default=DEFAULT_BLIND_MODEL,
+        help="name or .safetensors: the automatic mode's model for camera noise",
+    )
+    p.add_argument(
+        "--white-model",
+        default=DEFAULT_MODEL,
+        help="name or .safetensors: the automatic mode's model for white noise, and the "
+        "model told the level",
+    )
     p.add_argument("--sigmas", nargs="+", type=float, default=[15.0, 25.0, 50.0])
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--repeat", type=int, default=7)
@@ -212,11 +233,15 @@ def main(argv=None) -> int:
         "white_model": args.white_model,
         "targets": TARGETS,
     }
+    # The automatic mode as `malleconv denoise` runs it without --sigma and --model; with
+    # other models, the same mode made of them (candidates before they ship).
+    defaults = (args.white_model, args.blind_model) == (DEFAULT_MODEL, DEFAULT_BLIND_MODEL)
+    auto = AUTO_MODEL if defaults else prepare_auto(args.white_model, args.blind_model)
     steps = {
-        "real": lambda: real_noise(root, args.blind_model, args.white_model),
-        "white": lambda: white_noise(root, args.blind_model, args.white_model, args.sigmas),
-        "clean": lambda: clean_photos(root, args.blind_model),
-        "speed": lambda: speed(args.blind_model, args.white_model, args.size, args.repeat),
+        "real": lambda: real_noise(root, auto, args.white_model),
+        "white": lambda: white_noise(root, auto, args.white_model, args.sigmas),
+        "clean": lambda: clean_photos(root, auto),
+        "speed": lambda: speed(auto, args.white_model, args.size, args.repeat),
     }
     for key, step in steps.items():
         if key in args.skip:

@@ -123,3 +123,25 @@ def test_headline_check_fails_on_a_hand_edited_table(tmp_path):
         timeout=120,
     )
     assert done.returncode == 1 and "out of date" in done.stderr
+
+
+def test_noise_routing_picks_the_threshold_that_scores_best():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "noise_routing", ROOT / "benchmarks/noise_routing.py"
+    )
+    routing = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(routing)
+    # White noise reads about 1 and is denoised better by the white model; camera noise
+    # reads about 3 and is denoised better by the blind model; clean crops are not scored.
+    rows = [
+        {"kind": "white 15", "ratio": 1.05, "white": 34.0, "blind": 33.0},
+        {"kind": "white 15", "ratio": 1.35, "white": 33.0, "blind": 32.5},
+        {"kind": "camera", "ratio": 3.0, "white": 30.0, "blind": 35.0},
+        {"kind": "camera", "ratio": 1.45, "white": 34.0, "blind": 34.5},
+        {"kind": "clean", "ratio": 2.2, "white": 50.0, "blind": 40.0},
+    ]
+    text, best = routing.table(rows)
+    assert best == 1.4  # both white rows to the white model, both camera rows to the blind
+    assert "| 1.4 | 33.50 | 34.75 | 40.00 | 33.50 | 34.12 | 40% |" in text

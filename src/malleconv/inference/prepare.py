@@ -34,6 +34,7 @@ __all__ = [
     "estimated_levels",
     "is_blind",
     "model_channels",
+    "prepare_auto",
     "prepare_model",
 ]
 
@@ -207,11 +208,9 @@ def prepare_model(
         model = default_model(auto=auto)
     if isinstance(model, str) and model == AUTO_MODEL:
         options = dict(self_ensemble=self_ensemble, precision=precision, pretrained=pretrained)
-        white = prepare_model(DEFAULT_MODEL, device, **options)
         if not auto:
-            return white
-        blind = prepare_model(DEFAULT_BLIND_MODEL, device, auto=True, strength=strength, **options)
-        return AutoDenoiser(white, blind, (DEFAULT_MODEL, DEFAULT_BLIND_MODEL), strength)
+            return prepare_model(DEFAULT_MODEL, device, **options)
+        return prepare_auto(device=device, strength=strength, **options)
     net = _base_model(model, device, pretrained)
     if auto and is_blind(net) and estimated_levels(net) is None:
         net = EstimatedLevel(net, strength)
@@ -220,3 +219,23 @@ def prepare_model(
     if precision != "float32":
         net = Autocast(net, getattr(torch, precision))
     return net
+
+
+def prepare_auto(
+    white: str | os.PathLike = DEFAULT_MODEL,
+    blind: str | os.PathLike = DEFAULT_BLIND_MODEL,
+    device: str | torch.device | None = None,
+    *,
+    strength: float = 1.0,
+    **options,
+) -> AutoDenoiser:
+    """The automatic mode (:class:`~.auto.AutoDenoiser`) of a white-noise model and a blind
+    model, each a name or weights path prepared by :func:`prepare_model` with ``options``
+    (``self_ensemble``, ``precision``, ``pretrained``); ``prepare_model("auto", auto=True)``
+    is this with the defaults. Other pairs are for benchmarks of candidate models."""
+    white_net = prepare_model(white, device, **options)
+    blind_net = prepare_model(blind, device, auto=True, strength=strength, **options)
+    if not is_blind(blind_net):
+        raise ValueError(f"{os.fspath(blind)} is not a blind model (it has no noise estimator)")
+    names = (os.fspath(white), os.fspath(blind))
+    return AutoDenoiser(white_net, blind_net, names, strength)
