@@ -113,9 +113,27 @@ def table(rows: list[dict]) -> tuple[str, float]:
     return "\n".join(lines), best
 
 
+def report(rows: list[dict]) -> str:
+    """The threshold table, the best threshold, and the spread of the ratios per kind."""
+    text, best = table(rows)
+    kinds = dict.fromkeys(r["kind"] for r in rows)
+    spread = "\n".join(
+        f"| {k} | {min(r['ratio'] for r in rows if r['kind'] == k):.2f} | "
+        f"{max(r['ratio'] for r in rows if r['kind'] == k):.2f} |"
+        for k in kinds
+    )
+    return (
+        f"{text}\n\nScore: the mean of the white-noise column (mean over its levels) and "
+        f"the camera column; clean crops are reported, not scored. Best: below {best:g} "
+        f"(malleconv.inference.auto.WHITE_MAX_RATIO is {WHITE_MAX_RATIO:g}).\n\n"
+        "Coarse / fine ratio of the readings:\n\n| kind | min | max |\n| --- | --- | --- |\n"
+        f"{spread}\n"
+    )
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--data", nargs="+", required=True, help="the training folders, in order")
+    ap.add_argument("--data", nargs="+", help="the training folders, in order")
     ap.add_argument("--blind-model", default="mallenet-s-real")
     ap.add_argument("--white-model", default="mallenet-s")
     ap.add_argument("--holdout", type=int, default=8)
@@ -123,41 +141,38 @@ def main(argv=None) -> int:
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     ap.add_argument("--out", help="also write the table to this markdown file")
-    ap.add_argument("--rows", help="also write the per-crop figures to this JSON file")
-    args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    tune_allocator()
-
-    crops = corner_crops(args.data, args.holdout, args.crop)
-    rows = measure(crops, args.white_model, args.blind_model, args.draws)
-    if args.rows:
-        Path(args.rows).write_text(json.dumps(rows))
-    text, best = table(rows)
-    ranges = {
-        kind: (
-            min(r["ratio"] for r in rows if r["kind"] == kind),
-            max(r["ratio"] for r in rows if r["kind"] == kind),
-        )
-        for kind in dict.fromkeys(r["kind"] for r in rows)
-    }
-    spread = "\n".join(f"| {k} | {lo:.2f} | {hi:.2f} |" for k, (lo, hi) in ranges.items())
-    report = (
-        f"{text}\n\nScore: the mean of the white-noise column (mean over its levels) and "
-        f"the camera column; clean crops are reported, not scored. Best: below {best:g} "
-        f"(malleconv.inference.auto.WHITE_MAX_RATIO is {WHITE_MAX_RATIO:g}).\n\n"
-        "Coarse / fine ratio of the readings:\n\n| kind | min | max |\n| --- | --- | --- |\n"
-        f"{spread}\n"
+    ap.add_argument("--rows", help="also write the measurements to this JSON file")
+    ap.add_argument(
+        "--from-rows", help="tabulate the measurements of a --rows file instead of measuring"
     )
-    print(report)
+    args = ap.parse_args(argv)
+    if args.from_rows:
+        run = json.loads(Path(args.from_rows).read_text())
+    else:
+        if not args.data:
+            ap.error("--data is required (or --from-rows)")
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        tune_allocator()
+        crops = corner_crops(args.data, args.holdout, args.crop)
+        run = {
+            "command": "python benchmarks/noise_routing.py " + " ".join(sys.argv[1:]),
+            "description": (
+                f"white-noise model `{args.white_model}` (given the level read) or blind model "
+                f"`{args.blind_model}` per image, on the {len(crops)} corner crops "
+                f"({args.crop}²) of the last {args.holdout} training images (held out from "
+                f"training), {args.draws} camera-noise draws each"
+            ),
+            "rows": measure(crops, args.white_model, args.blind_model, args.draws),
+        }
+        if args.rows:
+            Path(args.rows).write_text(json.dumps(run))
+    text = report(run["rows"])
+    print(text)
     if args.out:
-        cmd = "python benchmarks/noise_routing.py " + " ".join(sys.argv[1:])
         Path(args.out).write_text(
-            f"# The automatic mode's choice of model\n\nMade by `{cmd}`: white-noise model "
-            f"`{args.white_model}` (given the level read) or blind model `{args.blind_model}` "
-            f"per image, on the {len(crops)} corner crops ({args.crop}²) of the last "
-            f"{args.holdout} training images (held out from training), {args.draws} "
-            "camera-noise draws each; mean PSNR (dB), clean: output against input.\n\n" + report
+            f"# The automatic mode's choice of model\n\nMeasured by `{run['command']}`: "
+            f"{run['description']}; mean PSNR (dB), clean: output against input.\n\n{text}"
         )
     return 0
 

@@ -25,7 +25,7 @@ __all__ = ["WHITE_MAX_RATIO", "AutoDenoiser", "Route"]
 
 # Readings whose coarse / fine ratio is below this go to the white-noise model. Chosen on
 # the held-out split of benchmarks/noise_routing.py (docs/benchmarks/noise_routing.md).
-WHITE_MAX_RATIO = 1.5
+WHITE_MAX_RATIO = 1.3
 
 
 @dataclass(frozen=True)
