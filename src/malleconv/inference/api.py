@@ -2,9 +2,10 @@
 
 :func:`denoise` converts numpy arrays (uint8, uint16, float) and tensors (float, uint8) to
 float batches and back (alpha channels untouched, gray images through colour models),
-decides the noise level (given, :func:`~.noise_level.estimate_sigma`, or a blind model's
-own map), prepares the model with :func:`~.prepare.prepare_model` and runs it with
-:mod:`~.tiling` (whole, or tile by tile straight from and into the arrays for big images).
+decides the model and noise level (given; the automatic mode's choice per image,
+:mod:`~.auto`; :func:`~.noise_level.estimate_sigma`; or a blind model's own map),
+prepares the model with :func:`~.prepare.prepare_model` and runs it with :mod:`~.tiling`
+(whole, or tile by tile straight from and into the arrays for big images).
 """
 
 from __future__ import annotations
@@ -188,13 +189,15 @@ def denoise(
     Args:
         image: The noisy image.
         sigma: Noise std in 8-bit units, in [0, 75], meaning white Gaussian noise of that
-            level; None or ``"auto"`` finds the level: a blind model (``mallenet-s-real``)
-            estimates a per-pixel noise-level map that also covers camera noise, other
-            models get :func:`estimate_sigma` (white noise only; per image of a batch).
-            Models without a noise input (DnCNN) ignore it.
+            level; None or ``"auto"`` finds the level: the automatic mode (the default
+            model) reads each image and sends white noise to ``mallenet-s`` with the level
+            read and other noise to ``mallenet-s-real`` (:class:`~.auto.AutoDenoiser`); a
+            blind model estimates a per-pixel noise-level map that also covers camera noise;
+            other models get :func:`estimate_sigma` (white noise only; per image of a
+            batch). Models without a noise input (DnCNN) ignore it.
         model: Registered name (shipped weights), ``.safetensors`` path or a model; default
-            :func:`~.prepare.default_model`: ``mallenet-s-real`` when the level is
-            estimated, ``mallenet-s`` when it is given. Run as
+            :func:`~.prepare.default_model`: ``"auto"`` (the automatic mode) when the level
+            is estimated, ``mallenet-s`` when it is given. Run as
             :func:`~.prepare.prepare_model` prepares it: named models are loaded once
             (cached by name / path, file time and device), BatchNorm folded, channels-last;
             a module is used as it is.
@@ -217,7 +220,9 @@ def denoise(
         report: A dict that receives what was decided: ``"sigma"`` (the level the model
             was given; for a noise-level map its mean, per image of a batch as a list
             when estimated by :func:`estimate_sigma`) and ``"how"`` (``"given"``,
-            ``"estimated"`` or ``"estimated map"``) and ``"model"``.
+            ``"estimated"`` or ``"estimated map"``) and ``"model"`` (the model that ran);
+            in the automatic mode also ``"noise"`` (``"white noise"`` or ``"camera
+            noise"``), and for a batch of several images every value is a per-image list.
 
     Raises:
         ValueError: sigma outside [0, 75], strength outside (0, 10], unknown precision,
