@@ -24,8 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--model",
         default=None,
         help="model name or .safetensors path (default: as malleconv denoise picks it, "
-        "mallenet-s-real when the level is not told (--auto, --real with auto), else "
-        "mallenet-s)",
+        "the automatic mode 'auto' when the level is not told (--auto, --real with auto): "
+        "mallenet-s for white noise, mallenet-s-real for other noise; else mallenet-s)",
     )
     what.add_argument(
         "--method",
