@@ -302,3 +302,21 @@ def test_low_auto_estimate_gets_a_camera_noise_hint(tmp_path, capsys, weights):
     )
     assert code == 0, err
     assert "read below" not in err  # a given sigma is the user's choice: no hint
+
+
+def test_default_mode_prints_each_images_choice(tmp_path, capsys):
+    import torch
+
+    from malleconv.data.camera_noise import add_camera_noise
+
+    white = _save(tmp_path / "white.png", _noisy(h=96, w=96))  # white noise of 20
+    clean = torch.from_numpy(synthetic_image(1, 96, 96).astype(np.float32) / 255)
+    camera = add_camera_noise(clean.permute(2, 0, 1)[None], torch.Generator().manual_seed(0))
+    pixels = (camera[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+    cam = _save(tmp_path / "camera.png", pixels)
+    code = main(["denoise", str(white), str(cam), "-o", str(tmp_path / "out"), "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    lines = {line.split(" -> ")[0]: line for line in out.splitlines() if " -> " in line}
+    assert "white noise: mallenet-s, estimated" in lines[str(white)]
+    assert "camera noise: mallenet-s-real" in lines[str(cam)]
