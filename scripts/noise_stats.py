@@ -1,0 +1,69 @@
+"""Statistics of real camera noise (CC15) against the synthetic camera noise of training.
+
+    python scripts/noise_stats.py --data $MALLECONV_DATA [--draws 4] [--holdout 8]
+
+For each CC15 photo, the noise (noisy minus reference, 8-bit units): its std, the
+correlation of horizontal neighbours one and two pixels apart, and the correlation of the
+red and green noise. Then the same for ``--draws`` synthetic camera-noise draws
+(:func:`malleconv.data.camera_noise.add_camera_noise`) on a 512x512 crop of each of the
+last ``--holdout`` OpenPhotos files (the held-out ones), as 10th / 50th / 90th percentiles.
+Used in docs/training-log.md (stage 5 of mallenet-s-real).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from malleconv.data.camera_noise import add_camera_noise
+from malleconv.evaluation.real import find_pairs
+from malleconv.io import list_images, read_image
+
+
+def noise_stats(noisy: np.ndarray, clean: np.ndarray) -> tuple[float, float, float, float]:
+    """std, neighbour correlation at 1 and 2 pixels, red-green correlation of the noise."""
+    n = noisy.astype(np.float64) - clean.astype(np.float64)
+    return (
+        float(n.std()),
+        float(np.corrcoef(n[:, :-1].ravel(), n[:, 1:].ravel())[0, 1]),
+        float(np.corrcoef(n[:, :-2].ravel(), n[:, 2:].ravel())[0, 1]),
+        float(np.corrcoef(n[..., 0].ravel(), n[..., 1].ravel())[0, 1]),
+    )
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=os.environ.get("MALLECONV_DATA"), help="dataset root")
+    ap.add_argument("--draws", type=int, default=4)
+    ap.add_argument("--holdout", type=int, default=8)
+    args = ap.parse_args(argv)
+    if not args.data:
+        ap.error("--data is required (or set MALLECONV_DATA)")
+    root = Path(args.data)
+    print("| CC15 photo | std | corr. 1 px | corr. 2 px | corr. red-green |")
+    print("| --- | --- | --- | --- | --- |")
+    for scene, noisy_path, clean_path in find_pairs(root / "real" / "CC15"):
+        values = noise_stats(read_image(noisy_path).pixels, read_image(clean_path).pixels)
+        print(f"| {scene} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
+    files = [f for f, _ in list_images([root / "train" / "OpenPhotos"])][-args.holdout :]
+    rows = []
+    for i, file in enumerate(files):
+        clean = read_image(file).pixels[:512, :512, :3]
+        x = torch.from_numpy(clean.astype(np.float32) / 255).permute(2, 0, 1)[None]
+        for draw in range(args.draws):
+            noisy = add_camera_noise(x, torch.Generator().manual_seed(10 * i + draw))
+            rows.append(noise_stats(noisy[0].permute(1, 2, 0).numpy() * 255, clean))
+    p = np.percentile(np.array(rows), [10, 50, 90], axis=0)
+    print(f"\nsynthetic, {len(rows)} draws: 10th / 50th / 90th percentiles")
+    for j, name in enumerate(["std", "corr. 1 px", "corr. 2 px", "corr. red-green"]):
+        print(f"{name}: " + " / ".join(f"{v:.2f}" for v in p[:, j]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
