@@ -157,10 +157,9 @@ class _ModelDenoiser:
             net = self.auto
             if isinstance(net, AutoDenoiser):  # the automatic mode: one model per image
                 route = net.route(noisy)
-                net, sigma = (
-                    route.model,
-                    (net.white_level(route) if route.sigma is not None else None),
-                )
+                if route.sigma is not None:
+                    sigma = net.white_level(route)
+                net = route.model
             levels = estimated_levels(net)
             if levels is not None:
                 sigma = 0.0  # the model finds its own level

@@ -91,6 +91,11 @@ def _coarse_plane_sigma(plane: np.ndarray) -> float:
     return 2.0 * _plane_sigma(means)
 
 
+def _level(plane_sigmas: list[float]) -> float:
+    """Per-plane stds in [0, 1] units -> their mean in 8-bit units, clamped to [0, 75]."""
+    return min(max(float(np.mean(plane_sigmas)) * 255.0, SIGMA_MIN), SIGMA_MAX)
+
+
 @dataclass(frozen=True)
 class NoiseReading:
     """Two wavelet MAD readings of an image's noise std, in 8-bit units.
@@ -131,11 +136,7 @@ def read_noise(image: np.ndarray | torch.Tensor) -> NoiseReading:
         coarse.append(_coarse_plane_sigma(plane))
     if not fine:
         return NoiseReading(0.0, 0.0)
-
-    def level(values: list[float]) -> float:
-        return min(max(float(np.mean(values)) * 255.0, SIGMA_MIN), SIGMA_MAX)
-
-    return NoiseReading(level(fine), level(coarse))
+    return NoiseReading(_level(fine), _level(coarse))
 
 
 def estimate_sigma(image: np.ndarray | torch.Tensor) -> float:
@@ -165,7 +166,4 @@ def estimate_sigma(image: np.ndarray | torch.Tensor) -> float:
         if not np.isfinite(plane).all():
             raise ValueError("estimate_sigma: the image contains NaN or infinite values")
         sigmas.append(_plane_sigma(plane))
-    if not sigmas:
-        return 0.0
-    sigma = float(np.mean(sigmas)) * 255.0
-    return min(max(sigma, SIGMA_MIN), SIGMA_MAX)
+    return _level(sigmas) if sigmas else 0.0
