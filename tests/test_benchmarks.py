@@ -1,5 +1,6 @@
 """Smoke tests of benchmark scripts that docs/ figures come from (tiny sizes, no timing claims)."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -9,6 +10,14 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_benchmark(name: str):
+    """The module of ``benchmarks/<name>.py`` (benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_peer_speed_writes_a_row_per_model_with_mallenet_s_first(tmp_path):
@@ -126,13 +135,7 @@ def test_headline_check_fails_on_a_hand_edited_table(tmp_path):
 
 
 def test_noise_routing_picks_the_threshold_that_scores_best():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "noise_routing", ROOT / "benchmarks/noise_routing.py"
-    )
-    routing = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(routing)
+    routing = _load_benchmark("noise_routing")
     # White noise reads about 1 and is denoised better by the white model; camera noise
     # reads about 3 and is denoised better by the blind model; clean crops are not scored.
     rows = [
@@ -145,3 +148,19 @@ def test_noise_routing_picks_the_threshold_that_scores_best():
     text, best = routing.table(rows)
     assert best == 1.4  # both white rows to the white model, both camera rows to the blind
     assert "| 1.4 | 33.50 | 34.75 | 40.00 | 33.50 | 34.12 | 40% |" in text
+
+
+def test_noise_routing_splits_camera_noise_by_level():
+    routing = _load_benchmark("noise_routing")
+    rows = [
+        {"kind": "camera", "ratio": 3.0, "level": 4.0, "white": 36.0, "blind": 38.0},
+        {"kind": "camera", "ratio": 1.1, "level": 5.0, "white": 37.0, "blind": 36.0},
+        {"kind": "camera", "ratio": 3.0, "level": 20.0, "white": 25.0, "blind": 30.0},
+        {"kind": "white 15", "ratio": 1.0, "level": 15.0, "white": 34.0, "blind": 33.0},
+    ]
+    text = routing.camera_bands(rows, 1.3)
+    # The mild band: one crop to the blind model (38), one to the white model (37).
+    assert "| 0-6 | 2 | 37.50 | 37.00 | 36.50 |" in text
+    assert "| 12 and above | 1 | 30.00 | 30.00 | 25.00 |" in text
+    assert "6-12" not in text  # no crop in that band
+    assert routing.camera_bands([{k: v for k, v in rows[0].items() if k != "level"}], 1.3) == ""
