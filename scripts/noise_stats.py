@@ -7,7 +7,13 @@ correlation of horizontal neighbours one and two pixels apart, and the correlati
 red and green noise. Then the same for ``--draws`` synthetic camera-noise draws
 (:func:`malleconv.data.camera_noise.add_camera_noise`) on a 512x512 crop of each of the
 last ``--holdout`` OpenPhotos files (the held-out ones), as 10th / 50th / 90th percentiles.
-Used in docs/training-log.md (stage 5 of mallenet-s-real).
+
+Last, the **noise floor** of the sets the automatic mode is judged on: the finest Haar
+diagonal detail (HH) in 16x16-pixel blocks, and the same on the 2x2 block means (times 2,
+so white noise reads the same; correlated noise reads higher there), its root mean square
+per block, the 5th percentile over the blocks that are neither near black nor near white:
+what is left in the flattest parts of an image, which is noise (or film grain) rather than
+content. Median, min and max per set. Used in docs/training-log.md.
 """
 
 from __future__ import annotations
@@ -36,6 +42,35 @@ def noise_stats(noisy: np.ndarray, clean: np.ndarray) -> tuple[float, float, flo
     )
 
 
+def _haar(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The finest HH band and the 2x2 block means of an ``H x W`` plane."""
+    h, w = x.shape[0] - x.shape[0] % 2, x.shape[1] - x.shape[1] % 2
+    a, b, c, d = x[0:h:2, 0:w:2], x[0:h:2, 1:w:2], x[1:h:2, 0:w:2], x[1:h:2, 1:w:2]
+    return (a - b - c + d) / 2, (a + b + c + d) / 4
+
+
+def noise_floor(pixels: np.ndarray, block: int = 8, pct: float = 5) -> tuple[float, float]:
+    """8-bit ``H x W x C`` image -> the floor (8-bit units) at full and at half resolution."""
+    floors = []
+    for coarse in (False, True):
+        values = []
+        for c in range(min(pixels.shape[2], 3)):
+            x = pixels[..., c].astype(np.float64)
+            if coarse:
+                x = 2 * _haar(x)[1]
+            hh, mean = _haar(x)
+            if coarse:
+                mean = mean / 2
+            h, w = hh.shape[0] - hh.shape[0] % block, hh.shape[1] - hh.shape[1] % block
+            cut = (h // block, block, w // block, block)
+            rms = np.sqrt((hh[:h, :w].reshape(cut) ** 2).mean(axis=(1, 3)))
+            level = mean[:h, :w].reshape(cut).mean(axis=(1, 3))
+            keep = (level > 8) & (level < 247)
+            values.append(rms[keep] if keep.any() else rms.ravel())
+        floors.append(float(np.percentile(np.concatenate(values), pct)))
+    return floors[0], floors[1]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=os.environ.get("MALLECONV_DATA"), help="dataset root")
@@ -62,6 +97,23 @@ def main(argv=None) -> int:
     print(f"\nsynthetic, {len(rows)} draws: 10th / 50th / 90th percentiles")
     for j, name in enumerate(["std", "corr. 1 px", "corr. 2 px", "corr. red-green"]):
         print(f"{name}: " + " / ".join(f"{v:.2f}" for v in p[:, j]))
+
+    pairs = find_pairs(root / "real" / "CC15")
+    sets = {
+        "CC15 noisy": [n for _, n, _ in pairs],
+        "CC15 references": [c for _, _, c in pairs],
+        "Kodak24": [f for f, _ in list_images([root / "test" / "Kodak24"])],
+        "McMaster": [f for f, _ in list_images([root / "test" / "McMaster"])],
+        "held-out OpenPhotos": files,
+    }
+    print("\n| set | images | floor, full resolution | floor, half resolution |")
+    print("| --- | --- | --- | --- |")
+    for name, paths in sets.items():
+        f = np.array([noise_floor(read_image(p).pixels) for p in paths])
+        cells = [
+            f"{np.median(f[:, k]):.2f} ({f[:, k].min():.2f}-{f[:, k].max():.2f})" for k in (0, 1)
+        ]
+        print(f"| {name} | {len(paths)} | " + " | ".join(cells) + " |")
     return 0
 
 
