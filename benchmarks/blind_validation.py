@@ -2,7 +2,8 @@
 
     python benchmarks/blind_validation.py --data $MALLECONV_DATA/train/CBSD432 \
         $MALLECONV_DATA/train/OpenPhotos --model mallenet-s-real runs/x/x.safetensors \
-        [--holdout 8] [--crop 384] [--draws 3] [--blend 1.0 0.5 0.0] [--out FILE.md]
+        [--holdout 8] [--crop 384] [--draws 3] [--blend 1.0 0.5 0.0] \
+        [--strength 0.9 1.0 1.1] [--out FILE.md]
 
 The split is the one training holds out (``data.val_holdout``: the last ``--holdout``
 images of ``--data`` in listing order), here as larger centre crops and with several
@@ -17,6 +18,8 @@ not told, on:
 ``--blend a`` runs the model with ``map_variation = a`` (``BlindMalleNet``): the denoiser
 gets ``mean + a * (map - mean)`` of the estimated level map, per image; 1 is the full map,
 0 a single level per image. Without it each model runs with its stored value.
+``--strength s`` multiplies the estimated level by ``s`` (as ``malleconv denoise
+--strength`` does; the level told is not scaled): whether the estimate is calibrated.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ def holdout_crops(folders, holdout: int, crop: int) -> list[tuple[str, np.ndarra
 
 
 @torch.no_grad()
-def score(model: BlindMalleNet, crops, draws: int) -> dict[str, float]:
+def score(model: BlindMalleNet, crops, draws: int, strength: float = 1.0) -> dict[str, float]:
     res: dict[str, list[float]] = {}
 
     def add(key, value):
@@ -58,12 +61,12 @@ def score(model: BlindMalleNet, crops, draws: int) -> dict[str, float]:
         x = torch.from_numpy(clean.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
         for draw in range(draws):
             noisy = add_camera_noise(x, torch.Generator().manual_seed(seed_for(name, draw)))
-            add("camera", psnr8(model(noisy), clean))
+            add("camera", psnr8(model(noisy, strength=strength), clean))
         for sigma in WHITE_SIGMAS:
             noisy = make_noisy(clean, name, float(sigma))
-            add(f"white {sigma}", psnr8(model(noisy), clean))
+            add(f"white {sigma}", psnr8(model(noisy, strength=strength), clean))
             add(f"told {sigma}", psnr8(model(noisy, float(sigma)), clean))
-        add("clean", psnr8(model(x), clean))
+        add("clean", psnr8(model(x, strength=strength), clean))
     return {k: float(np.mean(v)) for k, v in res.items()}
 
 
@@ -75,6 +78,7 @@ def main(argv=None) -> int:
     ap.add_argument("--crop", type=int, default=384)
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--blend", type=float, nargs="+", help="map_variation values to run")
+    ap.add_argument("--strength", type=float, nargs="+", default=[1.0], help="level multipliers")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     ap.add_argument("--out", help="also write the table to this markdown file")
     args = ap.parse_args(argv)
@@ -84,7 +88,7 @@ def main(argv=None) -> int:
 
     crops = holdout_crops(args.data, args.holdout, args.crop)
     white = [f"white {s} (told)" for s in WHITE_SIGMAS]
-    header = ["model", "map_variation", "camera", *white, "clean"]
+    header = ["model", "map_variation", "strength", "camera", *white, "clean"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for name in args.model:
         model = load_model(name).float().eval()
@@ -93,11 +97,12 @@ def main(argv=None) -> int:
             return 2
         for blend in args.blend or [model.map_variation]:
             model.map_variation = blend
-            r = score(model, crops, args.draws)
-            white = [f"{r[f'white {s}']:.2f} ({r[f'told {s}']:.2f})" for s in WHITE_SIGMAS]
-            row = [name, f"{blend:g}", f"{r['camera']:.2f}", *white, f"{r['clean']:.2f}"]
-            lines.append("| " + " | ".join(row) + " |")
-            print(lines[-1], flush=True)
+            for strength in args.strength:
+                r = score(model, crops, args.draws, strength)
+                white = [f"{r[f'white {s}']:.2f} ({r[f'told {s}']:.2f})" for s in WHITE_SIGMAS]
+                row = [name, f"{blend:g}", f"{strength:g}", f"{r['camera']:.2f}", *white]
+                lines.append("| " + " | ".join([*row, f"{r['clean']:.2f}"]) + " |")
+                print(lines[-1], flush=True)
     table = "\n".join(lines)
     print()
     print(table)
