@@ -37,7 +37,7 @@ from malleconv.evaluation.protocol import make_noisy
 from malleconv.io import list_images
 from malleconv.models import load_model
 from malleconv.models.blind import BlindMalleNet
-from malleconv.runtime import tune_allocator
+from malleconv.runtime import command_line, tune_allocator
 from malleconv.training.validation import load_val_images, psnr8
 
 WHITE_SIGMAS = (15, 25, 50)
@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     print()
     print(table)
     if args.out:
-        cmd = "python benchmarks/blind_validation.py " + " ".join(sys.argv[1:])
+        cmd = command_line("benchmarks/blind_validation.py")
         text = (
             f"# Blind models on the synthetic validation split\n\nMade by `{cmd}`: "
             f"the last {args.holdout} training images held out, {args.crop}² centre crops, "

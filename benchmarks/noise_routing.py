@@ -36,7 +36,7 @@ from malleconv.evaluation.protocol import make_noisy
 from malleconv.inference import denoise, read_noise
 from malleconv.inference.auto import WHITE_MAX_RATIO
 from malleconv.io import list_images, read_image
-from malleconv.runtime import tune_allocator
+from malleconv.runtime import command_line, tune_allocator
 from malleconv.training.validation import psnr8
 
 WHITE_SIGMAS = (5, 10, 15, 25, 50)
@@ -197,7 +197,7 @@ def main(argv=None) -> int:
         tune_allocator()
         crops = corner_crops(args.data, args.holdout, args.crop)
         run = {
-            "command": "python benchmarks/noise_routing.py " + " ".join(sys.argv[1:]),
+            "command": command_line("benchmarks/noise_routing.py"),
             "description": (
                 f"white-noise model `{args.white_model}` (given the level read) or blind model "
                 f"`{args.blind_model}` per image, on the {len(crops)} corner crops "

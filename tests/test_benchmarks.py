@@ -12,9 +12,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_benchmark(name: str):
-    """The module of ``benchmarks/<name>.py`` (benchmarks are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+def _load_benchmark(name: str, folder: str = "benchmarks"):
+    """The module of ``<folder>/<name>.py`` (benchmarks and scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -164,3 +164,28 @@ def test_noise_routing_splits_camera_noise_by_level():
     assert "| 12 and above | 1 | 30.00 | 30.00 | 25.00 |" in text
     assert "6-12" not in text  # no crop in that band
     assert routing.camera_bands([{k: v for k, v in rows[0].items() if k != "level"}], 1.3) == ""
+
+
+def test_cc15_levels_scans_oracle_levels_and_strengths(tmp_path):
+    import numpy as np
+
+    from malleconv.io import write_image
+
+    levels = _load_benchmark("cc15_levels", "scripts")
+    folder = tmp_path / "real" / "CC15"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    clean = np.tile(np.linspace(40, 200, 48, dtype=np.float64), (48, 1))[..., None].repeat(3, 2)
+    noise = rng.normal(0, 8, clean.shape)
+    write_image(folder / "cam_1_mean.png", clean.astype(np.uint8))
+    write_image(folder / "cam_1_real.png", np.clip(clean + noise, 0, 255).round().astype(np.uint8))
+
+    rows = levels.scan(tmp_path, "mallenet-s-real", [0.5, 1.0], [1.0])
+    (row,) = rows
+    assert 7 < row["std"] < 9
+    # The oracle column is the best of the constant levels, and a level near the truth
+    # denoises this flat ramp far beyond its noisy input.
+    assert row["oracle"] == max(row["x0.5"], row["x1"])
+    assert row["x1"] > row["input"] + 3
+    text = levels.table(rows, "mallenet-s-real", [0.5, 1.0], [1.0])
+    assert "| **mean** |" in text and "cam_1" in text

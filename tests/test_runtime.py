@@ -31,3 +31,19 @@ def test_applied_on_linux_glibc():
 def test_opt_out_and_user_choice_are_respected():
     assert _run(MALLECONV_NO_MALLOC_TUNING="1") == "False"
     assert _run(MALLOC_MMAP_MAX_="65536") == "False"
+
+
+def test_command_line_writes_the_dataset_root_as_the_variable(monkeypatch):
+    from malleconv.runtime import command_line
+
+    monkeypatch.setenv("MALLECONV_DATA", "/data/sets/")
+    argv = ["--data", "/data/sets/train/A", "/data/sets", "/data/sets2/B", "x/data/sets/C"]
+    assert command_line("benchmarks/b.py", argv) == (
+        "python benchmarks/b.py --data $MALLECONV_DATA/train/A $MALLECONV_DATA "
+        "/data/sets2/B x/data/sets/C"
+    )
+    # A root the shell would need quoted stays as it is: the variable would not expand.
+    monkeypatch.setenv("MALLECONV_DATA", "/my data")
+    assert command_line("b.py", ["--data", "/my data/A"]) == "python b.py --data '/my data/A'"
+    monkeypatch.delenv("MALLECONV_DATA")
+    assert command_line("b.py", []) == "python b.py"

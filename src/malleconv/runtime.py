@@ -20,9 +20,11 @@ import ctypes
 import ctypes.util
 import os
 import platform
+import re
+import shlex
 import sys
 
-__all__ = ["cpu_name", "tune_allocator"]
+__all__ = ["command_line", "cpu_name", "tune_allocator"]
 
 # From glibc's malloc.h.
 _M_TRIM_THRESHOLD = -1
@@ -69,3 +71,18 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def command_line(script: str, argv: list[str] | None = None) -> str:
+    """``python SCRIPT ARGS`` as a reader can rerun it, for the docs a benchmark writes.
+
+    ``argv`` defaults to this process's arguments. The dataset root named by
+    ``MALLECONV_DATA`` is written as ``$MALLECONV_DATA``, so that a doc does not carry the
+    path of the machine that made it.
+    """
+    text = shlex.join(sys.argv[1:] if argv is None else argv)
+    root = os.environ.get("MALLECONV_DATA", "").rstrip("/")
+    # Only a root that needs no shell quoting: inside quotes the variable would not expand.
+    if root and shlex.quote(root) == root:
+        text = re.sub(rf"(?<![\w/.-]){re.escape(root)}(?=/|\s|$)", "$MALLECONV_DATA", text)
+    return f"python {script} {text}".rstrip()
