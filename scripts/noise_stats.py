@@ -3,8 +3,9 @@
     python scripts/noise_stats.py --data $MALLECONV_DATA [--draws 4] [--holdout 8]
 
 For each CC15 photo, the noise (noisy minus reference, 8-bit units): its std, the
-correlation of horizontal neighbours one and two pixels apart, and the correlation of the
-red and green noise. Then the same for ``--draws`` synthetic camera-noise draws
+correlation of horizontal neighbours one and two pixels apart, the correlation of the red
+and green noise, its chroma against its luma, and its luma's share at a coarse scale
+(see :func:`noise_stats`). Then the same for ``--draws`` synthetic camera-noise draws
 (:func:`malleconv.data.camera_noise.add_camera_noise`) on a 512x512 crop of each of the
 last ``--holdout`` OpenPhotos files (the held-out ones), as 10th / 50th / 90th percentiles.
 
@@ -26,19 +27,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from malleconv.data.camera_noise import add_camera_noise
+from malleconv.data.camera_noise import OPPONENT, add_camera_noise
 from malleconv.evaluation.real import find_pairs
 from malleconv.io import list_images, read_image
 
+STATS = ["std", "corr. 1 px", "corr. 2 px", "corr. red-green", "chroma / luma", "luma 8 px"]
 
-def noise_stats(noisy: np.ndarray, clean: np.ndarray) -> tuple[float, float, float, float]:
-    """std, neighbour correlation at 1 and 2 pixels, red-green correlation of the noise."""
+
+def noise_stats(noisy: np.ndarray, clean: np.ndarray) -> tuple[float, ...]:
+    """The noise's std, neighbour correlation at 1 and 2 pixels, red-green correlation, the
+    ratio of its chroma to its luma std (opponent colours), and how much of the luma noise
+    survives 8x8 block means (times 8, so white noise reads 1; coarse, blotchy noise higher).
+    """
     n = noisy.astype(np.float64) - clean.astype(np.float64)
+    opp = n @ OPPONENT.double().numpy().T
+    luma = opp[..., 0]
+    h, w = luma.shape[0] // 8 * 8, luma.shape[1] // 8 * 8
+    blocks = luma[:h, :w].reshape(h // 8, 8, w // 8, 8).mean(axis=(1, 3))
     return (
         float(n.std()),
         float(np.corrcoef(n[:, :-1].ravel(), n[:, 1:].ravel())[0, 1]),
         float(np.corrcoef(n[:, :-2].ravel(), n[:, 2:].ravel())[0, 1]),
         float(np.corrcoef(n[..., 0].ravel(), n[..., 1].ravel())[0, 1]),
+        float(np.sqrt((opp[..., 1:] ** 2).mean()) / luma.std()),
+        float(8 * blocks.std() / luma.std()),
     )
 
 
@@ -80,8 +92,8 @@ def main(argv=None) -> int:
     if not args.data:
         ap.error("--data is required (or set MALLECONV_DATA)")
     root = Path(args.data)
-    print("| CC15 photo | std | corr. 1 px | corr. 2 px | corr. red-green |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| CC15 photo | " + " | ".join(STATS) + " |")
+    print("| --- |" + " --- |" * len(STATS))
     for scene, noisy_path, clean_path in find_pairs(root / "real" / "CC15"):
         values = noise_stats(read_image(noisy_path).pixels, read_image(clean_path).pixels)
         print(f"| {scene} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
@@ -95,7 +107,7 @@ def main(argv=None) -> int:
             rows.append(noise_stats(noisy[0].permute(1, 2, 0).numpy() * 255, clean))
     p = np.percentile(np.array(rows), [10, 50, 90], axis=0)
     print(f"\nsynthetic, {len(rows)} draws: 10th / 50th / 90th percentiles")
-    for j, name in enumerate(["std", "corr. 1 px", "corr. 2 px", "corr. red-green"]):
+    for j, name in enumerate(STATS):
         print(f"{name}: " + " / ".join(f"{v:.2f}" for v in p[:, j]))
 
     pairs = find_pairs(root / "real" / "CC15")

@@ -372,3 +372,31 @@ def test_prepare_model_puts_the_automatic_level_inside_the_other_wrappers():
     assert prepare_model(model) is model and estimated_levels(model) is None
     assert prepare_model(net, auto=True).model is net.model  # not wrapped twice
     assert not model.training
+
+
+def test_camera_noise_ranges_come_from_the_config(folder):
+    cfg = load_config(
+        None,
+        [
+            "data.patch_size=32",
+            "data.batch_size=8",
+            "data.camera_noise_prob=1.0",
+            "data.camera_noise.jpeg_prob=0.0",
+            "data.camera_noise.smooth_sigma=[0.3, 2.0]",
+        ],
+    )
+    patches = ImageFolderPatches(folder, 32, seed=0)
+    batches = StepBatches.from_config(patches, cfg)
+    assert batches.camera_noise.smooth_sigma == (0.3, 2.0)
+    assert batches.camera_noise.jpeg_prob == 0.0
+    # The defaults draw differently: the ranges reach add_camera_noise.
+    default = StepBatches(patches, 8, (0, 75), seed=cfg["train"]["seed"], camera_noise_prob=1.0)
+    assert not torch.equal(batches[0][1], default[0][1])
+    for bad, message in [
+        ("data.camera_noise.smooth_sigma=[2.0, 0.3]", "smooth_sigma must be a range"),
+        ("data.camera_noise.jpeg_prob=1.5", "jpeg_prob must be in"),
+    ]:
+        with pytest.raises(ValueError, match=f"data.camera_noise: {message}"):
+            load_config(None, [bad])
+    with pytest.raises(ValueError, match="unknown config key 'data.camera_noise.iso'"):
+        load_config(None, ["data.camera_noise.iso=100"])

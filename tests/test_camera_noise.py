@@ -133,3 +133,14 @@ def test_local_noise_std_reads_the_level_of_white_noise():
     level = local_noise_std(noisy, clean)
     assert level.shape == (2, 1, 64, 64)
     assert abs(float(level.mean()) - 20) < 1.0
+
+
+def test_ranges_round_trip_through_a_config_mapping_and_reject_bad_values():
+    mapping = PINNED.as_mapping()
+    assert (
+        mapping["smooth_sigma"] == [0.3, 1.2] and CameraNoiseRanges.from_mapping(mapping) == PINNED
+    )
+    with pytest.raises(ValueError, match="unknown camera noise parameter"):
+        CameraNoiseRanges.from_mapping({"iso": 100})
+    with pytest.raises(ValueError, match="chroma_smooth_sigma must be a range"):
+        CameraNoiseRanges(chroma_smooth_sigma=(2.0, 0.5))

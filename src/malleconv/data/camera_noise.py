@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -78,6 +78,32 @@ class CameraNoiseRanges:
     smooth_sigma: tuple[float, float] = (0.3, 1.2)
     jpeg_prob: float = 0.75
     jpeg_quality: tuple[int, int] = (60, 95)
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_prob") and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{f.name} must be in [0, 1], got {value}")
+            if isinstance(value, tuple) and not (len(value) == 2 and value[0] <= value[1]):
+                raise ValueError(f"{f.name} must be a range [low, high], got {list(value)}")
+
+    @classmethod
+    def from_mapping(cls, values: dict) -> CameraNoiseRanges:
+        """Ranges from a config mapping (YAML lists for ranges); unknown names raise."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown camera noise parameter(s) {unknown}; known: {sorted(known)}")
+        return cls(
+            **{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in values.items()}
+        )
+
+    def as_mapping(self) -> dict:
+        """The ranges as a config mapping (ranges as lists), the inverse of from_mapping."""
+        return {
+            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+            for f in fields(self)
+        }
 
 
 def _smoothstep(x: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from copy import copy
 import numpy as np
 import torch
 
-from ..data.camera_noise import add_camera_noise, local_noise_std
+from ..data.camera_noise import CameraNoiseRanges, add_camera_noise, local_noise_std
 from ..data.datasets import (
     ImageFolderPatches,
     apply_augmentation,
@@ -55,7 +55,8 @@ class StepBatches(torch.utils.data.Dataset):
     :func:`~malleconv.data.dead_leaves.dead_leaves` image whose leaves take the colours of the
     patch's training image (sharp colour edges; ``full_size`` False), colour-jittered like
     the others. With ``camera_noise_prob`` and ``clean_prob`` a patch's white noise is
-    replaced, with those probabilities, by camera noise or by none
+    replaced, with those probabilities, by camera noise (drawn from the ranges
+    ``camera_noise``, :class:`~malleconv.data.camera_noise.CameraNoiseRanges`) or by none
     (:meth:`_mix_noise_kinds`).
     """
 
@@ -76,6 +77,7 @@ class StepBatches(torch.utils.data.Dataset):
         dead_leaves_prob: float = 0.0,
         camera_noise_prob: float = 0.0,
         clean_prob: float = 0.0,
+        camera_noise: CameraNoiseRanges | None = None,
     ):
         self.patches = patches
         self.batch_size = batch_size
@@ -104,6 +106,7 @@ class StepBatches(torch.utils.data.Dataset):
         self.saturation_max = float(saturation_max)
         self.camera_noise_prob = float(camera_noise_prob)
         self.clean_prob = float(clean_prob)
+        self.camera_noise = camera_noise or CameraNoiseRanges()
         if not (0.0 <= self.camera_noise_prob and 0.0 <= self.clean_prob) or (
             self.camera_noise_prob + self.clean_prob > 1.0
         ):
@@ -142,6 +145,7 @@ class StepBatches(torch.utils.data.Dataset):
             dead_leaves_prob=float(d["dead_leaves_prob"]),
             camera_noise_prob=float(d["camera_noise_prob"]),
             clean_prob=float(d["clean_prob"]),
+            camera_noise=CameraNoiseRanges.from_mapping(d["camera_noise"]),
         )
 
     def __len__(self) -> int:
@@ -299,7 +303,7 @@ class StepBatches(torch.utils.data.Dataset):
             seq = np.random.SeedSequence((self.seed, 29, step, self.rank))
             cam_gen = torch.Generator().manual_seed(int(seq.generate_state(1, np.uint64)[0] >> 1))
             # The camera pipeline draws from a CPU generator: made on the host, then moved.
-            cam = add_camera_noise(clean[idx].cpu(), cam_gen).to(clean.device)
+            cam = add_camera_noise(clean[idx].cpu(), cam_gen, self.camera_noise).to(clean.device)
             noisy[idx] = cam
             level[idx] = local_noise_std(cam, clean[idx]).clamp(max=75.0)
         if plain.any():

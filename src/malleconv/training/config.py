@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from torch import nn
 
+from ..data.camera_noise import CameraNoiseRanges
 from ..data.noise import SIGMA_MAX, SIGMA_MIN
 from ..models.registry import create_model
 
@@ -52,6 +53,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
         # above 0 the noise level is a per-pixel map (the local std of the noise).
         "camera_noise_prob": 0.0,
         "clean_prob": 0.0,
+        # The camera noise's parameter ranges (data.camera_noise.CameraNoiseRanges, with the
+        # published sources of each default), e.g. data.camera_noise.smooth_sigma=[0.3,2.0].
+        "camera_noise": CameraNoiseRanges().as_mapping(),
         # Keep the training images on the training device and make the batches there
         # (StepBatches.on_device): no loader workers, for GPUs. Same batches on the CPU.
         "on_device": False,
@@ -192,6 +196,10 @@ def _validate(cfg: dict) -> None:
             raise ValueError(f"data.{key} must be in [0, 1], got {cfg['data'][key]}")
     if float(cfg["data"]["camera_noise_prob"]) + float(cfg["data"]["clean_prob"]) > 1.0:
         raise ValueError("data.camera_noise_prob + data.clean_prob must be at most 1")
+    try:
+        CameraNoiseRanges.from_mapping(cfg["data"]["camera_noise"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"data.camera_noise: {err}") from None
     for key in ("blind_prob", "level_under_weight"):
         if not 0.0 <= float(cfg["train"][key]) <= 1.0:
             raise ValueError(f"train.{key} must be in [0, 1], got {cfg['train'][key]}")
