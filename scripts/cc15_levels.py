@@ -29,7 +29,7 @@ import torch
 from malleconv import denoise
 from malleconv.evaluation.metrics import psnr
 from malleconv.evaluation.real import find_pairs
-from malleconv.io import read_image
+from malleconv.io import atomic_write_text, read_image
 from malleconv.runtime import tune_allocator
 
 
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     text = table(rows, args.model, args.multipliers, args.strength)
     print(text)
     if args.out:
-        Path(args.out).write_text(text)
+        atomic_write_text(Path(args.out), text, overwrite=True)
     return 0
 
 
