@@ -17,10 +17,11 @@ import datetime
 import json
 import os
 import platform
-import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+from malleconv.runtime import command_line
 
 CHILD = r"""
 import json, resource, sys, time
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
     result = {
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-        "command": "python benchmarks/allocator.py " + shlex.join(argv or sys.argv[1:]),
+        "command": command_line("benchmarks/allocator.py", argv),
         "size": args.size,
         "model": args.model,
         "results": rows,

@@ -21,7 +21,8 @@ import numpy as np
 from PIL import Image, JpegImagePlugin
 
 from malleconv.evaluation.metrics import psnr
-from malleconv.io import list_images
+from malleconv.io import atomic_write_text, list_images
+from malleconv.runtime import command_line
 
 
 def subsampled(img: Image.Image) -> tuple[np.ndarray, np.ndarray]:
@@ -76,13 +77,13 @@ def main(argv=None) -> int:
     print(text, end="")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(
+        atomic_write_text(
+            args.out,
             "# Cost of 4:2:0 chroma subsampling\n\n"
-            "Made by `python benchmarks/chroma_subsampling.py --data $MALLECONV_DATA/test/CBSD68 "
-            "$MALLECONV_DATA/test/Kodak24 $MALLECONV_DATA/test/McMaster --train "
-            "$MALLECONV_DATA/train/CBSD432 --out docs/benchmarks/chroma_subsampling.md`.\n\n"
+            f"Made by `{command_line('benchmarks/chroma_subsampling.py', argv)}`.\n\n"
             "PSNR (dB, mean over the set) of each clean image after a YCbCr round trip, and "
-            "after one with Cb/Cr halved (2x2 box) and interpolated back (bilinear).\n\n" + text
+            "after one with Cb/Cr halved (2x2 box) and interpolated back (bilinear).\n\n" + text,
+            overwrite=True,
         )
     return 0
 

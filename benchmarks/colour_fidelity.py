@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,7 @@ from malleconv.data.datasets import downscale_half, load_clean
 from malleconv.evaluation.baselines import classical_denoiser
 from malleconv.evaluation.protocol import load_test_image, make_noisy
 from malleconv.io import from_float, list_images
+from malleconv.runtime import command_line
 
 # Rows: luma (R+G+B)/sqrt(3), then two chroma axes; orthonormal, so squared errors add up.
 OPPONENT = np.array(
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    lines = [f"Command: `python benchmarks/colour_fidelity.py {' '.join(sys.argv[1:])}`", ""]
+    lines = [f"Command: `{command_line('benchmarks/colour_fidelity.py', argv)}`", ""]
 
     if args.train:
         lines += [

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from malleconv.runtime import cpu_name
+from malleconv.runtime import command_line, cpu_name
 
 TARGET_GB = 2.0
 
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     result = {
         "date": datetime.date.today().isoformat(),
         "machine": f"{cpu_name()}, {os.cpu_count()} CPUs",
-        "command": "python benchmarks/denoise_memory.py " + shlex.join(argv or sys.argv[1:]),
+        "command": command_line("benchmarks/denoise_memory.py", argv),
         "image": image,
         "model": args.model,
         "sigma": args.sigma,

@@ -29,7 +29,7 @@ import torch
 from malleconv.inference import prepare_model
 from malleconv.models import MalleNet, create_model, fuse_batchnorm, model_stats
 from malleconv.models.precision import native_bf16
-from malleconv.runtime import cpu_name, tune_allocator
+from malleconv.runtime import command_line, cpu_name, tune_allocator
 
 
 def _time(fn, repeat: int) -> float:
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
             + "  ".join(f"{label} {row[label]:.3f} s" for label in settings),
             flush=True,
         )
-    cmd = "python benchmarks/inference_speed.py " + " ".join(argv or sys.argv[1:])
+    cmd = command_line("benchmarks/inference_speed.py", argv)
     meta = {
         "command": cmd.strip(),
         "date": datetime.date.today().isoformat(),

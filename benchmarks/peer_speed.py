@@ -55,7 +55,7 @@ from pathlib import Path
 
 import torch
 
-from malleconv.runtime import cpu_name
+from malleconv.runtime import command_line, cpu_name
 
 PEERS = ("dncnn-c", "drunet", "swinir", "restormer", "nafnet", "scunet")
 OURS = ("mallenet-s", "mallenet-m", "mallenet-w", "mallenet-l", "mallenet-paper")
@@ -289,9 +289,8 @@ def main(argv=None) -> int:
             f"{row['params_m']:6.2f} M params  {memory}",
             flush=True,
         )
-    argv_text = " ".join(argv if argv is not None else sys.argv[1:])
     meta = {
-        "command": f"python benchmarks/peer_speed.py {argv_text}".strip(),
+        "command": command_line("benchmarks/peer_speed.py", argv),
         "date": datetime.date.today().isoformat(),
         "torch": torch.__version__,
         "machine": rows[0]["gpu_name"] if cuda else f"{cpu_name()}, {os.cpu_count()} CPUs",

@@ -43,7 +43,7 @@ from malleconv.evaluation.protocol import evaluate, load_test_image
 from malleconv.evaluation.real import find_pairs
 from malleconv.inference.prepare import AUTO_MODEL, DEFAULT_BLIND_MODEL, DEFAULT_MODEL, prepare_auto
 from malleconv.io import list_images, read_image
-from malleconv.runtime import cpu_name, tune_allocator
+from malleconv.runtime import command_line, cpu_name, tune_allocator
 
 TARGETS = {
     "cc15_psnr": 37.9,
@@ -275,8 +275,7 @@ def main(argv=None) -> int:
         brief = {k: v for k, v in summary.items() if not isinstance(v, list)}
         print(f"{key} ({time.perf_counter() - t0:.0f} s): {json.dumps(brief)[:600]}", flush=True)
     if not args.skip:
-        command = "python benchmarks/photo_mode.py --data $MALLECONV_DATA"
-        write_report(Path(args.out), res, command)
+        write_report(Path(args.out), res, command_line("benchmarks/photo_mode.py", argv))
         print(f"wrote {Path(args.out) / 'photo_mode.md'}")
     return 0
 

@@ -18,14 +18,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from malleconv.runtime import cpu_name, tune_allocator
+from malleconv.runtime import command_line, cpu_name, tune_allocator
 from malleconv.training.config import build_model, load_config
 from malleconv.training.losses import make_loss
 
@@ -121,7 +119,7 @@ def main(argv=None) -> int:
         0.0, per_step - sum(per_kind.values())
     )
     rate = args.batch * args.patch**2 / per_step
-    cmd = "python benchmarks/train_profile.py " + shlex.join(argv or sys.argv[1:])
+    cmd = command_line("benchmarks/train_profile.py", argv)
     meta = {
         "command": cmd.strip(),
         "date": datetime.date.today().isoformat(),

@@ -16,7 +16,6 @@ import contextlib
 import copy
 import datetime
 import json
-import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from malleconv.runtime import cpu_name
+from malleconv.runtime import command_line, cpu_name
 from malleconv.training.config import load_config
 from malleconv.training.profile import measure
 
@@ -119,7 +118,7 @@ def main(argv=None) -> int:
                     continue
                 print(f"{name:12s} {key:34s} {results[name][key]:>12,.0f} pixels/s", flush=True)
     columns = [k for k in dict.fromkeys(k for per in results.values() for k in per)]
-    cmd = "python benchmarks/train_speed.py " + shlex.join(argv or sys.argv[1:])
+    cmd = command_line("benchmarks/train_speed.py", argv)
     meta = {
         "command": cmd.strip(),
         "date": datetime.date.today().isoformat(),

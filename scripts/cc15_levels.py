@@ -30,7 +30,7 @@ from malleconv import denoise
 from malleconv.evaluation.metrics import psnr
 from malleconv.evaluation.real import find_pairs
 from malleconv.io import atomic_write_text, read_image
-from malleconv.runtime import tune_allocator
+from malleconv.runtime import command_line, tune_allocator
 
 
 def scan(root: Path, model: str, multipliers: list[float], strengths: list[float]) -> list[dict]:
@@ -55,7 +55,7 @@ def scan(root: Path, model: str, multipliers: list[float], strengths: list[float
     return rows
 
 
-def table(rows: list[dict], model: str, multipliers: list[float], strengths: list[float]) -> str:
+def table(rows: list[dict], command: str, multipliers: list[float], strengths: list[float]) -> str:
     keys = [f"x{m:g}" for m in multipliers] + [f"s{s:g}" for s in strengths]
     heads = [f"level {m:g} x std" for m in multipliers] + [f"strength {s:g}" for s in strengths]
     lines = [
@@ -78,7 +78,7 @@ def table(rows: list[dict], model: str, multipliers: list[float], strengths: lis
     )
     return (
         "# CC15: the level the blind model would need\n\n"
-        f"Made by `python scripts/cc15_levels.py --data $MALLECONV_DATA --model {model}` "
+        f"Made by `{command}` "
         f"(torch {torch.__version__}, {torch.get_num_threads()} threads). PSNR dB against the "
         "references. `level m x std`: a constant level of m times the true noise std of the "
         "photo (an oracle: it reads the reference); `strength s`: the model's own level map "
@@ -101,7 +101,8 @@ def main(argv=None) -> int:
         args.strength.append(1.0)
     tune_allocator()
     rows = scan(Path(args.data), args.model, args.multipliers, args.strength)
-    text = table(rows, args.model, args.multipliers, args.strength)
+    command = command_line("scripts/cc15_levels.py", argv)
+    text = table(rows, command, args.multipliers, args.strength)
     print(text)
     if args.out:
         atomic_write_text(Path(args.out), text, overwrite=True)

@@ -37,9 +37,15 @@ def test_peer_speed_writes_a_row_per_model_with_mallenet_s_first(tmp_path):
         "--out",
         str(tmp_path),
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    # The recorded command is the one to rerun, with the data root as the variable.
+    env = {**os.environ, "MALLECONV_DATA": str(tmp_path)}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
     data = json.loads((tmp_path / "peer_speed_16.json").read_text())
+    assert data["meta"]["command"] == (
+        "python benchmarks/peer_speed.py --models mallenet-s dncnn-c --size 16 --repeat 1 "
+        "--threads 1 --out $MALLECONV_DATA"
+    )
     assert [r["model"] for r in data["rows"]] == ["mallenet-s", "dncnn-c"]
     for row in data["rows"]:
         assert row["seconds"] > 0 and row["gflops"] > 0 and row["params_m"] > 0
@@ -187,5 +193,6 @@ def test_cc15_levels_scans_oracle_levels_and_strengths(tmp_path):
     # denoises this flat ramp far beyond its noisy input.
     assert row["oracle"] == max(row["x0.5"], row["x1"])
     assert row["x1"] > row["input"] + 3
-    text = levels.table(rows, "mallenet-s-real", [0.5, 1.0], [1.0])
+    text = levels.table(rows, "python scripts/cc15_levels.py --x", [0.5, 1.0], [1.0])
     assert "| **mean** |" in text and "cam_1" in text
+    assert "Made by `python scripts/cc15_levels.py --x`" in text
