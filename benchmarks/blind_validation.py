@@ -3,7 +3,7 @@
     python benchmarks/blind_validation.py --data $MALLECONV_DATA/train/CBSD432 \
         $MALLECONV_DATA/train/OpenPhotos --model mallenet-s-real runs/x/x.safetensors \
         [--holdout 8] [--crop 384] [--draws 3] [--blend 1.0 0.5 0.0] \
-        [--strength 0.9 1.0 1.1] [--out FILE.md]
+        [--strength 0.9 1.0 1.1] [--camera-noise smooth_prob=0.8 ...] [--out FILE.md]
 
 The split is the one training holds out (``data.val_holdout``: the last ``--holdout``
 images of ``--data`` in listing order), here as larger centre crops and with several
@@ -11,7 +11,8 @@ camera-noise draws per image, so that two models (or two ways of using one) can 
 apart by more than the training's single-draw validation. Every model runs with the level
 not told, on:
 
-- camera-like noise (``malleconv.data.camera_noise``, ``--draws`` draws per image);
+- camera-like noise (``malleconv.data.camera_noise``, ``--draws`` draws per image; the
+  default ranges, or others given as ``--camera-noise name=value``);
 - white Gaussian noise of 15, 25 and 50 (also with the level told, for the gap);
 - the clean crops (output against input).
 
@@ -31,13 +32,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from malleconv.data.camera_noise import add_camera_noise
+from malleconv.data.camera_noise import CameraNoiseRanges, add_camera_noise
 from malleconv.data.noise import seed_for
 from malleconv.evaluation.protocol import make_noisy
-from malleconv.io import list_images
+from malleconv.io import atomic_write_text, list_images
 from malleconv.models import load_model
 from malleconv.models.blind import BlindMalleNet
 from malleconv.runtime import command_line, tune_allocator
+from malleconv.training.config import apply_overrides
 from malleconv.training.validation import load_val_images, psnr8
 
 WHITE_SIGMAS = (15, 25, 50)
@@ -50,8 +52,23 @@ def holdout_crops(folders, holdout: int, crop: int) -> list[tuple[str, np.ndarra
     return load_val_images(files, holdout, crop, gray=False)
 
 
+def camera_noise_ranges(settings: list[str]) -> CameraNoiseRanges:
+    """The default ranges with ``name=value`` settings applied, as ``--set
+    data.camera_noise.name=value`` applies them to a training config."""
+    section = {"camera_noise": CameraNoiseRanges().as_mapping()}
+    section = apply_overrides(section, [f"camera_noise.{s}" for s in settings])
+    return CameraNoiseRanges.from_mapping(section["camera_noise"])
+
+
 @torch.no_grad()
-def score(model: BlindMalleNet, crops, draws: int, strength: float = 1.0) -> dict[str, float]:
+def score(
+    model: BlindMalleNet,
+    crops,
+    draws: int,
+    strength: float = 1.0,
+    ranges: CameraNoiseRanges | None = None,
+) -> dict[str, float]:
+    ranges = ranges or CameraNoiseRanges()
     res: dict[str, list[float]] = {}
 
     def add(key, value):
@@ -60,7 +77,8 @@ def score(model: BlindMalleNet, crops, draws: int, strength: float = 1.0) -> dic
     for name, clean in crops:
         x = torch.from_numpy(clean.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
         for draw in range(draws):
-            noisy = add_camera_noise(x, torch.Generator().manual_seed(seed_for(name, draw)))
+            gen = torch.Generator().manual_seed(seed_for(name, draw))
+            noisy = add_camera_noise(x, gen, ranges)
             add("camera", psnr8(model(noisy, strength=strength), clean))
         for sigma in WHITE_SIGMAS:
             noisy = make_noisy(clean, name, float(sigma))
@@ -79,9 +97,21 @@ def main(argv=None) -> int:
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--blend", type=float, nargs="+", help="map_variation values to run")
     ap.add_argument("--strength", type=float, nargs="+", default=[1.0], help="level multipliers")
+    ap.add_argument(
+        "--camera-noise",
+        nargs="+",
+        default=[],
+        metavar="NAME=VALUE",
+        help="camera-noise ranges other than the defaults, as in data.camera_noise "
+        "(e.g. smooth_prob=0.8 'smooth_sigma=[0.3,2.0]')",
+    )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     ap.add_argument("--out", help="also write the table to this markdown file")
     args = ap.parse_args(argv)
+    try:
+        ranges = camera_noise_ranges(args.camera_noise)
+    except ValueError as err:
+        ap.error(f"--camera-noise: {err}")
     if args.threads:
         torch.set_num_threads(args.threads)
     tune_allocator()
@@ -98,7 +128,7 @@ def main(argv=None) -> int:
         for blend in args.blend or [model.map_variation]:
             model.map_variation = blend
             for strength in args.strength:
-                r = score(model, crops, args.draws, strength)
+                r = score(model, crops, args.draws, strength, ranges)
                 white = [f"{r[f'white {s}']:.2f} ({r[f'told {s}']:.2f})" for s in WHITE_SIGMAS]
                 row = [name, f"{blend:g}", f"{strength:g}", f"{r['camera']:.2f}", *white]
                 lines.append("| " + " | ".join([*row, f"{r['clean']:.2f}"]) + " |")
@@ -107,14 +137,14 @@ def main(argv=None) -> int:
     print()
     print(table)
     if args.out:
-        cmd = command_line("benchmarks/blind_validation.py")
+        cmd = command_line("benchmarks/blind_validation.py", argv)
         text = (
             f"# Blind models on the synthetic validation split\n\nMade by `{cmd}`: "
             f"the last {args.holdout} training images held out, {args.crop}² centre crops, "
             f"{args.draws} camera-noise draws each; mean PSNR (dB), level not told "
             "(told in brackets); clean: output against input.\n\n" + table + "\n"
         )
-        Path(args.out).write_text(text)
+        atomic_write_text(args.out, text, overwrite=True)
     return 0
 
 
