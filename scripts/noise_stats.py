@@ -4,8 +4,9 @@
 
 For each CC15 photo, the noise (noisy minus reference, 8-bit units): its std, the
 correlation of horizontal neighbours one and two pixels apart, the correlation of the red
-and green noise, its chroma against its luma, and its luma's share at a coarse scale
-(see :func:`noise_stats`). Then the same for ``--draws`` synthetic camera-noise draws
+and green noise, its chroma against its luma, its luma's share at a coarse scale and the
+balance of its luma between the 2-pixel and the 1-pixel scale (see :func:`noise_stats`).
+Then the same for ``--draws`` synthetic camera-noise draws
 (:func:`malleconv.data.camera_noise.add_camera_noise`) on a 512x512 crop of each of the
 last ``--holdout`` OpenPhotos files (the held-out ones), as 10th / 50th / 90th percentiles.
 
@@ -31,13 +32,39 @@ from malleconv.data.camera_noise import OPPONENT, add_camera_noise
 from malleconv.evaluation.real import find_pairs
 from malleconv.io import list_images, read_image
 
-STATS = ["std", "corr. 1 px", "corr. 2 px", "corr. red-green", "chroma / luma", "luma 8 px"]
+STATS = [
+    "std",
+    "corr. 1 px",
+    "corr. 2 px",
+    "corr. red-green",
+    "chroma / luma",
+    "luma 8 px",
+    "luma 2 px / 1 px",
+]
+
+
+def _block_means(x: np.ndarray, size: int) -> np.ndarray:
+    """``size x size`` block means of an ``H x W`` plane, repeated back to full size."""
+    h, w = x.shape[0] // size * size, x.shape[1] // size * size
+    means = x[:h, :w].reshape(h // size, size, w // size, size).mean(axis=(1, 3))
+    return np.kron(means, np.ones((size, size)))
+
+
+def scale_energy(x: np.ndarray, size: int) -> float:
+    """Energy per pixel of the detail of an ``H x W`` plane at the ``size``-pixel scale: its
+    ``size`` block means less its ``2 size`` block means (``size`` 1: the plane itself)."""
+    h, w = x.shape[0] // (2 * size) * 2 * size, x.shape[1] // (2 * size) * 2 * size
+    x = x[:h, :w]
+    fine = x if size == 1 else _block_means(x, size)
+    return float(((fine - _block_means(x, 2 * size)) ** 2).mean())
 
 
 def noise_stats(noisy: np.ndarray, clean: np.ndarray) -> tuple[float, ...]:
     """The noise's std, neighbour correlation at 1 and 2 pixels, red-green correlation, the
     ratio of its chroma to its luma std (opponent colours), and how much of the luma noise
-    survives 8x8 block means (times 8, so white noise reads 1; coarse, blotchy noise higher).
+    survives 8x8 block means (times 8, so white noise reads 1; coarse, blotchy noise higher),
+    and the luma noise's energy at the 2-pixel scale against the 1-pixel scale
+    (:func:`scale_energy`; white noise reads 0.25, grain two pixels wide about 1 or more).
     """
     n = noisy.astype(np.float64) - clean.astype(np.float64)
     opp = n @ OPPONENT.double().numpy().T
@@ -51,6 +78,7 @@ def noise_stats(noisy: np.ndarray, clean: np.ndarray) -> tuple[float, ...]:
         float(np.corrcoef(n[..., 0].ravel(), n[..., 1].ravel())[0, 1]),
         float(np.sqrt((opp[..., 1:] ** 2).mean()) / luma.std()),
         float(8 * blocks.std() / luma.std()),
+        scale_energy(luma, 2) / scale_energy(luma, 1),
     )
 
 

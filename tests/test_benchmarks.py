@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -174,8 +175,6 @@ def test_noise_routing_splits_camera_noise_by_level():
 
 
 def test_cc15_levels_scans_oracle_levels_and_strengths(tmp_path):
-    import numpy as np
-
     from malleconv.io import write_image
 
     levels = _load_benchmark("cc15_levels", "scripts")
@@ -216,3 +215,32 @@ def test_blind_validation_takes_camera_noise_ranges_as_the_config_section_does()
         timeout=120,
     )
     assert done.returncode == 2 and "--camera-noise" in done.stderr and "jpeg_prob" in done.stderr
+
+
+def test_pixel_shuffle_check_denoises_the_four_sub_images_and_reassembles_them():
+    check = _load_benchmark("pixel_shuffle_check", "scripts")
+    noisy = torch.rand(1, 3, 8, 6)
+
+    def width(x):  # tells which size each call saw
+        return torch.full_like(x, float(x.shape[-1]))
+
+    out = check.three_ways(width, noisy)
+    assert torch.equal(out["direct"], torch.full_like(noisy, 6.0))
+    assert torch.equal(out["sub-images"], torch.full_like(noisy, 3.0))
+    assert torch.equal(out["mean of both"], torch.full_like(noisy, 4.5))
+    assert torch.equal(check.three_ways(lambda x: x, noisy)["sub-images"], noisy)
+    assert check.to_tensor(np.zeros((7, 5, 3), np.uint8)).shape == (1, 3, 6, 4)
+
+
+def test_noise_stats_reads_white_noise_as_white_and_grain_as_coarse():
+    stats = _load_benchmark("noise_stats", "scripts")
+    rng = np.random.default_rng(0)
+    clean = np.full((128, 128, 3), 128.0)
+    white = clean + rng.normal(0, 5, clean.shape)
+    std, corr1, _, _, _, luma8, balance = stats.noise_stats(white, clean)
+    assert abs(std - 5) < 0.2 and abs(corr1) < 0.05
+    assert 0.85 < luma8 < 1.15 and 0.2 < balance < 0.3
+    # Grain two pixels wide (values repeated over 2x2 blocks) over weak white noise.
+    grain = white + np.kron(rng.normal(0, 10, (64, 64, 1)), np.ones((2, 2, 3)))
+    _, corr1, _, _, _, _, balance = stats.noise_stats(grain, clean)
+    assert 0.35 < corr1 < 0.45 and balance > 5  # half the neighbours share a block: 0.4
