@@ -39,7 +39,6 @@ from malleconv.io import atomic_write_text, list_images
 from malleconv.models import load_model
 from malleconv.models.blind import BlindMalleNet
 from malleconv.runtime import command_line, tune_allocator
-from malleconv.training.config import apply_overrides
 from malleconv.training.validation import load_val_images, psnr8
 
 WHITE_SIGMAS = (15, 25, 50)
@@ -50,14 +49,6 @@ def holdout_crops(folders, holdout: int, crop: int) -> list[tuple[str, np.ndarra
     trainer holds them out."""
     files = [file for file, _ in list_images([Path(f) for f in folders])][-holdout:]
     return load_val_images(files, holdout, crop, gray=False)
-
-
-def camera_noise_ranges(settings: list[str]) -> CameraNoiseRanges:
-    """The default ranges with ``name=value`` settings applied, as ``--set
-    data.camera_noise.name=value`` applies them to a training config."""
-    section = {"camera_noise": CameraNoiseRanges().as_mapping()}
-    section = apply_overrides(section, [f"camera_noise.{s}" for s in settings])
-    return CameraNoiseRanges.from_mapping(section["camera_noise"])
 
 
 @torch.no_grad()
@@ -109,7 +100,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="also write the table to this markdown file")
     args = ap.parse_args(argv)
     try:
-        ranges = camera_noise_ranges(args.camera_noise)
+        ranges = CameraNoiseRanges().with_settings(args.camera_noise)
     except ValueError as err:
         ap.error(f"--camera-noise: {err}")
     if args.threads:

@@ -30,12 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from malleconv.data.camera_noise import add_camera_noise
+from malleconv.data.camera_noise import CameraNoiseRanges, add_camera_noise
 from malleconv.data.noise import seed_for
 from malleconv.evaluation.protocol import make_noisy
 from malleconv.inference import denoise, read_noise
 from malleconv.inference.auto import WHITE_MAX_RATIO
-from malleconv.io import list_images, read_image
+from malleconv.io import atomic_write_text, list_images, read_image
 from malleconv.runtime import command_line, tune_allocator
 from malleconv.training.validation import psnr8
 
@@ -62,8 +62,11 @@ def corner_crops(folders, holdout: int, crop: int) -> list[tuple[str, np.ndarray
     return crops
 
 
-def measure(crops, white: str, blind: str, draws: int) -> list[dict]:
+def measure(
+    crops, white: str, blind: str, draws: int, ranges: CameraNoiseRanges | None = None
+) -> list[dict]:
     """One row per noisy crop: kind, reading, and PSNR of both models."""
+    ranges = ranges or CameraNoiseRanges()
     rows = []
     for name, clean in crops:
         x = torch.from_numpy(clean.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
@@ -71,7 +74,7 @@ def measure(crops, white: str, blind: str, draws: int) -> list[dict]:
         cases += [(f"white {s}", make_noisy(clean, name, float(s))) for s in WHITE_SIGMAS]
         for draw in range(draws):
             gen = torch.Generator().manual_seed(seed_for(name, draw))
-            cases.append(("camera", add_camera_noise(x, gen)))
+            cases.append(("camera", add_camera_noise(x, gen, ranges)))
         for kind, noisy in cases:
             reading = read_noise(noisy)
             rows.append(
@@ -180,6 +183,14 @@ def main(argv=None) -> int:
     ap.add_argument("--holdout", type=int, default=8)
     ap.add_argument("--crop", type=int, default=384)
     ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument(
+        "--camera-noise",
+        nargs="+",
+        default=[],
+        metavar="NAME=VALUE",
+        help="camera-noise ranges other than the defaults, as in data.camera_noise "
+        "(e.g. 'jpeg_quality=[90,98]')",
+    )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     ap.add_argument("--out", help="also write the table to this markdown file")
     ap.add_argument("--rows", help="also write the measurements to this JSON file")
@@ -187,6 +198,10 @@ def main(argv=None) -> int:
         "--from-rows", help="tabulate the measurements of a --rows file instead of measuring"
     )
     args = ap.parse_args(argv)
+    try:
+        ranges = CameraNoiseRanges().with_settings(args.camera_noise)
+    except ValueError as err:
+        ap.error(f"--camera-noise: {err}")
     if args.from_rows:
         run = json.loads(Path(args.from_rows).read_text())
     else:
@@ -197,23 +212,25 @@ def main(argv=None) -> int:
         tune_allocator()
         crops = corner_crops(args.data, args.holdout, args.crop)
         run = {
-            "command": command_line("benchmarks/noise_routing.py"),
+            "command": command_line("benchmarks/noise_routing.py", argv),
             "description": (
                 f"white-noise model `{args.white_model}` (given the level read) or blind model "
                 f"`{args.blind_model}` per image, on the {len(crops)} corner crops "
                 f"({args.crop}²) of the last {args.holdout} training images (held out from "
                 f"training), {args.draws} camera-noise draws each"
             ),
-            "rows": measure(crops, args.white_model, args.blind_model, args.draws),
+            "rows": measure(crops, args.white_model, args.blind_model, args.draws, ranges),
         }
         if args.rows:
-            Path(args.rows).write_text(json.dumps(run))
+            atomic_write_text(args.rows, json.dumps(run), overwrite=True)
     text = report(run["rows"])
     print(text)
     if args.out:
-        Path(args.out).write_text(
+        atomic_write_text(
+            args.out,
             f"# The automatic mode's choice of model\n\nMeasured by `{run['command']}`: "
-            f"{run['description']}; mean PSNR (dB), clean: output against input.\n\n{text}"
+            f"{run['description']}; mean PSNR (dB), clean: output against input.\n\n{text}",
+            overwrite=True,
         )
     return 0
 

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,23 +197,17 @@ def test_cc15_levels_scans_oracle_levels_and_strengths(tmp_path):
     assert "Made by `python scripts/cc15_levels.py --x`" in text
 
 
-def test_blind_validation_takes_camera_noise_ranges_as_the_config_section_does():
-    bv = _load_benchmark("blind_validation")
-    ranges = bv.camera_noise_ranges(["smooth_prob=0.8", "smooth_sigma=[0.3, 2.0]"])
-    assert ranges.smooth_prob == 0.8 and ranges.smooth_sigma == (0.3, 2.0)
-    assert bv.camera_noise_ranges([]) == bv.CameraNoiseRanges()
-    with pytest.raises(ValueError, match="smooth_prb"):
-        bv.camera_noise_ranges(["smooth_prb=0.8"])
-    with pytest.raises(ValueError, match="smooth_prob"):
-        bv.camera_noise_ranges(["smooth_prob=1.5"])
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "blind_validation.py"), "--data", "x"]
-        + ["--camera-noise", "jpeg_prob=2"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 2 and "--camera-noise" in done.stderr and "jpeg_prob" in done.stderr
+def test_validation_benchmarks_reject_unknown_or_bad_camera_noise_settings():
+    for script in ("blind_validation.py", "noise_routing.py"):
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / script), "--data", "x"]
+            + ["--camera-noise", "jpeg_prob=2"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, script
+        assert "--camera-noise" in done.stderr and "jpeg_prob" in done.stderr
 
 
 def test_pixel_shuffle_check_denoises_the_four_sub_images_and_reassembles_them():

@@ -144,3 +144,16 @@ def test_ranges_round_trip_through_a_config_mapping_and_reject_bad_values():
         CameraNoiseRanges.from_mapping({"iso": 100})
     with pytest.raises(ValueError, match="chroma_smooth_sigma must be a range"):
         CameraNoiseRanges(chroma_smooth_sigma=(2.0, 0.5))
+
+
+def test_ranges_take_name_value_settings_as_the_config_section_does():
+    ranges = CameraNoiseRanges().with_settings(["smooth_prob=0.8", "jpeg_quality=[90, 98]"])
+    assert ranges.smooth_prob == 0.8 and ranges.jpeg_quality == (90, 98)
+    assert ranges.smooth_sigma == CameraNoiseRanges().smooth_sigma
+    assert CameraNoiseRanges().with_settings([]) == CameraNoiseRanges()
+    with pytest.raises(ValueError, match="smooth_prb"):
+        CameraNoiseRanges().with_settings(["smooth_prb=0.8"])
+    with pytest.raises(ValueError, match="smooth_prob must be in"):
+        CameraNoiseRanges().with_settings(["smooth_prob=1.5"])
+    with pytest.raises(ValueError, match="name=value"):
+        CameraNoiseRanges().with_settings(["smooth_prob"])

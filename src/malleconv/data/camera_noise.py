@@ -40,6 +40,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 from PIL import Image
 
 __all__ = [
@@ -104,6 +105,17 @@ class CameraNoiseRanges:
             f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
             for f in fields(self)
         }
+
+    def with_settings(self, settings: list[str]) -> CameraNoiseRanges:
+        """These ranges with ``name=value`` settings applied, each value read as YAML as
+        ``--set data.camera_noise.name=value`` reads it (``"smooth_sigma=[0.3,2.0]"``)."""
+        values = self.as_mapping()
+        for item in settings:
+            name, sep, raw = item.partition("=")
+            if not sep or not name.strip():
+                raise ValueError(f"expected name=value, got {item!r}")
+            values[name.strip()] = yaml.safe_load(raw)
+        return self.from_mapping(values)
 
 
 def _smoothstep(x: torch.Tensor) -> torch.Tensor:
