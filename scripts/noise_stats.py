@@ -1,6 +1,7 @@
 """Statistics of real camera noise (CC15) against the synthetic camera noise of training.
 
     python scripts/noise_stats.py --data $MALLECONV_DATA [--draws 4] [--holdout 8]
+        [--camera-noise NAME=VALUE ...]
 
 For each CC15 photo, the noise (noisy minus reference, 8-bit units): its std, the
 correlation of horizontal neighbours one and two pixels apart, the correlation of the red
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from malleconv.data.camera_noise import OPPONENT, add_camera_noise
+from malleconv.data.camera_noise import OPPONENT, CameraNoiseRanges, add_camera_noise
 from malleconv.evaluation.real import find_pairs
 from malleconv.io import list_images, read_image
 
@@ -116,7 +117,18 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=os.environ.get("MALLECONV_DATA"), help="dataset root")
     ap.add_argument("--draws", type=int, default=4)
     ap.add_argument("--holdout", type=int, default=8)
+    ap.add_argument(
+        "--camera-noise",
+        nargs="+",
+        default=[],
+        metavar="NAME=VALUE",
+        help="synthesise with other camera-noise ranges (e.g. 'jpeg_quality=[90,98]')",
+    )
     args = ap.parse_args(argv)
+    try:
+        ranges = CameraNoiseRanges().with_settings(args.camera_noise)
+    except ValueError as err:
+        ap.error(f"--camera-noise: {err}")
     if not args.data:
         ap.error("--data is required (or set MALLECONV_DATA)")
     root = Path(args.data)
@@ -131,7 +143,7 @@ def main(argv=None) -> int:
         clean = read_image(file).pixels[:512, :512, :3]
         x = torch.from_numpy(clean.astype(np.float32) / 255).permute(2, 0, 1)[None]
         for draw in range(args.draws):
-            noisy = add_camera_noise(x, torch.Generator().manual_seed(10 * i + draw))
+            noisy = add_camera_noise(x, torch.Generator().manual_seed(10 * i + draw), ranges)
             rows.append(noise_stats(noisy[0].permute(1, 2, 0).numpy() * 255, clean))
     p = np.percentile(np.array(rows), [10, 50, 90], axis=0)
     print(f"\nsynthetic, {len(rows)} draws: 10th / 50th / 90th percentiles")
