@@ -82,9 +82,8 @@ def main(argv=None) -> int:
             + "  ".join(f"{label} {row[label]:.3f} s" for label in settings),
             flush=True,
         )
-    cmd = command_line("benchmarks/inference_speed.py", argv)
     meta = {
-        "command": cmd.strip(),
+        "command": command_line("benchmarks/inference_speed.py", argv),
         "date": datetime.date.today().isoformat(),
         "torch": torch.__version__,
         "cpu": cpu_name(),

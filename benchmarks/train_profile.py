@@ -119,9 +119,8 @@ def main(argv=None) -> int:
         0.0, per_step - sum(per_kind.values())
     )
     rate = args.batch * args.patch**2 / per_step
-    cmd = command_line("benchmarks/train_profile.py", argv)
     meta = {
-        "command": cmd.strip(),
+        "command": command_line("benchmarks/train_profile.py", argv),
         "date": datetime.date.today().isoformat(),
         "torch": torch.__version__,
         "cpu": cpu_name(),

@@ -118,9 +118,8 @@ def main(argv=None) -> int:
                     continue
                 print(f"{name:12s} {key:34s} {results[name][key]:>12,.0f} pixels/s", flush=True)
     columns = [k for k in dict.fromkeys(k for per in results.values() for k in per)]
-    cmd = command_line("benchmarks/train_speed.py", argv)
     meta = {
-        "command": cmd.strip(),
+        "command": command_line("benchmarks/train_speed.py", argv),
         "date": datetime.date.today().isoformat(),
         "torch": torch.__version__,
         "device": torch.cuda.get_device_name(0) if device == "cuda" else cpu_name(),
