@@ -398,5 +398,22 @@ def test_camera_noise_ranges_come_from_the_config(folder):
     ]:
         with pytest.raises(ValueError, match=f"data.camera_noise: {message}"):
             load_config(None, [bad])
+    # Softened scenes: the camera patches' targets are blurred, and the noise added to them.
+    soft_cfg = load_config(
+        None,
+        [
+            "data.patch_size=32",
+            "data.batch_size=8",
+            "data.camera_noise_prob=1.0",
+            "data.camera_noise.optics_prob=1",
+        ],
+    )
+    soft = StepBatches.from_config(patches, soft_cfg)[0]
+    sharp = StepBatches(patches, 8, (0, 75), seed=cfg["train"]["seed"], camera_noise_prob=1.0)[0]
+    assert not torch.equal(soft[0], sharp[0])
+    assert float(soft[2].mean()) > 1.0 and not torch.equal(soft[1], soft[0])
+    assert float((soft[0][..., 1:] - soft[0][..., :-1]).abs().mean()) < 0.7 * float(
+        (sharp[0][..., 1:] - sharp[0][..., :-1]).abs().mean()
+    )
     with pytest.raises(ValueError, match="unknown config key 'data.camera_noise.iso'"):
         load_config(None, ["data.camera_noise.iso=100"])

@@ -13,6 +13,7 @@ from malleconv.data.camera_noise import (
     demosaic_malvar,
     local_noise_std,
     mosaic_masks,
+    soften_scene,
 )
 
 # One fixed sensor and ISP, nothing after the tone curve: statistics with a known shape.
@@ -157,3 +158,35 @@ def test_ranges_take_name_value_settings_as_the_config_section_does():
         CameraNoiseRanges().with_settings(["smooth_prob=1.5"])
     with pytest.raises(ValueError, match="name=value"):
         CameraNoiseRanges().with_settings(["smooth_prob"])
+
+
+def _finest_to_next_scale(x: torch.Tensor) -> float:
+    """Energy of the 1-pixel Haar detail over that of the 2-pixel detail (white: 1)."""
+
+    def detail(y):
+        a, b = y[..., 0::2, 0::2], y[..., 0::2, 1::2]
+        c, d = y[..., 1::2, 0::2], y[..., 1::2, 1::2]
+        energy = ((a - b + c - d) ** 2 + (a + b - c - d) ** 2 + (a - b - c + d) ** 2).mean()
+        return float(energy), (a + b + c + d) / 4
+
+    e1, low = detail(x)
+    e2, _ = detail(low)
+    return e1 / e2
+
+
+def test_soften_scene_blurs_the_finest_scale_only_when_asked():
+    scene = torch.rand(4, 3, 64, 64)
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(soften_scene(scene, gen, CameraNoiseRanges()), scene)  # off by default
+    ranges = CameraNoiseRanges(optics_prob=1.0, optics_sigma=(0.7, 0.7))
+    soft = soften_scene(scene, torch.Generator().manual_seed(0), ranges)
+    again = soften_scene(scene, torch.Generator().manual_seed(0), ranges)
+    assert torch.equal(soft, again)
+    # A camera's pixels are soft: the finest scale loses most of its energy against the next.
+    assert _finest_to_next_scale(soft) < 0.5 * _finest_to_next_scale(scene)
+    assert torch.allclose(soft.mean(), scene.mean(), atol=1e-3)
+    half = soften_scene(scene, torch.Generator().manual_seed(1), CameraNoiseRanges(optics_prob=0.5))
+    kept = [torch.equal(half[i], scene[i]) for i in range(4)]
+    assert any(kept) or not all(kept)
+    with pytest.raises(ValueError, match="optics_prob"):
+        CameraNoiseRanges(optics_prob=1.5)

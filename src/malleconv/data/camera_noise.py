@@ -51,6 +51,7 @@ __all__ = [
     "demosaic_malvar",
     "local_noise_std",
     "mosaic_masks",
+    "soften_scene",
 ]
 
 
@@ -79,6 +80,11 @@ class CameraNoiseRanges:
     smooth_sigma: tuple[float, float] = (0.3, 1.2)
     jpeg_prob: float = 0.75
     jpeg_quality: tuple[int, int] = (60, 95)
+    # The scene's softness at the sensor's own resolution (:func:`soften_scene`): lens,
+    # anti-aliasing filter and the demosaic of the signal blur a photo's content at the pixel
+    # scale, where downscaled training photos are sharp. Off by default (0).
+    optics_prob: float = 0.0
+    optics_sigma: tuple[float, float] = (0.5, 1.1)
 
     def __post_init__(self):
         for f in fields(self):
@@ -289,6 +295,40 @@ def add_camera_noise(
     out = torch.empty_like(clean)
     for i in range(clean.shape[0]):
         out[i] = _camera_noise_one(clean[i : i + 1], generator, ranges)[0]
+    return out
+
+
+def soften_scene(
+    clean: torch.Tensor,
+    generator: torch.Generator,
+    ranges: CameraNoiseRanges = CameraNoiseRanges(),
+) -> torch.Tensor:
+    """The clean scene as a camera records it at its native resolution.
+
+    Training photos are downscaled until they are clean, which also makes them sharp at the
+    pixel scale; a camera's own pixels are soft (lens, anti-aliasing filter, demosaicing of
+    the signal), so at full resolution most of the finest-scale energy of a photo is noise.
+    A denoiser trained only on sharp scenes keeps that energy as detail. Each image is, with
+    probability ``ranges.optics_prob``, blurred by a Gaussian of standard deviation uniform in
+    ``ranges.optics_sigma`` pixels; both the training target and the input to
+    :func:`add_camera_noise` are the softened image.
+
+    Args:
+        clean: ``(B, C, H, W)`` float32 in ``[0, 1]`` on the CPU.
+        generator: CPU ``torch.Generator``; two draws per image, whether blurred or not.
+        ranges: See :class:`CameraNoiseRanges` (``optics_prob``, ``optics_sigma``).
+
+    Returns:
+        ``(B, C, H, W)`` float32, the images blurred or as they were.
+    """
+    if clean.dim() != 4:
+        raise ValueError(f"clean must be (B, C, H, W), got {tuple(clean.shape)}")
+    out = clean.clone()
+    for i in range(clean.shape[0]):
+        blurred = bool(torch.rand((), generator=generator) < ranges.optics_prob)
+        sigma = _uniform(generator, *ranges.optics_sigma)
+        if blurred and sigma > 0:
+            out[i] = _blur(clean[i : i + 1], sigma)[0]
     return out
 
 

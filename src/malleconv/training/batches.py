@@ -19,7 +19,12 @@ from copy import copy
 import numpy as np
 import torch
 
-from ..data.camera_noise import CameraNoiseRanges, add_camera_noise, local_noise_std
+from ..data.camera_noise import (
+    CameraNoiseRanges,
+    add_camera_noise,
+    local_noise_std,
+    soften_scene,
+)
 from ..data.datasets import (
     ImageFolderPatches,
     apply_augmentation,
@@ -285,12 +290,14 @@ class StepBatches(torch.utils.data.Dataset):
         noise = torch.randn(clean.shape, generator=gen, device=dev)
         noisy = clean + noise * (sigma.view(-1, 1, 1, 1) / 255.0)
         if self.camera_noise_prob > 0 or self.clean_prob > 0:
-            noisy, sigma = self._mix_noise_kinds(step, clean, noisy, sigma)
+            clean, noisy, sigma = self._mix_noise_kinds(step, clean, noisy, sigma)
         return clean, noisy, sigma, torch.tensor(full_size, device=dev)
 
     def _mix_noise_kinds(self, step, clean, noisy, sigma):
         """Replace some white-noise patches by camera-noise or clean ones; sigma becomes the
-        ``(B, 1, P, P)`` noise-level map (local std of the noise for camera noise)."""
+        ``(B, 1, P, P)`` noise-level map (local std of the noise for camera noise). Returns
+        ``(clean, noisy, sigma)``: camera patches' scenes may be softened first
+        (:func:`~malleconv.data.camera_noise.soften_scene`, ``optics_prob``)."""
         # Own streams, so the white-noise patches are those of a run without the mixture.
         pick = np.random.default_rng((self.seed, 23, step, self.rank)).random(self.batch_size)
         camera = pick < self.camera_noise_prob
@@ -302,12 +309,22 @@ class StepBatches(torch.utils.data.Dataset):
             idx = torch.from_numpy(np.flatnonzero(camera)).to(clean.device)
             seq = np.random.SeedSequence((self.seed, 29, step, self.rank))
             cam_gen = torch.Generator().manual_seed(int(seq.generate_state(1, np.uint64)[0] >> 1))
+            scene = clean[idx].cpu()
+            if self.camera_noise.optics_prob > 0:
+                # Its own stream, so runs without it keep their camera-noise draws.
+                seq = np.random.SeedSequence((self.seed, 31, step, self.rank))
+                optics_gen = torch.Generator().manual_seed(
+                    int(seq.generate_state(1, np.uint64)[0] >> 1)
+                )
+                scene = soften_scene(scene, optics_gen, self.camera_noise)
+                clean = clean.clone()
+                clean[idx] = scene.to(clean.device)
             # The camera pipeline draws from a CPU generator: made on the host, then moved.
-            cam = add_camera_noise(clean[idx].cpu(), cam_gen, self.camera_noise).to(clean.device)
+            cam = add_camera_noise(scene, cam_gen, self.camera_noise).to(clean.device)
             noisy[idx] = cam
             level[idx] = local_noise_std(cam, clean[idx]).clamp(max=75.0)
         if plain.any():
             idx = torch.from_numpy(np.flatnonzero(plain)).to(clean.device)
             noisy[idx] = clean[idx]
             level[idx] = 0.0
-        return noisy, level
+        return clean, noisy, level
