@@ -33,8 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from malleconv.data.camera_noise import CameraNoiseRanges, add_camera_noise, soften_scene
-from malleconv.data.noise import seed_for
+from malleconv.data.camera_noise import CameraNoiseRanges, camera_noise_draw
 from malleconv.evaluation.protocol import make_noisy
 from malleconv.io import atomic_write_text, list_images
 from malleconv.models import load_model
@@ -69,15 +68,8 @@ def score(
     for name, clean in crops:
         x = torch.from_numpy(clean.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
         for draw in range(draws):
-            scene, scene8 = x, clean
-            if ranges.optics_prob > 0:
-                optics = torch.Generator().manual_seed(seed_for(f"{name}:optics", draw))
-                scene8 = soften_scene(x, optics, ranges)[0].permute(1, 2, 0).numpy()
-                scene8 = (scene8 * 255).round().clip(0, 255).astype(np.uint8)
-                scene = torch.from_numpy(scene8.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-            gen = torch.Generator().manual_seed(seed_for(name, draw))
-            noisy = add_camera_noise(scene, gen, ranges)
-            add("camera", psnr8(model(noisy, strength=strength), scene8))
+            reference, noisy = camera_noise_draw(clean, name, draw, ranges)
+            add("camera", psnr8(model(noisy, strength=strength), reference))
         for sigma in WHITE_SIGMAS:
             noisy = make_noisy(clean, name, float(sigma))
             add(f"white {sigma}", psnr8(model(noisy, strength=strength), clean))

@@ -30,8 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from malleconv.data.camera_noise import CameraNoiseRanges, add_camera_noise
-from malleconv.data.noise import seed_for
+from malleconv.data.camera_noise import CameraNoiseRanges, camera_noise_draw
 from malleconv.evaluation.protocol import make_noisy
 from malleconv.inference import denoise, read_noise
 from malleconv.inference.auto import WHITE_MAX_RATIO
@@ -70,20 +69,19 @@ def measure(
     rows = []
     for name, clean in crops:
         x = torch.from_numpy(clean.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-        cases = [("clean", x)]
-        cases += [(f"white {s}", make_noisy(clean, name, float(s))) for s in WHITE_SIGMAS]
+        cases = [("clean", clean, x)]
+        cases += [(f"white {s}", clean, make_noisy(clean, name, float(s))) for s in WHITE_SIGMAS]
         for draw in range(draws):
-            gen = torch.Generator().manual_seed(seed_for(name, draw))
-            cases.append(("camera", add_camera_noise(x, gen, ranges)))
-        for kind, noisy in cases:
+            cases.append(("camera", *camera_noise_draw(clean, name, draw, ranges)))
+        for kind, reference, noisy in cases:
             reading = read_noise(noisy)
             rows.append(
                 {
                     "kind": kind,
                     "ratio": reading.ratio,
-                    "level": float((noisy[0].permute(1, 2, 0).numpy() * 255 - clean).std()),
-                    "white": psnr8(denoise(noisy, sigma=reading.sigma, model=white), clean),
-                    "blind": psnr8(denoise(noisy, model=blind), clean),
+                    "level": float((noisy[0].permute(1, 2, 0).numpy() * 255 - reference).std()),
+                    "white": psnr8(denoise(noisy, sigma=reading.sigma, model=white), reference),
+                    "blind": psnr8(denoise(noisy, model=blind), reference),
                 }
             )
         print(f"{name}: done", flush=True)

@@ -16,7 +16,12 @@ diagonal detail (HH) in 16x16-pixel blocks, and the same on the 2x2 block means 
 so white noise reads the same; correlated noise reads higher there), its root mean square
 per block, the 5th percentile over the blocks that are neither near black nor near white:
 what is left in the flattest parts of an image, which is noise (or film grain) rather than
-content. Median, min and max per set. Used in docs/training-log.md.
+content. Beside it, the **scene sharpness**: the luma's energy at the 1-pixel scale against
+the 2-pixel scale (:func:`scene_sharpness`; white noise reads 4, a scene blurred as a
+camera's pixels are much less). The sets are CC15, Kodak24, McMaster, the training folders,
+and the held-out OpenPhotos also softened at both ends of ``optics_sigma``
+(:func:`malleconv.data.camera_noise.soften_scene`). Median, min and max per set. Used in
+docs/training-log.md.
 """
 
 from __future__ import annotations
@@ -29,7 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from malleconv.data.camera_noise import OPPONENT, CameraNoiseRanges, add_camera_noise
+from malleconv.data.camera_noise import (
+    OPPONENT,
+    CameraNoiseRanges,
+    add_camera_noise,
+    soften_scene,
+)
 from malleconv.evaluation.real import find_pairs
 from malleconv.io import list_images, read_image
 
@@ -112,6 +122,21 @@ def noise_floor(pixels: np.ndarray, block: int = 8, pct: float = 5) -> tuple[flo
     return floors[0], floors[1]
 
 
+def scene_sharpness(pixels: np.ndarray) -> float:
+    """8-bit ``H x W x 3`` image -> its luma's energy at the 1-pixel scale over that at the
+    2-pixel scale (:func:`scale_energy`): how much of its detail is at the finest scale."""
+    luma = pixels[..., :3].astype(np.float64) @ OPPONENT[0].double().numpy()
+    return scale_energy(luma, 1) / scale_energy(luma, 2)
+
+
+def _softened(path, sigma: float) -> np.ndarray:
+    """The image at ``path`` through :func:`soften_scene` with a blur of ``sigma``, 8-bit."""
+    x = torch.from_numpy(read_image(path).pixels[..., :3].astype(np.float32) / 255)
+    ranges = CameraNoiseRanges(optics_prob=1.0, optics_sigma=(sigma, sigma))
+    soft = soften_scene(x.permute(2, 0, 1)[None], torch.Generator(), ranges)[0]
+    return (soft.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=os.environ.get("MALLECONV_DATA"), help="dataset root")
@@ -156,16 +181,30 @@ def main(argv=None) -> int:
         "CC15 references": [c for _, _, c in pairs],
         "Kodak24": [f for f, _ in list_images([root / "test" / "Kodak24"])],
         "McMaster": [f for f, _ in list_images([root / "test" / "McMaster"])],
+        "CBSD432 (training)": [f for f, _ in list_images([root / "train" / "CBSD432"])],
+        "OpenPhotos (training)": [f for f, _ in list_images([root / "train" / "OpenPhotos"])],
         "held-out OpenPhotos": files,
     }
-    print("\n| set | images | floor, full resolution | floor, half resolution |")
-    print("| --- | --- | --- | --- |")
-    for name, paths in sets.items():
-        f = np.array([noise_floor(read_image(p).pixels) for p in paths])
+    loaders = {
+        name: [lambda p=p: read_image(p).pixels for p in paths] for name, paths in sets.items()
+    }
+    for sigma in ranges.optics_sigma:
+        name = f"held-out OpenPhotos softened, sigma {sigma:g}"
+        loaders[name] = [lambda p=p, s=sigma: _softened(p, s) for p in files]
+    print(
+        "\n| set | images | floor, full resolution | floor, half resolution | scene 1 px / 2 px |"
+    )
+    print("| --- | --- | --- | --- | --- |")
+    for name, load in loaders.items():
+        f = []
+        for get in load:
+            pixels = get()
+            f.append([*noise_floor(pixels), scene_sharpness(pixels)])
+        f = np.array(f)
         cells = [
-            f"{np.median(f[:, k]):.2f} ({f[:, k].min():.2f}-{f[:, k].max():.2f})" for k in (0, 1)
+            f"{np.median(f[:, k]):.2f} ({f[:, k].min():.2f}-{f[:, k].max():.2f})" for k in (0, 1, 2)
         ]
-        print(f"| {name} | {len(paths)} | " + " | ".join(cells) + " |")
+        print(f"| {name} | {len(load)} | " + " | ".join(cells) + " |")
     return 0
 
 

@@ -237,3 +237,8 @@ def test_noise_stats_reads_white_noise_as_white_and_grain_as_coarse():
     grain = white + np.kron(rng.normal(0, 10, (64, 64, 1)), np.ones((2, 2, 3)))
     _, corr1, _, _, _, _, balance = stats.noise_stats(grain, clean)
     assert 0.35 < corr1 < 0.45 and balance > 5  # half the neighbours share a block: 0.4
+    # A scene's finest-scale share: white noise reads 4; the same softened far less.
+    speckle = np.clip(white + rng.normal(0, 40, clean.shape), 0, 255).astype(np.uint8)
+    assert 3.6 < stats.scene_sharpness(speckle) < 4.4
+    tmp = np.kron(speckle[::2, ::2], np.ones((2, 2, 1), np.uint8))  # 2-pixel blocks: no 1-px detail
+    assert stats.scene_sharpness(tmp) < 0.01

@@ -9,6 +9,7 @@ import torch
 from malleconv.data.camera_noise import (
     CameraNoiseRanges,
     add_camera_noise,
+    camera_noise_draw,
     demosaic_bilinear,
     demosaic_malvar,
     local_noise_std,
@@ -190,3 +191,22 @@ def test_soften_scene_blurs_the_finest_scale_only_when_asked():
     assert any(kept) or not all(kept)
     with pytest.raises(ValueError, match="optics_prob"):
         CameraNoiseRanges(optics_prob=1.5)
+
+
+def test_validation_draws_are_named_and_soften_the_reference_with_the_scene():
+    from malleconv.data.noise import seed_for
+
+    clean = np.random.default_rng(0).integers(0, 256, (32, 40, 3), dtype=np.uint8)
+    reference, noisy = camera_noise_draw(clean, "a.png", 1)
+    x = torch.from_numpy(clean.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    expected = add_camera_noise(x, torch.Generator().manual_seed(seed_for("a.png", 1)))
+    assert reference is clean and torch.equal(noisy, expected)
+    soft_ranges = CameraNoiseRanges(optics_prob=1.0)
+    soft_reference, soft_noisy = camera_noise_draw(clean, "a.png", 1, soft_ranges)
+    assert soft_reference.dtype == np.uint8 and soft_reference.shape == clean.shape
+    assert (
+        np.abs(np.diff(soft_reference.astype(float), axis=1)).mean()
+        < 0.7 * np.abs(np.diff(clean.astype(float), axis=1)).mean()
+    )
+    again = camera_noise_draw(clean, "a.png", 1, soft_ranges)
+    assert np.array_equal(again[0], soft_reference) and torch.equal(again[1], soft_noisy)

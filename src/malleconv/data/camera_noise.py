@@ -43,10 +43,13 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image
 
+from .noise import seed_for
+
 __all__ = [
     "OPPONENT",
     "CameraNoiseRanges",
     "add_camera_noise",
+    "camera_noise_draw",
     "demosaic_bilinear",
     "demosaic_malvar",
     "local_noise_std",
@@ -388,6 +391,37 @@ def _camera_noise_one(
         q = int(torch.randint(r.jpeg_quality[0], r.jpeg_quality[1] + 1, (), generator=gen))
         return _jpeg(noisy[0], q)[None]
     return (noisy * 255).round() / 255
+
+
+def camera_noise_draw(
+    clean: np.ndarray, name: str, draw: int, ranges: CameraNoiseRanges = CameraNoiseRanges()
+) -> tuple[np.ndarray, torch.Tensor]:
+    """Draw ``draw`` of camera noise on the named clean image, as validation splits use it.
+
+    The scene is softened first when ``ranges.optics_prob`` is set (:func:`soften_scene`),
+    then goes through :func:`add_camera_noise`; each from a generator seeded by
+    :func:`~malleconv.data.noise.seed_for` of ``name`` and ``draw``, so a draw is the same in
+    every run and every script.
+
+    Args:
+        clean: ``H x W x 3`` uint8 image.
+        name: The image's name (seeds the draw).
+        draw: Index of the draw.
+        ranges: See :class:`CameraNoiseRanges`.
+
+    Returns:
+        ``(reference, noisy)``: the ``H x W x 3`` uint8 scene the noise was added to (``clean``
+        itself unless softened), and the ``(1, 3, H, W)`` float32 noisy image in ``[0, 1]``.
+    """
+    reference = clean
+    scene = torch.from_numpy(clean.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    if ranges.optics_prob > 0:
+        optics = torch.Generator().manual_seed(seed_for(f"{name}:optics", draw))
+        soft = soften_scene(scene, optics, ranges)[0].permute(1, 2, 0).numpy()
+        reference = (soft * 255).round().clip(0, 255).astype(np.uint8)
+        scene = torch.from_numpy(reference.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    noisy = add_camera_noise(scene, torch.Generator().manual_seed(seed_for(name, draw)), ranges)
+    return reference, noisy
 
 
 def local_noise_std(noisy: torch.Tensor, clean: torch.Tensor, sigma: float = 4.0) -> torch.Tensor:
