@@ -27,6 +27,9 @@ Demosaicing is linear, so the demosaiced noisy mosaic is the ideal demosaic of t
 and the noisy image carries exactly the camera-like noise. Every random choice comes from
 the ``torch.Generator`` passed in, so a batch is a pure function of its seed.
 
+:func:`soften_scene` optionally blurs the clean scene first (target and input alike), as a
+camera's lens, anti-aliasing filter and demosaicing blur its own pixels.
+
 Parameter ranges (:class:`CameraNoiseRanges`) are the published ones above; the JPEG
 quality range starts at 60 rather than 30 because camera JPEGs are high quality.
 """
@@ -310,10 +313,10 @@ def soften_scene(
 
     Training photos are downscaled until they are clean, which also makes them sharp at the
     pixel scale; a camera's own pixels are soft (lens, anti-aliasing filter, demosaicing of
-    the signal), so at full resolution most of the finest-scale energy of a photo is noise.
-    A denoiser trained only on sharp scenes keeps that energy as detail. Each image is, with
-    probability ``ranges.optics_prob``, blurred by a Gaussian of standard deviation uniform in
-    ``ranges.optics_sigma`` pixels; both the training target and the input to
+    the signal), so at full resolution much of a noisy photo's finest-scale energy is noise,
+    where in a training photo it is detail (``scripts/noise_stats.py`` measures both). Each
+    image is, with probability ``ranges.optics_prob``, blurred by a Gaussian of standard
+    deviation uniform in ``ranges.optics_sigma`` pixels; both the training target and the input to
     :func:`add_camera_noise` are the softened image.
 
     Args:
