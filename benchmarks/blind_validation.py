@@ -22,6 +22,9 @@ gets ``mean + a * (map - mean)`` of the estimated level map, per image; 1 is the
 0 a single level per image. Without it each model runs with its stored value.
 ``--strength s`` multiplies the estimated level by ``s`` (as ``malleconv denoise
 --strength`` does; the level told is not scaled): whether the estimate is calibrated.
+The last columns say what the estimator reads (the mean of the level map the denoiser
+gets, 8-bit units): on the clean crops, on the camera draws against their noise's std,
+and how closely it follows that std from draw to draw (correlation).
 """
 
 from __future__ import annotations
@@ -69,13 +72,20 @@ def score(
         x = torch.from_numpy(clean.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
         for draw in range(draws):
             reference, noisy = camera_noise_draw(clean, name, draw, ranges)
-            add("camera", psnr8(model(noisy, strength=strength), reference))
+            out, level = model(noisy, strength=strength, return_level=True)
+            add("camera", psnr8(out, reference))
+            add("camera level", float(level.mean()))
+            add("camera std", float((noisy[0].permute(1, 2, 0).numpy() * 255 - reference).std()))
         for sigma in WHITE_SIGMAS:
             noisy = make_noisy(clean, name, float(sigma))
             add(f"white {sigma}", psnr8(model(noisy, strength=strength), clean))
             add(f"told {sigma}", psnr8(model(noisy, float(sigma)), clean))
-        add("clean", psnr8(model(x, strength=strength), clean))
-    return {k: float(np.mean(v)) for k, v in res.items()}
+        out, level = model(x, strength=strength, return_level=True)
+        add("clean", psnr8(out, clean))
+        add("clean level", float(level.mean()))
+    # How well the level read follows the camera noise's std, draw by draw.
+    corr = float(np.corrcoef(res["camera level"], res["camera std"])[0, 1])
+    return {"camera level corr": corr, **{k: float(np.mean(v)) for k, v in res.items()}}
 
 
 def main(argv=None) -> int:
@@ -109,6 +119,7 @@ def main(argv=None) -> int:
     crops = holdout_crops(args.data, args.holdout, args.crop)
     white = [f"white {s} (told)" for s in WHITE_SIGMAS]
     header = ["model", "map_variation", "strength", "camera", *white, "clean"]
+    header += ["level read: clean", "level read: camera (its std)", "correlation"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for name in args.model:
         model = load_model(name).float().eval()
@@ -121,7 +132,10 @@ def main(argv=None) -> int:
                 r = score(model, crops, args.draws, strength, ranges)
                 white = [f"{r[f'white {s}']:.2f} ({r[f'told {s}']:.2f})" for s in WHITE_SIGMAS]
                 row = [name, f"{blend:g}", f"{strength:g}", f"{r['camera']:.2f}", *white]
-                lines.append("| " + " | ".join([*row, f"{r['clean']:.2f}"]) + " |")
+                row += [f"{r['clean']:.2f}", f"{r['clean level']:.2f}"]
+                row += [f"{r['camera level']:.2f} ({r['camera std']:.2f})"]
+                row += [f"{r['camera level corr']:.2f}"]
+                lines.append("| " + " | ".join(row) + " |")
                 print(lines[-1], flush=True)
     table = "\n".join(lines)
     print()

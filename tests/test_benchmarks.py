@@ -242,3 +242,22 @@ def test_noise_stats_reads_white_noise_as_white_and_grain_as_coarse():
     assert 3.6 < stats.scene_sharpness(speckle) < 4.4
     tmp = np.kron(speckle[::2, ::2], np.ones((2, 2, 1), np.uint8))  # 2-pixel blocks: no 1-px detail
     assert stats.scene_sharpness(tmp) < 0.01
+
+
+def test_blind_validation_reports_the_level_read_against_the_noise_std():
+    validation = _load_benchmark("blind_validation")
+
+    class ReadsTheStd(torch.nn.Module):
+        """Returns its input, and as the level map the image's std (8-bit units): on a
+        flat crop that is the std of the noise added to it."""
+
+        def forward(self, noisy, sigma=None, *, strength=1.0, return_level=False):
+            level = torch.full_like(noisy[:, :1], float(noisy.std()) * 255 * strength)
+            return (noisy, level) if return_level else noisy
+
+    crops = [(f"flat{i}", np.full((32, 32, 3), 60 + 40 * i, np.uint8)) for i in range(3)]
+    r = validation.score(ReadsTheStd(), crops, draws=2)
+    assert r["clean level"] < 1e-3
+    assert r["camera std"] > 0
+    assert abs(r["camera level"] - r["camera std"]) < 0.05 * r["camera std"]
+    assert r["camera level corr"] > 0.99
