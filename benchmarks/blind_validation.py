@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from malleconv.cli.options import add_camera_noise_option
 from malleconv.data.camera_noise import CameraNoiseRanges, camera_noise_draw
 from malleconv.evaluation.protocol import make_noisy
 from malleconv.io import atomic_write_text, list_images
@@ -97,21 +98,11 @@ def main(argv=None) -> int:
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--blend", type=float, nargs="+", help="map_variation values to run")
     ap.add_argument("--strength", type=float, nargs="+", default=[1.0], help="level multipliers")
-    ap.add_argument(
-        "--camera-noise",
-        nargs="+",
-        default=[],
-        metavar="NAME=VALUE",
-        help="camera-noise ranges other than the defaults, as in data.camera_noise "
-        "(e.g. smooth_prob=0.8 'smooth_sigma=[0.3,2.0]')",
-    )
+    add_camera_noise_option(ap, example="smooth_prob=0.8 'smooth_sigma=[0.3,2.0]'")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     ap.add_argument("--out", help="also write the table to this markdown file")
     args = ap.parse_args(argv)
-    try:
-        ranges = CameraNoiseRanges().with_settings(args.camera_noise)
-    except ValueError as err:
-        ap.error(f"--camera-noise: {err}")
+    ranges = args.camera_noise
     if args.threads:
         torch.set_num_threads(args.threads)
     tune_allocator()

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from malleconv.cli.options import add_camera_noise_option
 from malleconv.data.camera_noise import CameraNoiseRanges, camera_noise_draw
 from malleconv.evaluation.protocol import make_noisy
 from malleconv.inference import denoise, read_noise
@@ -181,14 +182,7 @@ def main(argv=None) -> int:
     ap.add_argument("--holdout", type=int, default=8)
     ap.add_argument("--crop", type=int, default=384)
     ap.add_argument("--draws", type=int, default=3)
-    ap.add_argument(
-        "--camera-noise",
-        nargs="+",
-        default=[],
-        metavar="NAME=VALUE",
-        help="camera-noise ranges other than the defaults, as in data.camera_noise "
-        "(e.g. 'jpeg_quality=[90,98]')",
-    )
+    add_camera_noise_option(ap, example="'jpeg_quality=[90,98]'")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     ap.add_argument("--out", help="also write the table to this markdown file")
     ap.add_argument("--rows", help="also write the measurements to this JSON file")
@@ -196,10 +190,7 @@ def main(argv=None) -> int:
         "--from-rows", help="tabulate the measurements of a --rows file instead of measuring"
     )
     args = ap.parse_args(argv)
-    try:
-        ranges = CameraNoiseRanges().with_settings(args.camera_noise)
-    except ValueError as err:
-        ap.error(f"--camera-noise: {err}")
+    ranges = args.camera_noise
     if args.from_rows:
         run = json.loads(Path(args.from_rows).read_text())
     else:

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from malleconv.cli.options import add_camera_noise_option
 from malleconv.data.camera_noise import (
     OPPONENT,
     CameraNoiseRanges,
@@ -142,18 +143,9 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=os.environ.get("MALLECONV_DATA"), help="dataset root")
     ap.add_argument("--draws", type=int, default=4)
     ap.add_argument("--holdout", type=int, default=8)
-    ap.add_argument(
-        "--camera-noise",
-        nargs="+",
-        default=[],
-        metavar="NAME=VALUE",
-        help="synthesise with other camera-noise ranges (e.g. 'jpeg_quality=[90,98]')",
-    )
+    add_camera_noise_option(ap, example="'jpeg_quality=[90,98]'")
     args = ap.parse_args(argv)
-    try:
-        ranges = CameraNoiseRanges().with_settings(args.camera_noise)
-    except ValueError as err:
-        ap.error(f"--camera-noise: {err}")
+    ranges = args.camera_noise
     if not args.data:
         ap.error("--data is required (or set MALLECONV_DATA)")
     root = Path(args.data)

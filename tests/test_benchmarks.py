@@ -1,5 +1,6 @@
 """Smoke tests of benchmark scripts that docs/ figures come from (tiny sizes, no timing claims)."""
 
+import argparse
 import importlib.util
 import json
 import os
@@ -8,7 +9,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
+
+from malleconv.cli.options import add_camera_noise_option
+from malleconv.data.camera_noise import CameraNoiseRanges
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -198,16 +203,37 @@ def test_cc15_levels_scans_oracle_levels_and_strengths(tmp_path):
 
 
 def test_validation_benchmarks_reject_unknown_or_bad_camera_noise_settings():
-    for script in ("blind_validation.py", "noise_routing.py"):
+    for script in (
+        "benchmarks/blind_validation.py",
+        "benchmarks/noise_routing.py",
+        "scripts/noise_stats.py",
+    ):
         done = subprocess.run(
-            [sys.executable, str(ROOT / "benchmarks" / script), "--data", "x"]
-            + ["--camera-noise", "jpeg_prob=2"],
+            [sys.executable, str(ROOT / script), "--data", "x"] + ["--camera-noise", "jpeg_prob=2"],
             capture_output=True,
             text=True,
             timeout=120,
         )
         assert done.returncode == 2, script
         assert "--camera-noise" in done.stderr and "jpeg_prob" in done.stderr
+
+
+def test_camera_noise_option_parses_settings_into_ranges_and_names_bad_values(capsys):
+    ap = argparse.ArgumentParser(prog="x")
+    add_camera_noise_option(ap, example="jpeg_prob=0.5")
+    assert ap.parse_args([]).camera_noise == CameraNoiseRanges()
+    ranges = ap.parse_args(["--camera-noise", "jpeg_prob=0.5", "smooth_sigma=[0.5,1.5]"])
+    assert ranges.camera_noise.jpeg_prob == 0.5
+    assert ranges.camera_noise.smooth_sigma == (0.5, 1.5)
+    for bad, named in (
+        ("smooth_sigma=[1,", "smooth_sigma"),
+        ("no_such=1", "no_such"),
+        ("jpeg_prob", "name=value"),
+    ):
+        with pytest.raises(SystemExit):
+            ap.parse_args(["--camera-noise", bad])
+        err = capsys.readouterr().err
+        assert "--camera-noise" in err and named in err, err
 
 
 def test_pixel_shuffle_check_denoises_the_four_sub_images_and_reassembles_them():

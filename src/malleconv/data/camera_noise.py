@@ -127,7 +127,10 @@ class CameraNoiseRanges:
             name, sep, raw = item.partition("=")
             if not sep or not name.strip():
                 raise ValueError(f"expected name=value, got {item!r}")
-            values[name.strip()] = yaml.safe_load(raw)
+            try:
+                values[name.strip()] = yaml.safe_load(raw)
+            except yaml.YAMLError as err:
+                raise ValueError(f"{item!r}: the value is not YAML ({err})") from None
         return self.from_mapping(values)
 
 
