@@ -2,8 +2,8 @@
 
     python benchmarks/slice_conv_ab.py --base REV [--repeat 5] [--threads 2]
 
-Loads ``src/malleconv/ops/slice_conv.py`` of the working tree and of ``REV`` (checked out
-into a temporary worktree) as two modules in one process and times
+Loads the operator package ``src/malleconv/ops`` of the working tree and of ``REV``
+(checked out into a temporary worktree) as two packages in one process and times
 ``slice_conv(x, grid).backward(g)`` for depthwise grids of the shapes MalleNet trains on
 and at 512x512 with 64 channels, in interleaved rounds (drift hits both alike), with
 :func:`malleconv.runtime.tune_allocator`. Prints the median times and their ratio: how a
@@ -16,6 +16,7 @@ import argparse
 import importlib.util
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ import torch
 from malleconv.runtime import cpu_name, tune_allocator
 
 ROOT = Path(__file__).resolve().parent.parent
-OPERATOR = Path("src/malleconv/ops/slice_conv.py")
+OPERATOR = Path("src/malleconv/ops")
 # (batch, channels, size, grid stride, channels-last): MalleNet's levels 0 and 1 at batch
 # 32 of 128x128 (training), and one 512x512 map of 64 channels in both layouts.
 CASES = [
@@ -36,9 +37,14 @@ CASES = [
 ]
 
 
-def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
+def _load(package: Path, name: str):
+    """The package at ``package`` imported under ``name`` (its relative imports resolve
+    inside it, so two copies of the operator load side by side)."""
+    spec = importlib.util.spec_from_file_location(
+        name, package / "__init__.py", submodule_search_locations=[str(package)]
+    )
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 

@@ -287,3 +287,14 @@ def test_blind_validation_reports_the_level_read_against_the_noise_std():
     assert r["camera std"] > 0
     assert abs(r["camera level"] - r["camera std"]) < 0.05 * r["camera std"]
     assert r["camera level corr"] > 0.99
+
+
+def test_slice_conv_ab_loads_a_second_copy_of_the_operator_package():
+    ab = _load_benchmark("slice_conv_ab")
+    copy = ab._load(ROOT / ab.OPERATOR, "malleconv_ops_copy")
+    from malleconv import slice_conv
+
+    assert copy.slice_conv is not slice_conv
+    x = torch.rand(1, 2, 9, 7)
+    grid = torch.rand(1, 2, 1, 3, 3, 2, 3)
+    assert torch.equal(copy.slice_conv(x, grid, groups=2), slice_conv(x, grid, groups=2))

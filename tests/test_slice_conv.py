@@ -50,9 +50,9 @@ def test_depthwise_banded_path_matches_reference(
 ):
     # Large depthwise inputs take the row-chunked forward; force it on small ones, with
     # chunks as small as one row, so that every band/chunk/border case is covered.
-    ops = importlib.import_module("malleconv.ops.slice_conv")
-    monkeypatch.setattr(ops, "_BANDED_MIN_NUMEL", 0)
-    monkeypatch.setattr(ops, "_CHUNK_BYTES", chunk_bytes)
+    ops = importlib.import_module("malleconv.ops.slice_conv_depthwise")
+    monkeypatch.setattr(ops, "BANDED_MIN_NUMEL", 0)
+    monkeypatch.setattr(ops, "CHUNK_BYTES", chunk_bytes)
     x, grid, bias, _ = _inputs(4, cout, 4, k, h, w, gh, gw)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -125,9 +125,9 @@ def test_gradcheck(cin, cout, groups, gd):
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_gradcheck_of_the_row_chunked_depthwise_path(monkeypatch, channels_last):
-    ops = importlib.import_module("malleconv.ops.slice_conv")
-    monkeypatch.setattr(ops, "_BANDED_MIN_NUMEL", 0)
-    monkeypatch.setattr(ops, "_CHUNK_BYTES", 64)  # chunks of one or two rows
+    ops = importlib.import_module("malleconv.ops.slice_conv_depthwise")
+    monkeypatch.setattr(ops, "BANDED_MIN_NUMEL", 0)
+    monkeypatch.setattr(ops, "CHUNK_BYTES", 64)  # chunks of one or two rows
     x, grid, bias, _ = _inputs(3, 3, 3, 3, 7, 6, 3, 2, dtype=torch.float64)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
