@@ -37,7 +37,9 @@ def main() -> None:
         help="config override, as for malleconv train (e.g. a lineage stage's seed)",
     )
     ap.add_argument("--model", default="mallenet-s", help="model name or .safetensors path")
-    ap.add_argument("--data", required=True, help="training image folder (e.g. CBSD432)")
+    ap.add_argument(
+        "--data", required=True, nargs="+", help="training image folders (e.g. CBSD432)"
+    )
     ap.add_argument("--batches", type=int, default=32, help="recalibration batches")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
