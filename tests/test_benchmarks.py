@@ -298,3 +298,25 @@ def test_slice_conv_ab_loads_a_second_copy_of_the_operator_package():
     x = torch.rand(1, 2, 9, 7)
     grid = torch.rand(1, 2, 1, 3, 3, 2, 3)
     assert torch.equal(copy.slice_conv(x, grid, groups=2), slice_conv(x, grid, groups=2))
+
+
+def test_batch_speed_reports_loaders_needed_per_recipe(tmp_path, image_folder):
+    speed = _load_benchmark("batch_speed")
+    white = tmp_path / "white.yaml"
+    white.write_text("data: {patch_size: 32, batch_size: 4, workers: 2}\n")
+    camera = tmp_path / "camera.yaml"
+    camera.write_text("data: {patch_size: 32, batch_size: 4, camera_noise_prob: 1.0}\n")
+    out = tmp_path / "out"
+    argv = ["--data", str(image_folder), "--configs", str(white), str(camera), "--batches", "2"]
+    assert speed.main([*argv, "--step-seconds", "1e-6", "--out", str(out)]) == 0
+    rows = json.loads((out / "batch_speed.json").read_text())["rows"]
+    assert [r["camera_noise_prob"] for r in rows] == [0.0, 1.0]
+    assert [r["workers_set"] for r in rows] == [2, 0]
+    for r in rows:
+        pixels = 4 * 32 * 32
+        assert r["pixels_per_second"] == pytest.approx(pixels / r["seconds_per_batch"], rel=0.01)
+        # A step this short needs a loader per microsecond of batch making.
+        assert r["workers_needed"] == pytest.approx(r["seconds_per_batch"] * 1e6, rel=0.01)
+    assert "| loaders set | loaders needed |" in (out / "batch_speed.md").read_text()
+    with pytest.raises(SystemExit):
+        speed.main([*argv, "--step-seconds", "0", "--out", str(out)])
