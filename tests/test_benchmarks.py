@@ -243,11 +243,16 @@ def test_pixel_shuffle_check_denoises_the_four_sub_images_and_reassembles_them()
     def width(x):  # tells which size each call saw
         return torch.full_like(x, float(x.shape[-1]))
 
-    out = check.three_ways(width, noisy)
+    out = check.four_ways(width, noisy)
     assert torch.equal(out["direct"], torch.full_like(noisy, 6.0))
     assert torch.equal(out["sub-images"], torch.full_like(noisy, 3.0))
     assert torch.equal(out["mean of both"], torch.full_like(noisy, 4.5))
-    assert torch.equal(check.three_ways(lambda x: x, noisy)["sub-images"], noisy)
+    # Half of the low band (6) replaced by the half-resolution pass's (3).
+    assert torch.allclose(out["half-res low band"], torch.full_like(noisy, 4.5))
+    identity = check.four_ways(lambda x: x, noisy)
+    assert torch.equal(identity["sub-images"], noisy)
+    # A model that changes nothing leaves the image as it is: the two low bands cancel.
+    assert torch.allclose(identity["half-res low band"], noisy)
     assert check.to_tensor(np.zeros((7, 5, 3), np.uint8)).shape == (1, 3, 6, 4)
 
 
