@@ -66,23 +66,19 @@ def test_reproduce_dry_run_prints_each_stage_command():
     lineage = ROOT / "configs" / "lineage" / "mallenet-s-gray.yaml"
     res = subprocess.run(
         [sys.executable, str(script), str(lineage), "--data", "/data", "--runs", "out",
-         "--from", "mallenet-s-s5", "--dry-run"],
+         "--from", "mallenet-s-s23", "--dry-run"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     commands = [line for line in res.stdout.splitlines() if not line.startswith("#")]
     assert commands == [
-        "malleconv train --config configs/psnr-halved.yaml --set train.seed=5 "
-        "--init out/mallenet-s-s4/mallenet-s.safetensors --data /data/train/CBSD432 "
-        "--out out/mallenet-s-s5",
-        "malleconv train --config configs/psnr-halved.yaml --set model.name=mallenet-s-gray "
-        "--set data.downscale_prob=0.0 --set optim.lr=0.0004 --set train.seed=7 "
-        "--init out/mallenet-s-s5/mallenet-s.safetensors --data /data/train/CBSD432 "
-        "--out out/mallenet-s-gray-s1",
-        "malleconv train --config configs/psnr-halved.yaml --set model.name=mallenet-s-gray "
-        "--set train.steps=2200 --set train.seed=11 "
-        "--init out/mallenet-s-gray-s1/mallenet-s-gray.safetensors "
-        "--data /data/train/CBSD432 --out out/mallenet-s-gray-s2",
+        "malleconv train --config configs/chroma-mix-cpu.yaml --set train.minutes=80 "
+        "--set train.seed=23 --init out/mallenet-s-s20/mallenet-s.safetensors "
+        "--data /data/train/CBSD432 --out out/mallenet-s-s23",
+        "malleconv train --config configs/chroma-mix-cpu.yaml --set model.name=mallenet-s-gray "
+        "--set train.minutes=90 --set train.seed=31 "
+        "--init out/mallenet-s-s23/mallenet-s.safetensors "
+        "--data /data/train/CBSD432 --out out/mallenet-s-gray-s3",
     ]
     bad = subprocess.run(
         [sys.executable, str(script), str(lineage), "--data", "/data", "--from", "s9"],
