@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from malleconv.data.camera_noise import CameraNoiseRanges, add_camera_noise, soften_scene
+from malleconv.data.camera_noise import CameraNoiseRanges, add_camera_noise, camera_noise_draw
 from malleconv.data.noise import seed_for
 from malleconv.evaluation.protocol import make_noisy
 from malleconv.evaluation.real import find_pairs
@@ -91,10 +91,8 @@ def synthetic_cases(root: Path, holdout: int, crop: int, draws: int):
             gen = torch.Generator().manual_seed(seed_for(name, draw))
             yield "held-out camera", add_camera_noise(x, gen), clean
         for draw in range(draws):
-            gen = torch.Generator().manual_seed(seed_for(name, draws + draw))
-            scene = soften_scene(x, gen, soft)
-            pixels = (scene[0].permute(1, 2, 0) * 255).round().clamp(0, 255).to(torch.uint8)
-            yield "held-out camera, soft scenes", add_camera_noise(scene, gen), pixels.numpy()
+            reference, noisy = camera_noise_draw(clean, name, draw, soft)
+            yield "held-out camera, soft scenes", noisy, reference
         for sigma in (15, 25, 50):
             yield f"held-out white {sigma}", make_noisy(clean, name, float(sigma)), clean
         yield "held-out clean", x, clean
