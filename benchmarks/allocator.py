@@ -19,9 +19,8 @@ import os
 import platform
 import subprocess
 import sys
-from pathlib import Path
 
-from malleconv.runtime import command_line
+from malleconv.runtime import command_line, write_report
 
 CHILD = r"""
 import json, resource, sys, time
@@ -71,9 +70,6 @@ def main(argv=None) -> int:
         "speedup": round(speedup, 2),
     }
     print(f"speed-up with tune_allocator(): {speedup:.2f}x")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "allocator.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
         "# Allocator: glibc default against `tune_allocator()`",
         "",
@@ -90,7 +86,7 @@ def main(argv=None) -> int:
             f"{r['minor_faults']:,} |"
         )
     lines += ["", f"Speed-up: **{speedup:.2f}x**.", ""]
-    (out / "allocator.md").write_text("\n".join(lines))
+    write_report(args.out, "allocator", result, "\n".join(lines))
     return 0
 
 

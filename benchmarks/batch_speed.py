@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
 import time
-from pathlib import Path
 
 import torch
 
 from malleconv.data.datasets import ImageFolderPatches
-from malleconv.runtime import command_line, cpu_name, tune_allocator
+from malleconv.runtime import command_line, cpu_name, tune_allocator, write_report
 from malleconv.training.batches import StepBatches
 from malleconv.training.config import load_config
 
@@ -95,9 +93,6 @@ def main(argv=None) -> int:
         "step_seconds": args.step_seconds,
         "rows": rows,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "batch_speed.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         "# Batch making speed",
         "",
@@ -118,7 +113,7 @@ def main(argv=None) -> int:
             f"| {r['seconds_per_batch']:.3f} | {r['pixels_per_second']:,} | {r['workers_set']} "
             f"| {r['workers_needed']} |"
         )
-    (out / "batch_speed.md").write_text("\n".join(lines) + "\n")
+    write_report(args.out, "batch_speed", report, "\n".join(lines))
     return 0
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from malleconv.runtime import command_line, cpu_name
+from malleconv.runtime import command_line, cpu_name, write_report
 
 TARGET_GB = 2.0
 
@@ -108,9 +108,6 @@ def main(argv=None) -> int:
         "target_gb": TARGET_GB,
         "runs": runs,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "denoise_memory.json").write_text(json.dumps(result, indent=2) + "\n")
     base = runs[0]["seconds"]
     rows = "".join(
         f"| {image} | {args.model} | {r['precision']} | {args.tile} | {args.sigma} | "
@@ -118,7 +115,10 @@ def main(argv=None) -> int:
         f"{TARGET_GB:g} GB | {r['status']} |\n"
         for r in runs
     )
-    (out / "denoise_memory.md").write_text(
+    write_report(
+        args.out,
+        "denoise_memory",
+        result,
         "# Memory of `malleconv denoise` on a big photo\n\n"
         f"Command: `{result['command']}` ({result['date']}, {result['machine']}).\n\n"
         "A synthetic noisy photo is denoised by the command line in a fresh child process "
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
         f"*speed-up* is the first row's time over the row's.\n\n"
         "| image | model | precision | tile | sigma | wall time | speed-up | peak RSS "
         "| target | |\n"
-        "|---|---|---|---|---|---|---|---|---|---|\n" + rows
+        "|---|---|---|---|---|---|---|---|---|---|\n" + rows,
     )
     return 0
 

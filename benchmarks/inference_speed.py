@@ -18,18 +18,16 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 from malleconv.inference import prepare_model
 from malleconv.models import MalleNet, create_model, fuse_batchnorm, model_stats
 from malleconv.models.precision import native_bf16
-from malleconv.runtime import command_line, cpu_name, tune_allocator
+from malleconv.runtime import command_line, cpu_name, tune_allocator, write_report
 
 
 def _time(fn, repeat: int) -> float:
@@ -93,11 +91,6 @@ def main(argv=None) -> int:
         "repeat": args.repeat,
         "allocator": "tune_allocator()" if tuned else "glibc default",
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "inference_speed.json").write_text(
-        json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n"
-    )
     base = rows[0]
     lines = [
         "# Inference speed",
@@ -125,7 +118,7 @@ def main(argv=None) -> int:
             f"{r['channels-last'] / r['channels-last bf16']:.2f}x | "
             f"{r['channels-last'] / base['channels-last']:.2f} |"
         )
-    (out / "inference_speed.md").write_text("\n".join(lines) + "\n")
+    write_report(args.out, "inference_speed", {"meta": meta, "rows": rows}, "\n".join(lines))
     return 0
 
 

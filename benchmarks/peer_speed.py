@@ -51,11 +51,10 @@ import subprocess
 import sys
 import time
 import types
-from pathlib import Path
 
 import torch
 
-from malleconv.runtime import command_line, cpu_name
+from malleconv.runtime import command_line, cpu_name, write_report
 
 PEERS = ("dncnn-c", "drunet", "swinir", "restormer", "nafnet", "scunet")
 OURS = ("mallenet-s", "mallenet-m", "mallenet-w", "mallenet-l", "mallenet-paper")
@@ -299,11 +298,8 @@ def main(argv=None) -> int:
         "size": args.size,
         "repeat": args.repeat,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     # One file per setting, so that runs at other sizes or on a GPU sit side by side.
     stem = "peer_speed" + ("_cuda" if cuda else "") + ("" if args.size == 256 else f"_{args.size}")
-    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     base = rows[0]
     if cuda:
         setting = f"{meta['machine']}, float32 (TF32 off)"
@@ -333,7 +329,7 @@ def main(argv=None) -> int:
             f"| {r['model']} | {r['seconds']:.4g} | {r['seconds'] / base['seconds']:.1f}x | "
             f"{r['gflops']:.1f} | {r['params_m']:.2f} | {memory}"
         )
-    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    write_report(args.out, stem, {"meta": meta, "rows": rows}, "\n".join(lines))
     return 0
 
 

@@ -58,7 +58,7 @@ import torch.nn.functional as F
 
 from malleconv.layers.malleconv import MalleConv2d, PerPixelConv2d
 from malleconv.ops.slice_conv import slice_conv, slice_conv_reference
-from malleconv.runtime import cpu_name
+from malleconv.runtime import cpu_name, write_report
 
 K = 3
 GRID_STRIDE = 16
@@ -689,15 +689,10 @@ def main(argv=None) -> int:
     )
     print(tables(results, sizes))
     print(targets_md(tg))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "slice_conv_speed.md").write_text(md)
-    (args.out / "slice_conv_speed.json").write_text(
-        json.dumps({"meta": meta, "results": results, "targets": tg}, indent=1) + "\n"
+    written = write_report(
+        args.out, "slice_conv_speed", {"meta": meta, "results": results, "targets": tg}, md
     )
-    print(
-        f"wrote {args.out / 'slice_conv_speed.md'} and {args.out / 'slice_conv_speed.json'}",
-        file=sys.stderr,
-    )
+    print(f"wrote {written[1]} and {written[0]}", file=sys.stderr)
     return 0
 
 

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import time
-from pathlib import Path
 
 import torch
 
-from malleconv.runtime import command_line, cpu_name, tune_allocator
+from malleconv.runtime import command_line, cpu_name, tune_allocator, write_report
 from malleconv.training.config import build_model, load_config
 from malleconv.training.losses import make_loss
 
@@ -144,12 +142,8 @@ def main(argv=None) -> int:
     ]
     for kind, seconds in per_kind.items():
         lines.append(f"| {kind} | {seconds / per_step:.1%} | {seconds:.3f} |")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train_profile.md").write_text("\n".join(lines) + "\n")
-    (out / "train_profile.json").write_text(
-        json.dumps({"meta": meta, "step_seconds": per_step, "seconds": per_kind}, indent=2) + "\n"
-    )
+    data = {"meta": meta, "step_seconds": per_step, "seconds": per_kind}
+    write_report(args.out, "train_profile", data, "\n".join(lines))
     print("\n".join(lines))
     return 0
 

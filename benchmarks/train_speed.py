@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import copy
 import datetime
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from malleconv.runtime import command_line, cpu_name
+from malleconv.runtime import command_line, cpu_name, write_report
 from malleconv.training.config import load_config
 from malleconv.training.profile import measure
 
@@ -129,11 +128,6 @@ def main(argv=None) -> int:
         "steps": args.steps,
         "allocator": "glibc default" if args.no_tune_allocator else "tune_allocator()",
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train_speed.json").write_text(
-        json.dumps({"meta": meta, "results": results}, indent=2) + "\n"
-    )
     lines = [
         "# Training throughput",
         "",
@@ -151,7 +145,7 @@ def main(argv=None) -> int:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("Pixels per second of training (higher is better).")
-    (out / "train_speed.md").write_text("\n".join(lines) + "\n")
+    write_report(args.out, "train_speed", {"meta": meta, "results": results}, "\n".join(lines))
     tmp.cleanup()
     return 0
 

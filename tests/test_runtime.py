@@ -47,3 +47,19 @@ def test_command_line_writes_the_dataset_root_as_the_variable(monkeypatch):
     assert command_line("b.py", ["--data", "/my data/A"]) == "python b.py --data '/my data/A'"
     monkeypatch.delenv("MALLECONV_DATA")
     assert command_line("b.py", []) == "python b.py"
+
+
+def test_write_report_writes_both_files_and_replaces_earlier_ones(tmp_path):
+    import json
+
+    from malleconv.runtime import write_report
+
+    out = tmp_path / "docs" / "benchmarks"
+    paths = write_report(out, "speed", {"rows": [1, 2]}, "# Speed\n\n| a |")
+    assert paths == (out / "speed.json", out / "speed.md")
+    assert json.loads(paths[0].read_text()) == {"rows": [1, 2]}
+    assert paths[1].read_text() == "# Speed\n\n| a |\n"
+    write_report(out, "speed", {"rows": []}, "# Again\n")
+    assert json.loads(paths[0].read_text()) == {"rows": []}
+    assert paths[1].read_text() == "# Again\n"
+    assert sorted(p.name for p in out.iterdir()) == ["speed.json", "speed.md"]

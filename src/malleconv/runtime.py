@@ -12,19 +12,24 @@ memory for reuse, which removes those page faults. The process then keeps its pe
 memory until it exits, which suits a command-line run; the ``malleconv`` command calls
 it at start-up. Library users may call it themselves, or set the same options with the
 environment variables ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4294967296``.
+
+The module also holds what every benchmark script shares: :func:`cpu_name`,
+:func:`command_line` and :func:`write_report`.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import os
 import platform
 import re
 import shlex
 import sys
+from pathlib import Path
 
-__all__ = ["command_line", "cpu_name", "tune_allocator"]
+__all__ = ["command_line", "cpu_name", "tune_allocator", "write_report"]
 
 # From glibc's malloc.h.
 _M_TRIM_THRESHOLD = -1
@@ -86,3 +91,24 @@ def command_line(script: str, argv: list[str] | None = None) -> str:
     if root and shlex.quote(root) == root:
         text = re.sub(rf"(?<![\w/.-]){re.escape(root)}(?=/|\s|$)", "$MALLECONV_DATA", text)
     return f"python {script} {text}".rstrip()
+
+
+def write_report(
+    out_dir: str | os.PathLike[str], stem: str, data: dict, markdown: str
+) -> tuple[Path, Path]:
+    """Write a benchmark's ``STEM.json`` (``data``) and ``STEM.md`` into ``out_dir``.
+
+    Both are written atomically and replace earlier runs' reports; ``out_dir`` is created.
+    Returns the two paths.
+    """
+    # Imported here: malleconv.io loads Pillow and numpy, which tune_allocator's callers
+    # should not pay for at start-up.
+    from .io import atomic_write_text
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
+    atomic_write_text(json_path, json.dumps(data, indent=2) + "\n", overwrite=True)
+    text = markdown if markdown.endswith("\n") else markdown + "\n"
+    atomic_write_text(md_path, text, overwrite=True)
+    return json_path, md_path
