@@ -190,15 +190,16 @@ def test_cc15_levels_scans_oracle_levels_and_strengths(tmp_path):
     write_image(folder / "cam_1_mean.png", clean.astype(np.uint8))
     write_image(folder / "cam_1_real.png", np.clip(clean + noise, 0, 255).round().astype(np.uint8))
 
-    rows = levels.scan(tmp_path, "mallenet-s-real", [0.5, 1.0], [1.0])
+    rows = levels.scan(tmp_path, "mallenet-s-real", [0.5, 1.0], [1.0], [1.0], 4.0)
     (row,) = rows
     assert 7 < row["std"] < 9
     # The oracle column is the best of the constant levels, and a level near the truth
-    # denoises this flat ramp far beyond its noisy input.
+    # denoises this flat ramp far beyond its noisy input; so does the per-pixel oracle map.
     assert row["oracle"] == max(row["x0.5"], row["x1"])
     assert row["x1"] > row["input"] + 3
-    text = levels.table(rows, "python scripts/cc15_levels.py --x", [0.5, 1.0], [1.0])
-    assert "| **mean** |" in text and "cam_1" in text
+    assert row["l1"] > row["input"] + 3
+    text = levels.table(rows, "python scripts/cc15_levels.py --x", [0.5, 1.0], [1.0], [1.0])
+    assert "| **mean** |" in text and "cam_1" in text and "map 1 x local RMS" in text
     assert "Made by `python scripts/cc15_levels.py --x`" in text
 
 
@@ -325,3 +326,14 @@ def test_batch_speed_reports_loaders_needed_per_recipe(tmp_path, image_folder):
     assert "| loaders set | loaders needed |" in (out / "batch_speed.md").read_text()
     with pytest.raises(SystemExit):
         speed.main([*argv, "--step-seconds", "0", "--out", str(out)])
+
+
+def test_cc15_levels_local_noise_rms_follows_where_the_noise_is():
+    levels = _load_benchmark("cc15_levels", "scripts")
+    rng = np.random.default_rng(1)
+    noise = rng.normal(0, 2, (64, 96, 3))
+    noise[:, 48:] *= 5  # std 2 on the left half, 10 on the right
+    rms = levels.local_noise_rms(noise, 3.0)[0, 0].numpy()
+    assert rms.shape == (64, 96)
+    assert 1.5 < rms[:, :30].mean() < 2.5
+    assert 9 < rms[:, 66:].mean() < 11
