@@ -96,11 +96,23 @@ def test_auto_sends_correlated_noise_to_the_blind_model():
 
 def test_auto_strength_scales_the_level_on_both_routes():
     auto, white, blind = _auto(strength=2.0)
-    denoise(_white_noise(64, 64), model=auto, strength=2.0)
+    denoise(_white_noise(64, 64), model=auto)
     assert white.calls[0][1] == pytest.approx(2 * read_noise(_white_noise(64, 64)).sigma)
     decided: dict = {}
-    denoise(_correlated_noise(64, 64), model=auto, strength=2.0, report=decided)
+    denoise(_correlated_noise(64, 64), model=auto, report=decided)
     assert blind.calls[0][2] == 2.0 and decided["sigma"] == pytest.approx(14.0)
+
+
+def test_denoise_refuses_a_strength_that_a_prepared_auto_model_would_ignore():
+    auto, white, blind = _auto(strength=2.0)
+    with pytest.raises(ValueError, match=r"strength=1.5: this model was prepared with strength 2"):
+        denoise(_correlated_noise(64, 64), model=auto, strength=1.5)
+    with pytest.raises(ValueError, match="prepared with strength 2"):
+        denoise(_white_noise(64, 64), model=auto.blind, strength=1.5)
+    assert not white.calls and not blind.calls
+    # A given sigma is white noise of that level, scaled by the call's strength as always.
+    denoise(_white_noise(64, 64), 10.0, model=auto, strength=1.5)
+    assert white.calls[0][1] == pytest.approx(15.0)
 
 
 def test_auto_decides_once_per_image_before_tiling():

@@ -337,3 +337,30 @@ def test_cc15_levels_local_noise_rms_follows_where_the_noise_is():
     assert rms.shape == (64, 96)
     assert 1.5 < rms[:, :30].mean() < 2.5
     assert 9 < rms[:, 66:].mean() < 11
+
+
+def test_strength_tradeoff_scores_noisy_and_clean_photos_per_strength(tmp_path):
+    from malleconv.io import write_image
+
+    tradeoff = _load_benchmark("strength_tradeoff", "scripts")
+    rng = np.random.default_rng(2)
+    clean = np.tile(np.linspace(40, 200, 48), (48, 1))[..., None].repeat(3, 2)
+    cc15 = tmp_path / "real" / "CC15"
+    cc15.mkdir(parents=True)
+    write_image(cc15 / "cam_1_mean.png", clean.astype(np.uint8))
+    noisy = np.clip(clean + rng.normal(0, 8, clean.shape), 0, 255).round().astype(np.uint8)
+    write_image(cc15 / "cam_1_real.png", noisy)
+    for name in tradeoff.CLEAN_SETS:
+        (tmp_path / "test" / name).mkdir(parents=True)
+        write_image(tmp_path / "test" / name / "a.png", clean.astype(np.uint8))
+
+    rows = tradeoff.scan(tmp_path, "mallenet-s-real", [0.5, 2.0])
+    assert [r["strength"] for r in rows] == [0.5, 2.0]
+    for r in rows:
+        assert r["clean_min"] <= r["clean"] and r["references_min"] <= r["references"]
+    # More strength removes more: of the noise, and of a clean photo's own detail.
+    assert rows[1]["cc15"] > rows[0]["cc15"]
+    assert rows[1]["clean"] < rows[0]["clean"]
+    text = tradeoff.table(rows, "python scripts/strength_tradeoff.py --x")
+    assert "| 0.5 |" in text and "| 2 |" in text
+    assert "Made by `python scripts/strength_tradeoff.py --x`" in text

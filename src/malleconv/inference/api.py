@@ -22,7 +22,7 @@ from ..io import from_float, to_float
 from ..models.precision import check_precision
 from .auto import AutoDenoiser
 from .noise_level import estimate_sigma
-from .prepare import estimated_levels, model_channels, prepare_model
+from .prepare import built_in_strength, estimated_levels, model_channels, prepare_model
 from .tiling import ProgressFn, denoise_tensor, stream_tiles
 
 __all__ = ["denoise"]
@@ -225,14 +225,24 @@ def denoise(
             noise"``), and for a batch of several images every value is a per-image list.
 
     Raises:
-        ValueError: sigma outside [0, 75], strength outside (0, 10], unknown precision,
-            unsupported shape, NaN / infinite values, colour image with a gray model, CUDA
-            requested but not available.
+        ValueError: sigma outside [0, 75], strength outside (0, 10], a strength other than 1
+            with no sigma for a prepared automatic-mode model (it carries its own, see
+            :func:`~.prepare.prepare_auto`), unknown precision, unsupported shape, NaN /
+            infinite values, colour image with a gray model, CUDA requested but not available.
         FileNotFoundError: the model has no weights file.
     """
     fixed_sigma = parse_sigma(sigma)
     strength = check_strength(strength)
     check_precision(precision)
+    built_in = built_in_strength(model) if isinstance(model, nn.Module) else None
+    if fixed_sigma is None and strength != 1.0 and built_in is not None:
+        # Silently running at the prepared strength would ignore the caller's.
+        raise ValueError(
+            f"strength={strength:g}: this model was prepared with strength {built_in:g}, "
+            "which it applies itself; prepare it with the strength wanted "
+            "(prepare_auto(..., strength=...) or prepare_model(..., strength=...)) or pass "
+            "the model by name"
+        )
     b, c, h, w = _image_dims(image)
     if b * c * h * w == 0:
         raise ValueError(f"cannot denoise an empty image of shape {tuple(image.shape)}")

@@ -108,6 +108,18 @@ def estimated_levels(model: nn.Module) -> list[float] | None:
     return None
 
 
+def built_in_strength(model: nn.Module) -> float | None:
+    """The strength that ``model`` applies by itself, or None: the automatic mode
+    (:class:`~.auto.AutoDenoiser`) and a blind model in automatic mode
+    (:class:`EstimatedLevel`) are prepared with theirs, inside any wrappers."""
+    inner = model
+    while isinstance(inner, nn.Module):
+        if isinstance(inner, (AutoDenoiser, EstimatedLevel)):
+            return inner.strength
+        inner = inner._modules.get("model")
+    return None
+
+
 def _model_key(name_or_path: str | os.PathLike) -> tuple:
     """Cache key: the name, or for a file its resolved path and modification stamp."""
     p = Path(name_or_path)
