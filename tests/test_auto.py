@@ -103,7 +103,7 @@ def test_auto_strength_scales_the_level_on_both_routes():
     assert blind.calls[0][2] == 2.0 and decided["sigma"] == pytest.approx(14.0)
 
 
-def test_denoise_refuses_a_strength_that_a_prepared_auto_model_would_ignore():
+def test_denoise_refuses_a_strength_or_sigma_that_a_prepared_auto_model_would_ignore():
     auto, white, blind = _auto(strength=2.0)
     with pytest.raises(ValueError, match=r"strength=1.5: this model was prepared with strength 2"):
         denoise(_correlated_noise(64, 64), model=auto, strength=1.5)
@@ -113,6 +113,10 @@ def test_denoise_refuses_a_strength_that_a_prepared_auto_model_would_ignore():
     # A given sigma is white noise of that level, scaled by the call's strength as always.
     denoise(_white_noise(64, 64), 10.0, model=auto, strength=1.5)
     assert white.calls[0][1] == pytest.approx(15.0)
+    # The blind model in automatic mode would run on its own estimate, not on a given sigma.
+    with pytest.raises(ValueError, match="sigma=10: this model was prepared in automatic mode"):
+        denoise(_white_noise(64, 64), 10.0, model=auto.blind)
+    assert not blind.calls
 
 
 def test_auto_decides_once_per_image_before_tiling():

@@ -227,7 +227,8 @@ def denoise(
     Raises:
         ValueError: sigma outside [0, 75], strength outside (0, 10], a strength other than 1
             with no sigma for a prepared automatic-mode model (it carries its own, see
-            :func:`~.prepare.prepare_auto`), unknown precision, unsupported shape, NaN /
+            :func:`~.prepare.prepare_auto`), a sigma for a blind model prepared in automatic
+            mode (it would ignore it), unknown precision, unsupported shape, NaN /
             infinite values, colour image with a gray model, CUDA requested but not available.
         FileNotFoundError: the model has no weights file.
     """
@@ -235,6 +236,16 @@ def denoise(
     strength = check_strength(strength)
     check_precision(precision)
     built_in = built_in_strength(model) if isinstance(model, nn.Module) else None
+    if (
+        fixed_sigma is not None
+        and isinstance(model, nn.Module)
+        and estimated_levels(model) is not None
+    ):
+        # It would run on its own estimate: a given sigma must mean white noise of that level.
+        raise ValueError(
+            f"sigma={fixed_sigma:g}: this model was prepared in automatic mode and estimates "
+            "its own level; pass the blind model itself (or its name) to give a level"
+        )
     if fixed_sigma is None and strength != 1.0 and built_in is not None:
         # Silently running at the prepared strength would ignore the caller's.
         raise ValueError(
