@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from malleconv import denoise
+from malleconv.data.noise import check_strength
 from malleconv.evaluation.metrics import psnr
 from malleconv.evaluation.protocol import load_test_image
 from malleconv.evaluation.real import find_pairs
@@ -102,8 +103,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if not args.data:
         p.error("--data (or MALLECONV_DATA) is required")
-    if any(not 0 < s <= 10 for s in args.strength):
-        p.error(f"--strength values must be in (0, 10], got {args.strength}")
+    try:
+        args.strength = [check_strength(s) for s in args.strength]
+    except ValueError as err:
+        p.error(f"--strength: {err}")
     tune_allocator()
     rows = scan(Path(args.data), args.blind_model, args.strength)
     text = table(rows, command_line("scripts/strength_tradeoff.py", argv))

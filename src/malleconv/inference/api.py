@@ -235,25 +235,8 @@ def denoise(
     fixed_sigma = parse_sigma(sigma)
     strength = check_strength(strength)
     check_precision(precision)
-    built_in = built_in_strength(model) if isinstance(model, nn.Module) else None
-    if (
-        fixed_sigma is not None
-        and isinstance(model, nn.Module)
-        and estimated_levels(model) is not None
-    ):
-        # It would run on its own estimate: a given sigma must mean white noise of that level.
-        raise ValueError(
-            f"sigma={fixed_sigma:g}: this model was prepared in automatic mode and estimates "
-            "its own level; pass the blind model itself (or its name) to give a level"
-        )
-    if fixed_sigma is None and strength != 1.0 and built_in is not None:
-        # Silently running at the prepared strength would ignore the caller's.
-        raise ValueError(
-            f"strength={strength:g}: this model was prepared with strength {built_in:g}, "
-            "which it applies itself; prepare it with the strength wanted "
-            "(prepare_auto(..., strength=...) or prepare_model(..., strength=...)) or pass "
-            "the model by name"
-        )
+    if isinstance(model, nn.Module):
+        _check_prepared_model(model, fixed_sigma, strength)
     b, c, h, w = _image_dims(image)
     if b * c * h * w == 0:
         raise ValueError(f"cannot denoise an empty image of shape {tuple(image.shape)}")
@@ -344,6 +327,24 @@ def _denoise_each(images: torch.Tensor, report: dict | None, **options) -> torch
         for key in reports[0]:
             report[key] = [r[key] for r in reports]
     return torch.stack(outs)
+
+
+def _check_prepared_model(model: nn.Module, fixed_sigma, strength: float) -> None:
+    """Refuse a ``sigma`` or ``strength`` that a prepared automatic-mode ``model`` would
+    silently ignore: it runs on its own estimate, at the strength it was prepared with."""
+    if fixed_sigma is not None and estimated_levels(model) is not None:
+        raise ValueError(
+            f"sigma={fixed_sigma:g}: this model was prepared in automatic mode and estimates "
+            "its own level; pass the blind model itself (or its name) to give a level"
+        )
+    built_in = built_in_strength(model)
+    if fixed_sigma is None and strength != 1.0 and built_in is not None:
+        raise ValueError(
+            f"strength={strength:g}: this model was prepared with strength {built_in:g}, "
+            "which it applies itself; prepare it with the strength wanted "
+            "(prepare_auto(..., strength=...) or prepare_model(..., strength=...)) or pass "
+            "the model by name"
+        )
 
 
 def _report(report, level_map, given, fixed_sigma, sig) -> None:

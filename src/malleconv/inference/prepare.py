@@ -100,22 +100,25 @@ def estimated_levels(model: nn.Module) -> list[float] | None:
     """The ``levels`` list of the :class:`EstimatedLevel` inside ``model``'s wrappers (the
     mean level of each call, in 8-bit units), or None when ``model`` is not a blind model
     in automatic mode. Clear it to start a new count."""
-    inner = model
-    while isinstance(inner, nn.Module):
-        if isinstance(inner, EstimatedLevel):
-            return inner.levels
-        inner = inner._modules.get("model")
-    return None
+    found = _first_wrapped(model, EstimatedLevel)
+    return None if found is None else found.levels
 
 
 def built_in_strength(model: nn.Module) -> float | None:
     """The strength that ``model`` applies by itself, or None: the automatic mode
     (:class:`~.auto.AutoDenoiser`) and a blind model in automatic mode
     (:class:`EstimatedLevel`) are prepared with theirs, inside any wrappers."""
+    found = _first_wrapped(model, (AutoDenoiser, EstimatedLevel))
+    return None if found is None else found.strength
+
+
+def _first_wrapped(model: nn.Module, kinds) -> nn.Module | None:
+    """The outermost module of ``kinds`` among ``model`` and the models its wrappers
+    (``DenoiserWrapper``: ``.model``) hold, or None."""
     inner = model
     while isinstance(inner, nn.Module):
-        if isinstance(inner, (AutoDenoiser, EstimatedLevel)):
-            return inner.strength
+        if isinstance(inner, kinds):
+            return inner
         inner = inner._modules.get("model")
     return None
 
