@@ -9,7 +9,7 @@ BatchNorm folded, NCHW; folded and channels-last (float32: what ``denoise`` and
 ``malleconv denoise`` run by default); and the latter under bfloat16 autocast
 (``--precision bfloat16``). The process first calls ``tune_allocator()``, as the
 ``malleconv`` command does (``--no-tune-allocator`` keeps glibc's default, which is what a
-plain Python process gets: about 2x slower here, docs/benchmarks/allocator.md). Writes
+plain Python process gets: about 2x slower here, docs/research/allocator.md). Writes
 ``inference_speed.md`` / ``.json``.
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import os
 import statistics
 import sys
 import time
@@ -53,6 +54,8 @@ def main(argv=None) -> int:
         "malleconv.runtime)",
     )
     args = ap.parse_args(argv)
+    if args.no_tune_allocator:
+        os.environ["MALLECONV_NO_MALLOC_TUNING"] = "1"  # or load_model would tune it
     tuned = False if args.no_tune_allocator else tune_allocator()
     rows = []
     for name in args.models:

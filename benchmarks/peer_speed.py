@@ -57,7 +57,7 @@ import torch
 from malleconv.runtime import command_line, cpu_name, write_report
 
 PEERS = ("dncnn-c", "drunet", "swinir", "restormer", "nafnet", "scunet")
-OURS = ("mallenet-s", "mallenet-m", "mallenet-w", "mallenet-l", "mallenet-paper")
+OURS = ("mallenet-s", "mallenet-m", "mallenet-l", "mallenet-paper")
 
 
 def _import_spandrel_arch(name: str, package: str = "spandrel"):

@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import copy
 import datetime
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -82,7 +83,9 @@ def main(argv=None) -> int:
         help="keep glibc's default allocator (malleconv train tunes it; see malleconv.runtime)",
     )
     args = ap.parse_args(argv)
-    if not args.no_tune_allocator:
+    if args.no_tune_allocator:
+        os.environ["MALLECONV_NO_MALLOC_TUNING"] = "1"  # or load_model would tune it
+    else:
         from malleconv.runtime import tune_allocator
 
         tune_allocator()

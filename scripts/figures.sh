@@ -7,11 +7,10 @@
 #   docs/benchmarks/inference_speed.*          denoising time per model
 #   docs/benchmarks/peer_speed.{md,json}       against DnCNN, DRUNet, SwinIR (needs spandrel,
 #                                              see benchmarks/peer_speed.py; skipped without)
-#   docs/benchmarks/sizes/peer_speed_512.*     mallenet-s / -m / -w side by side, one thread
 #   (docs/benchmarks/peer_speed_cuda*.* need a GPU: peer_speed.py --device cuda, not run here)
-#   docs/benchmarks/allocator.{md,json}        glibc default against tune_allocator()
+#   docs/research/allocator.{md,json}          glibc default against tune_allocator()
 #   docs/benchmarks/denoise_memory.{md,json}   24-megapixel photo: peak RSS and time
-#   docs/benchmarks/chroma_subsampling.md      what 4:2:0 chroma costs each test set
+#   docs/research/chroma_subsampling.md        what 4:2:0 chroma costs each test set
 #   docs/results/cc15-*/                       real camera noise (CC15), models and BM3D
 #   docs/results/<model>/, docs/results/cbm3d/ evaluation (docs/models.md); BM3D takes
 #                                              about an hour (skip with SKIP_BM3D=1)
@@ -27,30 +26,24 @@ $PY benchmarks/slice_conv_speed.py --sizes 512 --kinds depthwise --methods slice
 $PY benchmarks/train_speed.py --models mallenet-s mallenet-l dncnn-c --out docs/benchmarks
 $PY benchmarks/train_speed.py --models mallenet-s --variants "fp32 channels-last" \
     --torch-prelu-too --patch 128 --steps 20 --out docs/benchmarks/prelu
-$PY benchmarks/inference_speed.py --models mallenet-s mallenet-w dncnn-c --repeat 3 \
+$PY benchmarks/inference_speed.py --models mallenet-s dncnn-c --repeat 3 \
     --out docs/benchmarks
 if $PY -c "import importlib.util as u, sys; sys.exit(not (u.find_spec('spandrel') and u.find_spec('einops')))"; then
   $PY benchmarks/peer_speed.py --out docs/benchmarks
 fi
-$PY benchmarks/peer_speed.py --models mallenet-s mallenet-m mallenet-w --size 512 --repeat 5 \
-    --threads 1 --out docs/benchmarks/sizes
-$PY benchmarks/allocator.py --out docs/benchmarks
+$PY research/allocator.py --out docs/research
 $PY benchmarks/denoise_memory.py --precision float32 bfloat16 --out docs/benchmarks
-$PY benchmarks/chroma_subsampling.py --data "$MALLECONV_DATA/test/CBSD68" \
+$PY research/chroma_subsampling.py --data "$MALLECONV_DATA/test/CBSD68" \
     "$MALLECONV_DATA/test/Kodak24" "$MALLECONV_DATA/test/McMaster" \
-    --train "$MALLECONV_DATA/train/CBSD432" --out docs/benchmarks/chroma_subsampling.md
+    --train "$MALLECONV_DATA/train/CBSD432" --out docs/research/chroma_subsampling.md
 .venv/bin/malleconv eval --model mallenet-s --data CBSD68 Kodak24 McMaster \
     --sigma 15 25 50 --out docs/results/mallenet-s --no-progress
-.venv/bin/malleconv eval --model mallenet-w --data CBSD68 Kodak24 McMaster \
-    --sigma 15 25 50 --threads 1 --out docs/results/mallenet-w --no-progress
 .venv/bin/malleconv eval --model mallenet-s --self-ensemble --data CBSD68 Kodak24 McMaster \
     --sigma 15 25 50 --out docs/results/mallenet-s-x8 --no-progress
 .venv/bin/malleconv eval --model mallenet-s --precision bfloat16 --data CBSD68 Kodak24 McMaster \
     --sigma 15 25 50 --out docs/results/mallenet-s-bf16 --no-progress
 .venv/bin/malleconv eval --model mallenet-s --real --data CC15 --sigma auto 5 10 15 20 \
     --out docs/results/cc15-mallenet-s --no-progress
-.venv/bin/malleconv eval --model mallenet-w --real --data CC15 --sigma auto 5 10 15 20 \
-    --threads 1 --out docs/results/cc15-mallenet-w --no-progress
 .venv/bin/malleconv eval --model mallenet-s-gray --data Set12 BSD68 \
     --sigma 15 25 50 --out docs/results/mallenet-s-gray --no-progress
 if [ -z "${SKIP_BM3D:-}" ]; then
@@ -63,14 +56,11 @@ if [ -z "${SKIP_BM3D:-}" ]; then
   .venv/bin/malleconv eval --method bm3d --data BSD68 --gray --sigma 15 25 50 \
       --out docs/results/bm3d-gray-bsd68 --no-progress
 fi
-$PY benchmarks/compare_results.py docs/results/mallenet-s-gray docs/results/bm3d-gray \
+$PY scripts/compare_results.py docs/results/mallenet-s-gray docs/results/bm3d-gray \
     --names mallenet-s-gray BM3D --datasets Set12 --out docs/results/mallenet-s-gray-vs-bm3d.md
-$PY benchmarks/compare_results.py docs/results/mallenet-s-gray docs/results/bm3d-gray-bsd68 \
+$PY scripts/compare_results.py docs/results/mallenet-s-gray docs/results/bm3d-gray-bsd68 \
     --names mallenet-s-gray BM3D --datasets BSD68 \
     --out docs/results/mallenet-s-gray-vs-bm3d-bsd68.md
-$PY benchmarks/compare_results.py docs/results/mallenet-s docs/results/cbm3d \
+$PY scripts/compare_results.py docs/results/mallenet-s docs/results/cbm3d \
     --names mallenet-s CBM3D --datasets Kodak24 McMaster \
     --out docs/results/mallenet-s-vs-cbm3d.md
-$PY benchmarks/compare_results.py docs/results/mallenet-w docs/results/cbm3d \
-    --names mallenet-w CBM3D --datasets Kodak24 McMaster \
-    --out docs/results/mallenet-w-vs-cbm3d.md

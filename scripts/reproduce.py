@@ -4,9 +4,12 @@
         --runs runs [--from STAGE] [--to STAGE] [--dry-run]
 
 Each stage trains into RUNS/STAGE, warm-started from the weights its init stage left
-there. --dry-run prints the commands without running them; --from starts at a stage
-whose init stage's weights are already under RUNS (e.g. after another lineage that
-shares those stages, or to redo a stage). Stages whose run folder holds a checkpoint are
+there, for the number of steps the lineage records for it (``steps``): a stage that ran on
+a wall-clock budget is replayed by its step count with its cosine per step, so the replay
+does not depend on this machine's speed. --dry-run prints the commands (and each stage's
+steps) without running them; --from starts at a stage whose init stage's weights are
+already under RUNS (e.g. after another lineage that shares those stages, or to redo a
+stage). Stages whose run folder holds a checkpoint are
 not resumed automatically: rerun the printed command with --resume. A stage's ``export``
 settings (such as ``map_variation``, chosen on validation after the run) are then written
 into its weights.
@@ -52,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
 
     for stage in lineage.stages[first : last + 1]:
         cmd = train_args(lineage, stage.name, args.data, args.runs)
-        print(f"# {stage.name}: {stage.hardware}", flush=True)
+        budget = stage.config["train"]["minutes"]
+        how = f", replayed by count (ran on a budget of {budget:g} min)" if stage.on_clock else ""
+        print(f"# {stage.name}: {stage.steps:,} steps{how}; {stage.hardware}", flush=True)
         print(shlex.join(["malleconv", *cmd]), flush=True)
         if stage.export:
             print(f"# then written into its weights: {stage.export}", flush=True)

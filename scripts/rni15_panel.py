@@ -30,6 +30,7 @@ CROPS = [
     ("Movie.png", 100, 140),
     ("Window.png", 140, 120),
     ("Flowers.png", 120, 200),
+    ("Singer.png", 90, 120),
 ]
 SIZE = 128
 SCALE = 2

@@ -8,7 +8,8 @@ from torch import nn
 
 from malleconv import denoise
 from malleconv.inference import AUTO_MODEL, AutoDenoiser, prepare_model, read_noise
-from malleconv.inference.auto import WHITE_MAX_RATIO
+from malleconv.inference.auto import FLOOR_CAP, WHITE_MAX_RATIO
+from malleconv.inference.noise_floor import read_noise_floor
 from malleconv.inference.prepare import EstimatedLevel
 
 
@@ -33,8 +34,9 @@ class _Recorder(nn.Module):
         self.value = value
         self.calls: list = []
 
-    def forward(self, noisy, sigma=None, *, strength=1.0, return_level=False):
+    def forward(self, noisy, sigma=None, *, strength=1.0, return_level=False, max_level=None):
         self.calls.append((tuple(noisy.shape), sigma, strength))
+        self.max_level = max_level
         out = torch.full_like(noisy, self.value)
         level = torch.full_like(noisy[:, :1], 7.0 * strength)
         return (out, level) if return_level else out
@@ -76,11 +78,14 @@ def test_auto_sends_white_noise_to_the_white_model_with_the_level_read():
     assert torch.all(out == 0.25) and not blind.calls
     expected = read_noise(noisy).sigma
     assert white.calls[0][1] == pytest.approx(expected)
+    floor = read_noise_floor(noisy).level
     assert decided == {
         "model": "w",
         "noise": "white noise",
         "sigma": pytest.approx(expected),
         "how": "estimated",
+        "floor": pytest.approx(floor),
+        "cap": pytest.approx(FLOOR_CAP * floor),
     }
 
 

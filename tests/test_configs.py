@@ -52,7 +52,7 @@ def test_lineage_stages_resolve_and_build_their_models(path):
 
 
 def test_stages_shared_between_lineages_are_the_same():
-    # mallenet-s-gray and mallenet-w repeat mallenet-s's early stages: the copies must agree.
+    # mallenet-s-gray and mallenet-s-real repeat mallenet-s's stages: the copies must agree.
     seen = {}
     for path in LINEAGES:
         for stage in load_lineage(path).stages:
@@ -71,15 +71,19 @@ def test_reproduce_dry_run_prints_each_stage_command():
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     commands = [line for line in res.stdout.splitlines() if not line.startswith("#")]
+    # Stages that ran on a clock replay by their recorded steps, the budget turned off.
+    replay = "--set train.minutes=null --set optim.cosine_from_start=true"
     assert commands == [
-        "malleconv train --config configs/chroma-mix-cpu.yaml --set train.minutes=80 "
-        "--set train.seed=23 --init out/mallenet-s-s20/mallenet-s.safetensors "
+        "malleconv train --config configs/chroma-mix-cpu.yaml --set train.seed=23 "
+        f"--set train.steps=2237 {replay} --init out/mallenet-s-s20/mallenet-s.safetensors "
         "--data /data/train/CBSD432 --out out/mallenet-s-s23",
         "malleconv train --config configs/chroma-mix-cpu.yaml --set model.name=mallenet-s-gray "
-        "--set train.minutes=90 --set train.seed=31 "
+        f"--set train.seed=31 --set train.steps=1477 {replay} "
         "--init out/mallenet-s-s23/mallenet-s.safetensors "
         "--data /data/train/CBSD432 --out out/mallenet-s-gray-s3",
     ]
+    comments = [line for line in res.stdout.splitlines() if line.startswith("#")]
+    assert comments[0].startswith("# mallenet-s-s23: 2,237 steps, replayed by count")
     bad = subprocess.run(
         [sys.executable, str(script), str(lineage), "--data", "/data", "--from", "s9"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
@@ -90,11 +94,11 @@ def test_reproduce_dry_run_prints_each_stage_command():
 def test_reproduce_stops_when_the_init_weights_are_missing(tmp_path):
     res = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "reproduce.py"),
-         str(ROOT / "configs" / "lineage" / "mallenet-w.yaml"), "--data", str(tmp_path),
-         "--runs", str(tmp_path / "runs"), "--from", "mallenet-w-s1"],
+         str(ROOT / "configs" / "lineage" / "mallenet-s-real.yaml"), "--data", str(tmp_path),
+         "--runs", str(tmp_path / "runs"), "--from", "mallenet-s-real-s6"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert res.returncode == 2 and "run stage mallenet-m-s2 first" in res.stderr
+    assert res.returncode == 2 and "run stage mallenet-s-real-s1 first" in res.stderr
     assert not (tmp_path / "runs").exists()
 
 
@@ -107,9 +111,10 @@ def _write(tmp_path, stages: str) -> Path:
 
 
 GOOD = """\
-  - {name: a, recipe: configs/r.yaml, init: none, data: [train/X], hardware: cpu}
+  - {name: a, recipe: configs/r.yaml, init: none, data: [train/X], hardware: cpu,
+     steps: 10000}
   - {name: b, recipe: configs/r.yaml, overrides: {optim.lr: 2.0e-4, train.seed: 4},
-     init: a, data: [train/X, train/Y], hardware: cpu}
+     init: a, data: [train/X, train/Y], hardware: cpu, steps: 10000}
 """
 
 
@@ -128,10 +133,14 @@ def test_lineage_resolves_overrides_and_init_weights(tmp_path):
         (GOOD.replace("train.seed: 4", "train.sed: 4"), r"stage 'b': unknown config key"),
         (GOOD.replace("init: a,", "init: c,"), r"stage 'b': init 'c' is neither"),
         (GOOD.replace("2.0e-4", "2e-4"), r"stage 'b': override optim.lr: '2e-4' is a string"),
-        (GOOD.replace("hardware: cpu}\n  - ", "}\n  - "), r"stage 'a': missing hardware"),
+        (GOOD.replace("hardware: cpu,\n", "\n", 1), r"stage 'a': missing hardware"),
+        (GOOD.replace("steps: 10000}", "steps: 9000}", 1), r"stage 'a': steps 9000, but"),
+        (GOOD.replace("steps: 10000}", "steps: 2.5}", 1), r"stage 'a': 'steps' must be"),
+        (GOOD.replace(", hardware: cpu, steps: 10000}", ", hardware: cpu}"), r"missing steps"),
         (GOOD.replace("configs/r.yaml, init: none", "configs/q.yaml, init: none"), r"q.yaml"),
         (
-            GOOD + "  - {name: a, recipe: configs/r.yaml, init: b, data: [x], hardware: cpu}\n",
+            GOOD + "  - {name: a, recipe: configs/r.yaml, init: b, data: [x], hardware: cpu,\n"
+            "     steps: 10000}\n",
             r"stage 'a': the name is used",
         ),
     ],
@@ -148,7 +157,7 @@ def test_lineage_export_settings_are_checked_and_written_into_the_weights(tmp_pa
 
     blind = GOOD + (
         "  - {name: c, recipe: configs/real.yaml, init: b, data: [train/X], hardware: cpu,\n"
-        "     export: {map_variation: 0.25}}\n"
+        "     steps: 10000, export: {map_variation: 0.25}}\n"
     )
     path = _write(tmp_path, blind)
     (tmp_path / "configs" / "real.yaml").write_text("model: {name: mallenet-s-real}\n")
@@ -173,14 +182,82 @@ def test_lineage_export_settings_are_checked_and_written_into_the_weights(tmp_pa
         load_lineage(
             _write(
                 tmp_path,
-                GOOD.replace("hardware: cpu}", "hardware: cpu, export: {map_variation: 1}}", 1),
+                GOOD.replace("steps: 10000}", "steps: 10000, export: {map_variation: 1}}", 1),
             ),
             root=tmp_path,
         )
 
 
-@pytest.mark.parametrize("value", [3e-4, 1e-6, 1e20, 7, True, None, [5, 30], "mallenet-w", "1"])
+@pytest.mark.parametrize("value", [3e-4, 1e-6, 1e20, 7, True, None, [5, 30], "mallenet-s", "1"])
 def test_set_value_round_trips_through_yaml(value):
     import yaml
 
     assert yaml.safe_load(set_value(value)) == value
+
+
+def test_schedule_from_start_counts_the_warm_up_as_a_clock_does():
+    from malleconv.training.schedule import warmup_cosine
+
+    clock = warmup_cosine(2, 10, 0.0, progress=lambda: 0.5)
+    per_step = warmup_cosine(2, 10, 0.0, from_start=True)
+    assert per_step(5) == pytest.approx(clock(5)) == pytest.approx(0.5)
+    assert per_step(10) == pytest.approx(0.0) and per_step(0) == pytest.approx(0.5)
+
+
+def test_replayed_clock_stage_trains_its_recorded_steps(tmp_path, image_folder):
+    """A stage that ran on a wall-clock budget replays by its recorded step count: the
+    budget is off (30 minutes would run far past 3 steps), the cosine ends on the last
+    recorded step, and the next stage starts from its weights."""
+    import csv
+
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "clock.yaml").write_text(
+        "model: {name: mallenet-tiny}\n"
+        "data: {patch_size: 32, batch_size: 2, val_holdout: 0}\n"
+        "optim: {lr: 1.0e-3, min_lr: 1.0e-5, warmup_steps: 1}\n"
+        "train: {steps: 100000, minutes: 30, threads: 1, val_every: 0, log_every: 1,\n"
+        "        ckpt_every: 100000}\n"
+    )
+    lineage = tmp_path / "configs" / "lineage" / "mallenet-tiny.yaml"
+    lineage.parent.mkdir()
+    folder = f"[{image_folder.name}]"
+    lineage.write_text(
+        "model: mallenet-tiny\nstages:\n"
+        f"  - {{name: a, recipe: configs/clock.yaml, init: none, data: {folder},\n"
+        "     hardware: 'a slow host, 30 min', steps: 3}\n"
+        f"  - {{name: b, recipe: configs/clock.yaml, init: a, data: {folder},\n"
+        "     overrides: {train.minutes: 20, train.seed: 2}, hardware: cpu, steps: 2}\n"
+    )
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "reproduce.py"), str(lineage),
+         "--data", str(image_folder.parent), "--runs", str(tmp_path / "runs")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "# a: 3 steps, replayed by count (ran on a budget of 30 min)" in res.stdout
+    for name, steps in (("a", 3), ("b", 2)):
+        run = tmp_path / "runs" / name
+        meta = json.loads((run / "mallenet-tiny.json").read_text())["meta"]
+        assert meta["steps"] == steps, name
+        with open(run / "metrics.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert [int(r["step"]) for r in rows] == list(range(1, steps + 1)), name
+        # The cosine spans the recorded steps: the last one is at min_lr.
+        assert float(rows[-1]["lr"]) == pytest.approx(1e-5), name
+
+
+def test_training_run_metrics_belong_to_lineage_stages_and_end_at_their_steps():
+    """docs/training-runs/STAGE.csv: the metrics of a stage of a shipped lineage, whose
+    last logged step is the stage's recorded step count (to within one log interval)."""
+    import csv
+
+    stages = {s.name: s for path in LINEAGES for s in load_lineage(path).stages}
+    runs = sorted((ROOT / "docs" / "training-runs").glob("*.csv"))
+    assert runs
+    for path in runs:
+        stage = stages.get(path.stem)
+        assert stage is not None, f"{path.name} names no stage of a shipped lineage"
+        with open(path, newline="") as f:
+            last = max(int(row["step"]) for row in csv.DictReader(f))
+        assert 0 <= stage.steps - last < int(stage.config["train"]["log_every"]), path.name

@@ -7,14 +7,21 @@ import sys
 import pytest
 
 CODE = "from malleconv.runtime import tune_allocator; print(tune_allocator())"
+# Importing the package leaves the allocator alone; the first load_model tunes it, once.
+FIRST_USE = (
+    "import malleconv; assert malleconv.runtime._tuned_once is None; "
+    "malleconv.load_model('mallenet-tiny', pretrained=False); "
+    "malleconv.load_model('mallenet-tiny', pretrained=False); "
+    "print(malleconv.runtime._tuned_once)"
+)
 
 
-def _run(**env_extra) -> str:
+def _run(code: str = CODE, **env_extra) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     env.pop("MALLECONV_NO_MALLOC_TUNING", None)
     env.update(env_extra)
     # A child process: the setting is process-wide and must not leak into the test run.
-    res = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, env=env)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr
     return res.stdout.strip()
 
@@ -26,11 +33,13 @@ def test_applied_on_linux_glibc():
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("not glibc")
     assert _run() == "True"
+    assert _run(FIRST_USE) == "True"
 
 
 def test_opt_out_and_user_choice_are_respected():
     assert _run(MALLECONV_NO_MALLOC_TUNING="1") == "False"
     assert _run(MALLOC_MMAP_MAX_="65536") == "False"
+    assert _run(FIRST_USE, MALLECONV_NO_MALLOC_TUNING="1") == "False"
 
 
 def test_command_line_writes_the_dataset_root_as_the_variable(monkeypatch):

@@ -4,14 +4,17 @@ PyTorch's CPU tensors come straight from ``malloc``. glibc serves every block la
 its mmap threshold (at most 32 MB) with a fresh ``mmap`` and unmaps it on free, so each
 full-resolution feature map (64 channels of 512 x 512 floats is 64 MB) is new memory that
 the kernel must fault in and zero, page by page, every time. On virtual machines this
-can cost as much as the convolutions (``benchmarks/allocator.py``,
-docs/benchmarks/allocator.md).
+can cost as much as the convolutions (``research/allocator.py``,
+docs/research/allocator.md).
 
 :func:`tune_allocator` asks glibc to serve big blocks from its heap and to keep freed
 memory for reuse, which removes those page faults. The process then keeps its peak
-memory until it exits, which suits a command-line run; the ``malleconv`` command calls
-it at start-up. Library users may call it themselves, or set the same options with the
-environment variables ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4294967296``.
+memory until it exits. The ``malleconv`` command calls it at start-up, and
+``malleconv.load_model`` (so also ``malleconv.denoise``, which loads its models through
+it) on its first call in a process (:func:`tune_allocator_once`), not at import: a program
+that imports the package without denoising keeps glibc's behaviour. Opt out with
+``MALLECONV_NO_MALLOC_TUNING=1``, or choose for yourself with glibc's own variables
+(``MALLOC_MMAP_MAX_`` / ``MALLOC_TRIM_THRESHOLD_``), which this then leaves alone.
 
 The module also holds what every benchmark script shares: :func:`cpu_name`,
 :func:`command_line` and :func:`write_report`.
@@ -29,7 +32,7 @@ import shlex
 import sys
 from pathlib import Path
 
-__all__ = ["command_line", "cpu_name", "tune_allocator", "write_report"]
+__all__ = ["command_line", "cpu_name", "tune_allocator", "tune_allocator_once", "write_report"]
 
 # From glibc's malloc.h.
 _M_TRIM_THRESHOLD = -1
@@ -64,6 +67,21 @@ def tune_allocator() -> bool:
     ok = mallopt(_M_MMAP_MAX, 0) == 1
     ok = mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1 and ok
     return ok
+
+
+_tuned_once: bool | None = None
+
+
+def tune_allocator_once() -> bool:
+    """:func:`tune_allocator` on the first call in this process; its result on later calls.
+
+    What ``load_model`` calls, so that library users get the command's speed without a
+    call of their own.
+    """
+    global _tuned_once
+    if _tuned_once is None:
+        _tuned_once = tune_allocator()
+    return _tuned_once
 
 
 def cpu_name() -> str:

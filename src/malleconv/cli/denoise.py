@@ -90,6 +90,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "bfloat16 (AVX-512 BF16, AMX), slower on others (default float32; measured cost "
         "and speed: docs/models.md)",
     )
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="torch (default) or onnxruntime: run the model's exported ONNX graph in ONNX "
+        "Runtime on the CPU (needs the extra: pip install 'malleconv[onnx]'; speed: "
+        "docs/benchmarks/onnx_speed.md)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -186,7 +194,10 @@ def run(args: argparse.Namespace) -> int:
     # gets it by name from the cache and adds the wrappers each image needs (automatic
     # level or choice of model, self-ensemble, precision).
     model = args.model or default_model(auto=fixed_sigma is None)
-    prepare_model(model, device, auto=fixed_sigma is None)
+    try:
+        prepare_model(model, device, auto=fixed_sigma is None, backend=args.backend)
+    except ImportError as err:  # the onnxruntime backend without its extra
+        raise ValueError(f"--backend {args.backend}: {err}") from None
     if args.precision == "bfloat16" and not native_bf16(device):
         print(
             f"malleconv denoise: warning: {device} has no hardware bfloat16; "
@@ -247,6 +258,7 @@ def run(args: argparse.Namespace) -> int:
                 self_ensemble=args.self_ensemble,
                 precision=args.precision,
                 progress=progress,
+                backend=args.backend,
             )
             write_image(dst, pixels, icc_profile=img.icc_profile, overwrite=args.overwrite)
         except (ImageReadError, ValueError, TypeError, OSError, RuntimeError, MemoryError) as err:
@@ -262,7 +274,10 @@ def run(args: argparse.Namespace) -> int:
             low_auto += 1
         what = {"estimated map": "mean of the estimated noise-level map"}.get(how, how)
         if "noise" in decided:  # the automatic mode's choice
-            what = f"{decided['noise']}: {decided['model']}, {what}"
+            what = (
+                f"{decided['noise']}: {decided['model']}, {what}, noise floor "
+                f"{decided['floor']:.2f} (level at most {decided['cap']:.2f})"
+            )
         extra = f", strength {strength:g}" if strength != 1.0 else ""
         tqdm.write(f"{src} -> {dst} (sigma {sigma:.2f}, {what}{extra})", file=sys.stdout)
     bar.close()

@@ -17,7 +17,7 @@ def _more_commands() -> list:
     # Imported when the parser is built, not when this module is.
     return [
         importlib.import_module(f"malleconv.cli.{name}")
-        for name in ("denoise", "demo", "train", "evaluate")
+        for name in ("denoise", "export", "demo", "train", "evaluate", "web")
     ]
 
 

@@ -228,7 +228,7 @@ def soften_scene(
     Training photos are downscaled until they are clean, which also makes them sharp at the
     pixel scale; a camera's own pixels are soft (lens, anti-aliasing filter, demosaicing of
     the signal), so at full resolution much of a noisy photo's finest-scale energy is noise,
-    where in a training photo it is detail (``scripts/noise_stats.py`` measures both). Each
+    where in a training photo it is detail (``research/noise_stats.py`` measures both). Each
     image is, with probability ``ranges.optics_prob``, blurred by a Gaussian of standard
     deviation uniform in ``ranges.optics_sigma`` pixels; both the training target and the input to
     :func:`add_camera_noise` are the softened image.

@@ -106,7 +106,7 @@ def downscale_half(pixels: np.ndarray) -> np.ndarray:
     coarsely, so their colour edges are soft; each halving brings the colour detail closer to
     the luma's, as in lossless test images (McMaster, Kodak24). On CBSD432 the chroma / luma
     gradient-energy ratio is 0.010 at full size, 0.024 halved and 0.051 at a quarter
-    (``benchmarks/colour_fidelity.py --train``).
+    (``research/colour_fidelity.py --train``).
     """
     h, w = pixels.shape[0] // 2 * 2, pixels.shape[1] // 2 * 2
     if h == 0 or w == 0:

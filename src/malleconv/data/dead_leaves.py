@@ -1,7 +1,7 @@
 """Synthetic "dead leaves" training patches: sharp-edged, scale-invariant colour layouts.
 
 CBSD432 is JPEG with 4:2:0 chroma, so its colour edges are soft at full size
-(``docs/benchmarks/colour_fidelity.md``) and a model trained on it learns to blur fine
+(``docs/research/colour_fidelity.md``) and a model trained on it learns to blur fine
 colour detail that clean test sets such as McMaster have. A dead-leaves image (Matheron's
 model: opaque discs with power-law radii stacked until the plane is covered) has edges at
 every scale and every colour transition sharp, which real images' statistics follow

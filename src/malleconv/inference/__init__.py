@@ -18,6 +18,7 @@ Public functions::
 
     estimate_sigma(image) -> float             # noise std in 8-bit units (wavelet MAD)
     read_noise(image) -> NoiseReading          # the same at full and half resolution
+    read_noise_floor(image) -> NoiseFloor      # the noise in the flattest parts
     denoise_tensor(model, noisy, sigma, ...)    # (B, C, H, W) -> (B, C, H, W), optional tiles
     denoise(image, sigma=None, model=..., ...)  # array / tensor in, same kind, dtype, shape out
     prepare_model(model, device, ...)           # the model as denoise runs it
@@ -28,6 +29,7 @@ The noise-level range and its checks live in :mod:`malleconv.data.noise`.
 from ..data.noise import SIGMA_MAX, SIGMA_MIN
 from .api import denoise
 from .auto import AutoDenoiser
+from .noise_floor import NoiseFloor, read_noise_floor
 from .noise_level import estimate_sigma, read_noise
 from .prepare import (
     AUTO_MODEL,
@@ -50,6 +52,7 @@ __all__ = [
     "SIGMA_MAX",
     "SIGMA_MIN",
     "EstimatedLevel",
+    "NoiseFloor",
     "ProgressFn",
     "default_model",
     "denoise",
@@ -60,4 +63,5 @@ __all__ = [
     "model_channels",
     "prepare_model",
     "read_noise",
+    "read_noise_floor",
 ]

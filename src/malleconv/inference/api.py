@@ -22,7 +22,13 @@ from ..io import from_float, to_float
 from ..models.precision import check_precision
 from .auto import AutoDenoiser
 from .noise_level import estimate_sigma
-from .prepare import built_in_strength, estimated_levels, model_channels, prepare_model
+from .prepare import (
+    DEFAULT_BACKEND,
+    built_in_strength,
+    estimated_levels,
+    model_channels,
+    prepare_model,
+)
 from .tiling import ProgressFn, denoise_tensor, stream_tiles
 
 __all__ = ["denoise"]
@@ -171,6 +177,7 @@ def denoise(
     precision: str = "float32",
     progress: ProgressFn | None = None,
     report: dict | None = None,
+    backend: str = DEFAULT_BACKEND,
 ):
     """Denoise an image array or tensor; returns the same kind, dtype and shape.
 
@@ -217,12 +224,20 @@ def denoise(
         strength: Multiplier on the noise level, given or estimated (result capped at 75):
             below 1 keeps more grain and detail, above 1 removes more.
         progress: ``progress(done, total)`` called after each tile.
+        backend: ``"torch"`` (default) runs the PyTorch model; ``"onnxruntime"`` its
+            exported ONNX graph in ONNX Runtime, on the CPU, float32, with the same
+            automatic mode, tiling, strength, 16-bit and alpha (the ``malleconv[onnx]``
+            extra; :mod:`~.onnx_backend`). Speed and memory of both:
+            docs/benchmarks/onnx_speed.md.
         report: A dict that receives what was decided: ``"sigma"`` (the level the model
             was given; for a noise-level map its mean, per image of a batch as a list
             when estimated by :func:`estimate_sigma`) and ``"how"`` (``"given"``,
             ``"estimated"`` or ``"estimated map"``) and ``"model"`` (the model that ran);
-            in the automatic mode also ``"noise"`` (``"white noise"`` or ``"camera
-            noise"``), and for a batch of several images every value is a per-image list.
+            in the automatic mode also ``"noise"`` (``"white noise"``, ``"camera noise"``
+            or ``"clean"``: no measurable noise), ``"floor"`` (the noise floor read,
+            :func:`~.noise_floor.read_noise_floor`) and ``"cap"`` (the most level the model
+            got, before the strength), and for a batch of several images every value is a
+            per-image list.
 
     Raises:
         ValueError: sigma outside [0, 75], strength outside (0, 10], a strength other than 1
@@ -247,6 +262,7 @@ def denoise(
         strength=strength,
         self_ensemble=self_ensemble,
         precision=precision,
+        backend=backend,
     )
     route = None
     if isinstance(net, AutoDenoiser) and fixed_sigma is None:
@@ -267,6 +283,8 @@ def denoise(
         )
         if route is not None:
             report["noise"] = route.kind
+            report["floor"] = route.floor.level
+            report["cap"] = route.cap
     given = fixed_sigma is not None and route is None
     level_map = estimated_levels(net)
     if level_map is not None:

@@ -9,6 +9,14 @@ white noise reads the same at full and at half resolution, correlated noise and 
 content read higher at half resolution. The threshold on that ratio was chosen on a
 held-out synthetic split (``benchmarks/noise_routing.py``, docs/benchmarks/noise_routing.md),
 not on the test sets.
+
+Neither reading tells noise from fine texture, and the blind model's learned map reads
+texture as noise too, so on its own the mode smooths clean, sharp photos. The noise floor
+(:func:`~.noise_floor.read_noise_floor`: the noise left in the flattest parts of the image)
+does tell them apart, so the level either model gets is capped at :data:`FLOOR_CAP` times
+the floor: a noisy photo keeps the level its noise needs, a clean one gets a level near 0
+and comes back nearly unchanged. A floor below :data:`MIN_FLOOR` (flat areas flattened by
+JPEG or in-camera smoothing) says nothing of the noise, and sets no cap.
 """
 
 from __future__ import annotations
@@ -19,13 +27,26 @@ import torch
 from torch import nn
 
 from ..data.noise import SIGMA_MAX
+from .noise_floor import NoiseFloor, read_noise_floor
 from .noise_level import NoiseReading, read_noise
 
-__all__ = ["WHITE_MAX_RATIO", "AutoDenoiser", "Route"]
+__all__ = ["CLEAN_FLOOR", "FLOOR_CAP", "MIN_FLOOR", "WHITE_MAX_RATIO", "AutoDenoiser", "Route"]
 
 # Readings whose coarse / fine ratio is below this go to the white-noise model. Chosen on
 # the held-out split of benchmarks/noise_routing.py (docs/benchmarks/noise_routing.md).
 WHITE_MAX_RATIO = 1.3
+# The level either model gets is at most this times the noise floor, on images whose floor
+# reads at least MIN_FLOOR: the first setting that costs the noisy inputs of the held-out
+# split nothing (benchmarks/noise_floor_cap.py, docs/benchmarks/noise_floor_cap.md).
+FLOOR_CAP = 4.0
+# A floor below this says nothing of the noise: the flattest blocks are flatter than a clean
+# 8-bit photo's own (JPEG or in-camera smoothing flattened them, or the image is synthetic)
+# while the noise lives elsewhere. Such images get no cap.
+MIN_FLOOR = 0.5
+# Images whose floor reads below this (and at least MIN_FLOOR) are reported as clean (no
+# measurable noise): above the clean crops of that split that have flat areas (0.6-1.5),
+# below the noisy ones that the cap leaves alone.
+CLEAN_FLOOR = 1.75
 
 
 @dataclass(frozen=True)
@@ -38,15 +59,22 @@ class Route:
         sigma: the white-noise level read, before the strength; None when the model is a
             blind model that finds its own level map.
         reading: the reading the choice was made on.
+        floor: the image's noise floor.
+        cap: the most level the model gets (:data:`FLOOR_CAP` times the floor; 75, no
+            cap, when the floor reads below :data:`MIN_FLOOR`).
     """
 
     model: nn.Module
     name: str
     sigma: float | None
     reading: NoiseReading
+    floor: NoiseFloor
+    cap: float
 
     @property
     def kind(self) -> str:
+        if MIN_FLOOR <= self.floor.level < CLEAN_FLOOR:
+            return "clean"
         return "white noise" if self.sigma is not None else "camera noise"
 
 
@@ -86,16 +114,26 @@ class AutoDenoiser(nn.Module):
         return self.white.config
 
     def route(self, image: torch.Tensor | object) -> Route:
-        """Read one image (anything :func:`~.noise_level.read_noise` takes) and choose."""
+        """Read one image (anything :func:`~.noise_level.read_noise` takes) and choose.
+
+        The blind model is also given this image's level cap, which it keeps until the
+        next ``route``: run the chosen model on this image (tile by tile if need be) before
+        routing another.
+        """
         reading = read_noise(image)
+        floor = read_noise_floor(image)
+        cap = FLOOR_CAP * floor.level if floor.level >= MIN_FLOOR else SIGMA_MAX
         if reading.ratio < self.max_ratio:
-            return Route(self.white, self.names[0], reading.sigma, reading)
-        return Route(self.blind, self.names[1], None, reading)
+            return Route(self.white, self.names[0], reading.sigma, reading, floor, cap)
+        from .prepare import set_level_cap  # prepare imports this module
+
+        set_level_cap(self.blind, cap)
+        return Route(self.blind, self.names[1], None, reading, floor, cap)
 
     def white_level(self, route: Route) -> float:
-        """The level the white-noise model gets on ``route``: the reading times the
-        strength, capped at 75."""
-        return min(float(route.sigma) * self.strength, SIGMA_MAX)
+        """The level the white-noise model gets on ``route``: the reading, at most the cap,
+        times the strength, at most 75."""
+        return min(min(float(route.sigma), route.cap) * self.strength, SIGMA_MAX)
 
     def forward(self, noisy: torch.Tensor, sigma=None) -> torch.Tensor:
         if sigma is not None:

@@ -22,14 +22,18 @@ from ..models.fuse import fuse_batchnorm
 from ..models.precision import Autocast, check_precision
 from ..models.registry import load_model, weights_dir
 from ..models.wrapper import DenoiserWrapper
+from ..runtime import tune_allocator_once
 from .auto import AutoDenoiser
 from .tiling import model_device_dtype
 
 __all__ = [
     "AUTO_MODEL",
+    "BACKENDS",
+    "DEFAULT_BACKEND",
     "DEFAULT_BLIND_MODEL",
     "DEFAULT_MODEL",
     "EstimatedLevel",
+    "check_backend",
     "default_model",
     "estimated_levels",
     "is_blind",
@@ -46,6 +50,18 @@ DEFAULT_BLIND_MODEL = "mallenet-s-real"
 # The automatic mode's name: DEFAULT_MODEL for white noise, DEFAULT_BLIND_MODEL for other
 # noise, chosen per image (:class:`~.auto.AutoDenoiser`); DEFAULT_MODEL when sigma is given.
 AUTO_MODEL = "auto"
+# How prepared models run: "torch" (the PyTorch modules) or "onnxruntime" (their exported
+# graphs, :mod:`~.onnx_backend`, the optional extra ``malleconv[onnx]``). The default is
+# docs/design.md's decision (the ONNX export), on docs/benchmarks/onnx_speed.md's figures.
+BACKENDS = ("torch", "onnxruntime")
+DEFAULT_BACKEND = "torch"
+
+
+def check_backend(backend: str) -> str:
+    """``backend`` if it is one of :data:`BACKENDS`, else a ValueError naming them."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    return backend
 
 
 def default_model(auto: bool) -> str:
@@ -60,9 +76,14 @@ def default_model(auto: bool) -> str:
 def is_blind(model: nn.Module) -> bool:
     """Whether ``model`` estimates the noise level itself (``model(noisy, None)``)."""
     inner = model
-    while not hasattr(inner, "estimator") and isinstance(getattr(inner, "model", None), nn.Module):
+    while not _estimates(inner) and isinstance(getattr(inner, "model", None), nn.Module):
         inner = inner.model
-    return hasattr(inner, "estimator")
+    return _estimates(inner)
+
+
+def _estimates(model: nn.Module) -> bool:
+    # A PyTorch blind model has its estimator; an exported one says so (onnx_backend).
+    return hasattr(model, "estimator") or bool(getattr(model, "estimates_level", False))
 
 
 def model_channels(model: nn.Module) -> int:
@@ -80,18 +101,23 @@ class EstimatedLevel(DenoiserWrapper):
     """A blind model run in automatic mode whatever ``sigma`` it is handed.
 
     ``forward(noisy (B, C, H, W), sigma) -> (B, C, H, W)``: ``sigma`` is ignored; the model
-    estimates its own ``(B, 1, H, W)`` noise-level map, multiplied by ``strength``. The mean
-    level of each call is appended to ``levels``, so that a caller running it tile by tile
-    (or under a self-ensemble) can report the level decided.
+    estimates its own ``(B, 1, H, W)`` noise-level map, capped at ``max_level`` (8-bit units,
+    None for no cap; the automatic mode sets it per image, :func:`set_level_cap`) and then
+    multiplied by ``strength``. The mean level of each call is appended to ``levels``, so
+    that a caller running it tile by tile (or under a self-ensemble) can report the level
+    decided.
     """
 
     def __init__(self, model: nn.Module, strength: float = 1.0):
         super().__init__(model)
         self.strength = float(strength)
+        self.max_level: float | None = None
         self.levels: list[float] = []
 
     def forward(self, noisy: torch.Tensor, sigma=None) -> torch.Tensor:
-        out, level = self.model(noisy, None, strength=self.strength, return_level=True)
+        out, level = self.model(
+            noisy, None, strength=self.strength, max_level=self.max_level, return_level=True
+        )
         self.levels.append(float(level.float().mean()))
         return out
 
@@ -102,6 +128,15 @@ def estimated_levels(model: nn.Module) -> list[float] | None:
     in automatic mode. Clear it to start a new count."""
     found = _first_wrapped(model, EstimatedLevel)
     return None if found is None else found.levels
+
+
+def set_level_cap(model: nn.Module, max_level: float | None) -> None:
+    """Cap the level map of the :class:`EstimatedLevel` inside ``model``'s wrappers at
+    ``max_level`` (8-bit units; None: no cap) until it is set again."""
+    found = _first_wrapped(model, EstimatedLevel)
+    if found is None:
+        raise ValueError("set_level_cap: the model is not a blind model in automatic mode")
+    found.max_level = None if max_level is None else float(max_level)
 
 
 def built_in_strength(model: nn.Module) -> float | None:
@@ -153,8 +188,42 @@ def _resolve_device(device) -> torch.device:
     return dev
 
 
-def _base_model(model, device, pretrained: bool) -> nn.Module:
+@functools.lru_cache(maxsize=4)
+def _cached_onnx_model(name_or_path: str, threads: int, _key: tuple) -> nn.Module:
+    from .onnx_backend import onnx_denoiser
+
+    return onnx_denoiser(name_or_path, threads=threads)
+
+
+def _onnx_model(model, device, pretrained: bool) -> nn.Module:
+    """The unwrapped model run by ONNX Runtime (:mod:`~.onnx_backend`)."""
+    from .onnx_backend import onnx_denoiser, require_onnxruntime
+
+    require_onnxruntime()
+    if device is not None and _resolve_device(device).type != "cpu":
+        raise ValueError(f"backend 'onnxruntime' runs on the CPU, got device={str(device)!r}")
+    if not pretrained:
+        raise ValueError("backend 'onnxruntime' runs trained models only (pretrained=True)")
+    if isinstance(model, nn.Module):
+        if _runs_onnx(model):  # already prepared for this backend
+            return model
+        return onnx_denoiser(model)
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model must be a name, a weights path or an nn.Module, got {model!r}")
+    threads = torch.get_num_threads()
+    return _cached_onnx_model(os.fspath(model), threads, _model_key(model))
+
+
+def _runs_onnx(model: nn.Module) -> bool:
+    from .onnx_backend import OnnxBlindDenoiser, OnnxDenoiser
+
+    return any(isinstance(m, (OnnxDenoiser, OnnxBlindDenoiser)) for m in model.modules())
+
+
+def _base_model(model, device, pretrained: bool, backend: str = DEFAULT_BACKEND) -> nn.Module:
     """The unwrapped model: loaded and made ready by name / path, or ``model`` itself."""
+    if backend == "onnxruntime":
+        return _onnx_model(model, device, pretrained)
     if isinstance(model, nn.Module):
         if device is not None:
             want = _resolve_device(device)
@@ -182,6 +251,7 @@ def prepare_model(
     self_ensemble: bool = False,
     precision: str = "float32",
     pretrained: bool = True,
+    backend: str = DEFAULT_BACKEND,
 ) -> nn.Module:
     """A model ready to run as ``net(noisy (B, C, H, W), sigma) -> (B, C, H, W)``.
 
@@ -196,7 +266,9 @@ def prepare_model(
        models are cached by name / path (and file time) and device, so preparing the same
        model again is cheap and returns the same module inside new wrappers. An
        ``nn.Module`` is used as it is (not modified, on its own device: another explicit
-       ``device`` is an error).
+       ``device`` is an error). With ``backend="onnxruntime"`` the model is its exported
+       graph run by ONNX Runtime on the CPU (:func:`~.onnx_backend.onnx_denoiser`: graphs
+       of named models cached on disk, a module exported now), with the same calls.
     3. ``auto`` and a blind model (:func:`is_blind`): wrapped in :class:`EstimatedLevel`
        with ``strength``, so it finds its own level map whatever sigma it is handed. Other
        models are unchanged by ``auto`` and ``strength``: their level is a number that the
@@ -210,23 +282,33 @@ def prepare_model(
     :func:`model_channels` and :func:`~malleconv.inference.tiling.model_device_dtype` see
     the wrapped model's. ``pretrained=False`` gives a randomly initialised registered model
     prepared the same way, not cached (benchmarks of speed, which does not depend on the
-    weights).
+    weights; torch backend only).
 
     Raises:
         ValueError: unknown name or precision, strength outside (0, 10], CUDA requested
             but not available, a module on another device than ``device``.
         FileNotFoundError: the model has no weights file.
+        ImportError: ``backend="onnxruntime"`` without the ``malleconv[onnx]`` extra.
     """
     strength = check_strength(strength)
+    tune_allocator_once()  # a model passed as a module skips load_model, which does it
     check_precision(precision)
+    check_backend(backend)
+    if backend == "onnxruntime" and precision != "float32":
+        raise ValueError(
+            f"precision={precision!r} runs with backend 'torch' only; the onnxruntime "
+            "backend runs float32"
+        )
     if model is None:
         model = default_model(auto=auto)
     if isinstance(model, str) and model == AUTO_MODEL:
-        options = dict(self_ensemble=self_ensemble, precision=precision, pretrained=pretrained)
+        options = dict(
+            self_ensemble=self_ensemble, precision=precision, pretrained=pretrained, backend=backend
+        )
         if not auto:
             return prepare_model(DEFAULT_MODEL, device, **options)
         return prepare_auto(device=device, strength=strength, **options)
-    net = _base_model(model, device, pretrained)
+    net = _base_model(model, device, pretrained, backend)
     if auto and is_blind(net) and estimated_levels(net) is None:
         net = EstimatedLevel(net, strength)
     if self_ensemble:
@@ -246,7 +328,8 @@ def prepare_auto(
 ) -> AutoDenoiser:
     """The automatic mode (:class:`~.auto.AutoDenoiser`) of a white-noise model and a blind
     model, each a name or weights path prepared by :func:`prepare_model` with ``options``
-    (``self_ensemble``, ``precision``, ``pretrained``); ``prepare_model("auto", auto=True)``
+    (``self_ensemble``, ``precision``, ``pretrained``, ``backend``);
+    ``prepare_model("auto", auto=True)``
     is this with the defaults. Other pairs are for benchmarks of candidate models."""
     white_net = prepare_model(white, device, **options)
     blind_net = prepare_model(blind, device, auto=True, strength=strength, **options)

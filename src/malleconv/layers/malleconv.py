@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops.slice_conv import slice_conv
+from ..ops.slice_conv_export import gather_pad_to_multiple, in_export_mode
 from .blocks import InvertedBottleneck, PReLU
 
 __all__ = ["MalleConv2d", "PerPixelConv2d"]
@@ -133,14 +134,16 @@ class MalleConv2d(_DynamicConvBase):
         s = self.grid_stride
         gh, gw = -(-h // s), -(-w // s)
         # Replicate-pad to whole cells so every cell sees its full footprint.
-        xp = (
-            F.pad(x, (0, gw * s - w, 0, gh * s - h), mode="replicate")
-            if (gh * s, gw * s) != (h, w)
-            else x
-        )
+        if in_export_mode():
+            xp = gather_pad_to_multiple(x, s, reflect=False)
+        elif (gh * s, gw * s) != (h, w):
+            xp = F.pad(x, (0, gw * s - w, 0, gh * s - h), mode="replicate")
+        else:
+            xp = x
         if self.downsample > 1:
             xp = F.avg_pool2d(xp, self.downsample)
         coeffs = self.to_grid(self.predictor(xp))  # (B, P * gd, gh, gw)
+        gh, gw = coeffs.shape[-2], coeffs.shape[-1]
         gd = self.grid_depth
         k, ci = self.kernel_size, self.in_channels // self.groups
         coeffs = coeffs.view(b, self.kernel_numel + self.out_channels, gd, gh, gw)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.noise import SIGMA_MAX, SIGMA_MIN
-from .mallenet import MalleNet, MalleNetConfig, noise_level_map
+from .mallenet import MalleNet, MalleNetConfig, noise_level_map, pad_to_multiple
 
 __all__ = ["BlindMalleNet", "NoiseLevelEstimator", "noise_level_loss"]
 
@@ -53,11 +53,7 @@ class NoiseLevelEstimator(nn.Module):
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         h, w = noisy.shape[-2:]
-        ph, pw = (-h) % 8, (-w) % 8
-        x = noisy
-        if ph or pw:
-            mode = "reflect" if (ph < h and pw < w) else "replicate"
-            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        x = pad_to_multiple(noisy, 8)
         x = self.at_half(F.pixel_unshuffle(x, 2))
         q = self.at_quarter(F.avg_pool2d(x, 2))
         e = self.at_eighth(F.avg_pool2d(q, 2))
@@ -105,6 +101,11 @@ class BlindMalleNet(nn.Module):
             ``(B, 1, H, W)`` map in 8-bit units, passed to the denoiser as it is.
         strength: Multiplier on the noise level (estimated or given): below 1 keeps more
             grain, above 1 removes more.
+        max_level: None, a float or a ``(B,)`` tensor in 8-bit units: the estimated map is
+            capped there before ``strength`` applies. Why: the estimator reads fine texture
+            as noise; an image-wide reading of the noise in flat regions bounds it
+            (:mod:`malleconv.inference.noise_floor`). Ignored when ``sigma`` is given.
+        min_level: likewise, a lower bound on the estimated map (applied after the cap).
         return_level: Also return the level map the denoiser got (reporting).
         also_estimate: Also run the estimator when ``sigma`` is given and return
             ``(denoised, estimate)`` (training both parts in one forward).
@@ -151,10 +152,18 @@ class BlindMalleNet(nn.Module):
         also_estimate: bool = False,
         blind: torch.Tensor | None = None,
         detach_blind: bool = False,
+        max_level=None,
+        min_level=None,
     ):
         estimate = self.estimator(noisy) if (sigma is None or also_estimate) else None
         if sigma is None:
             level = self._level_from_estimate(estimate)
+            if max_level is not None:
+                cap = torch.as_tensor(max_level, dtype=level.dtype, device=level.device)
+                level = torch.minimum(level, cap.reshape(-1, 1, 1, 1))
+            if min_level is not None:
+                low = torch.as_tensor(min_level, dtype=level.dtype, device=level.device)
+                level = torch.maximum(level, low.reshape(-1, 1, 1, 1))
         else:
             level = sigma if torch.is_tensor(sigma) else torch.tensor(float(sigma))
             level = noise_level_map(level, noisy) * 255.0

@@ -27,8 +27,26 @@ from torch import nn
 
 from ..layers.blocks import InvertedBottleneck, PReLU
 from ..layers.malleconv import MalleConv2d
+from ..ops.slice_conv_export import gather_pad_to_multiple, in_export_mode
 
-__all__ = ["MalleNet", "MalleNetConfig", "noise_level_map"]
+__all__ = ["MalleNet", "MalleNetConfig", "noise_level_map", "pad_to_multiple"]
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``x (B, C, H, W)`` padded at the bottom and right to a multiple of ``multiple``.
+
+    Reflect padding; replicate padding for images too small to reflect (a pad as long as
+    the side). While a graph is exported (:func:`~malleconv.ops.export_mode`) the same
+    padding is an index gather, so that the graph holds for every size.
+    """
+    h, w = x.shape[-2:]
+    if in_export_mode():
+        return gather_pad_to_multiple(x, multiple, reflect=True)
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        mode = "reflect" if (ph < h and pw < w) else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x
 
 
 def noise_level_map(sigma, like: torch.Tensor) -> torch.Tensor:
@@ -45,7 +63,7 @@ def noise_level_map(sigma, like: torch.Tensor) -> torch.Tensor:
         sigma = sigma.expand(b)
     if sigma.dim() == 1:
         sigma = sigma.view(-1, 1, 1, 1).expand(b, 1, h, w)
-    if sigma.shape != (b, 1, h, w):
+    if not in_export_mode() and sigma.shape != (b, 1, h, w):
         raise ValueError(f"sigma map must have shape {(b, 1, h, w)}, got {tuple(sigma.shape)}")
     return sigma / 255.0
 
@@ -198,17 +216,12 @@ class MalleNet(nn.Module):
                 f"got {tuple(noisy.shape)}"
             )
         h, w = noisy.shape[-2:]
-        m = self.multiple
-        ph, pw = (-h) % m, (-w) % m
         x = noisy
         if self.config.noise_map:
             if sigma is None:
                 raise ValueError("sigma is required: this model is conditioned on the noise level")
             x = torch.cat([x, noise_level_map(sigma, noisy)], dim=1)
-        if ph or pw:
-            # Reflect padding needs pad < size; tiny images fall back to replicate.
-            mode = "reflect" if (ph < h and pw < w) else "replicate"
-            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        x = pad_to_multiple(x, self.multiple)
         feats = []
         level_in = x
         for lvl in range(self.levels):
@@ -219,7 +232,5 @@ class MalleNet(nn.Module):
         for lvl in range(self.levels - 2, -1, -1):
             up = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
             y = self.decoders[lvl](self.fuse[lvl](torch.cat([up, feats[lvl]], dim=1)))
-        noise = self.tail(y)
-        if ph or pw:
-            noise = noise[..., :h, :w]
+        noise = self.tail(y)[..., :h, :w]
         return noisy - noise

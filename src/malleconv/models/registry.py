@@ -43,13 +43,6 @@ MODEL_CONFIGS: dict[str, tuple[str, dict]] = {
         "mallenet",
         dict(widths=(32, 32, 64, 128), expand=4, encoder_blocks=1, decoder_blocks=1),
     ),
-    # mallenet-s's design at twice its widths from the second level on (about 4x its FLOPs):
-    # grown from mallenet-m (models.widen) and trained on a GPU; weights shipped. Trained far
-    # less than mallenet-s, which has since passed it (docs/models.md).
-    "mallenet-w": (
-        "mallenet",
-        dict(widths=(32, 64, 128, 256), expand=4, encoder_blocks=1, decoder_blocks=1),
-    ),
     "mallenet-l": ("mallenet", dict(widths=(64, 64, 128, 256), expand=5, decoder_blocks=2)),
     "mallenet-l-gray": (
         "mallenet",
@@ -203,9 +196,16 @@ def load_model(
 ) -> nn.Module:
     """A model in eval mode, by registered name (shipped weights) or weights path.
 
-    ``pretrained=False`` returns a randomly initialised registered model.
+    ``pretrained=False`` returns a randomly initialised registered model. The first call in
+    a process tunes the allocator for inference (:func:`malleconv.runtime.tune_allocator_once`:
+    freed memory is reused, up to 2-3x faster on big images; opt out with
+    ``MALLECONV_NO_MALLOC_TUNING=1``).
     """
     from safetensors.torch import load_file
+
+    from ..runtime import tune_allocator_once
+
+    tune_allocator_once()
 
     weights, name = _resolve(name_or_path)
     if name is not None and not pretrained:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from .grid_interp import upsample_bilinear
 from .slice_conv_depthwise import depthwise_slice_conv
+from .slice_conv_export import in_export_mode, standard_slice_conv
 from .slice_conv_tiled import row_chunks, tiled_slice_conv_rows
 
 __all__ = ["slice_conv", "slice_conv_reference", "check_slice_conv_args"]
@@ -315,7 +316,12 @@ def slice_conv(
         cross-correlation with zero padding ``k // 2``; a grid whose cells all hold the
         same kernel gives exactly ``conv2d``. Per-pixel kernels are never stored: the
         extra memory is a few feature maps, in the forward and in the backward.
+        While a graph is exported (:func:`~malleconv.ops.slice_conv_export.export_mode`)
+        the same sum is written in standard operators (depthwise grids only).
     """
+    if in_export_mode():
+        # No argument checks: their shape tests would be recorded as guards on the size.
+        return standard_slice_conv(x, grid, bias, groups=groups, guide=guide)
     check_slice_conv_args(x, grid, bias, groups, guide)
     guided = guide is not None
     if not guided and grid.shape[2] == 1:

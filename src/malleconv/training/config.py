@@ -67,6 +67,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "warmup_steps": 500,
         "min_lr": 1.0e-6,
         "grad_clip": 1.0,
+        # Count the cosine's progress from step 0 (t = step / train.steps), as a
+        # train.minutes budget counts its clock from the start, warm-up included; off, it
+        # runs from the end of the warm-up. A lineage replays a stage that ran on a clock by
+        # its recorded step count with this on (training/lineage.py).
+        "cosine_from_start": False,
     },
     "train": {
         "steps": 10000,

@@ -12,10 +12,12 @@ data and hardware, and what it measured::
         init: none             # none, an earlier stage, or a shipped model name
         data: [train/CBSD432]  # relative to $MALLECONV_DATA
         hardware: 2-core CPU
-      - name: mallenet-s-s2
-        recipe: configs/charbonnier.yaml
-        overrides: {train.seed: 1, train.steps: 2400}
-        init: mallenet-s-s1
+        steps: 8000            # the optimiser steps it trained
+      - name: mallenet-s-s23
+        recipe: configs/chroma-mix-cpu.yaml
+        overrides: {train.minutes: 80, train.seed: 23}   # a wall-clock budget
+        init: mallenet-s-s20
+        steps: 2237            # what those 80 minutes gave on its host
         ...
         export: {map_variation: 0.25}  # blind models: written into the weights after training
 
@@ -23,6 +25,14 @@ data and hardware, and what it measured::
 recipe through :func:`~malleconv.training.config.load_config` with the overrides as
 ``--set`` strings, so a stage resolves exactly as its command will); :func:`train_args`
 gives the ``malleconv train`` arguments that rerun a stage.
+
+**A stage is replayed by its step count.** ``steps`` is the number of optimiser steps the
+run trained. A stage that ran for a step count replays exactly as it ran. A stage that ran
+on a wall-clock budget (``train.minutes``) trained as many steps as its host allowed and
+followed a cosine over the clock; its replay (:meth:`Stage.replay_overrides`) turns the
+budget off and trains the recorded steps, its cosine counted per step from step 0 as the
+clock counted from the start (``optim.cosine_from_start``). Batches are a function of
+``(seed, step)``, so a replay trains the same steps on the same batches on any machine.
 """
 
 from __future__ import annotations
@@ -43,12 +53,13 @@ __all__ = [
 ]  # fmt: skip
 
 _STAGE_KEYS = {
-    "name", "recipe", "overrides", "init", "data", "hardware", "export", "result", "notes"
+    "name", "recipe", "overrides", "init", "data", "hardware", "steps", "export", "result",
+    "notes",
 }  # fmt: skip
 # Settings a stage may write into its weights after training (``export``): stored in the
 # weights' JSON, not learned, chosen on validation after the run.
 _EXPORT_KEYS = {"map_variation": "blind-mallenet"}
-_REQUIRED = ("name", "recipe", "init", "data", "hardware")
+_REQUIRED = ("name", "recipe", "init", "data", "hardware", "steps")
 
 
 class LineageError(ValueError):
@@ -62,7 +73,8 @@ class Stage:
     ``recipe`` is the config path as written (relative to the repository root),
     ``overrides`` maps dotted config keys to values, ``init`` is None, the name of an
     earlier stage or a shipped model name, ``data`` the training folders relative to the
-    data root, and ``config`` the resolved config dict (as ``load_config`` returns it).
+    data root, ``steps`` the optimiser steps the run trained, and ``config`` the resolved
+    config dict of the run as it ran (as ``load_config`` returns it).
     """
 
     name: str
@@ -71,6 +83,7 @@ class Stage:
     init: str | None
     data: tuple[str, ...]
     hardware: str
+    steps: int
     config: dict = field(repr=False)
     result: str | None = None
     notes: str | None = None
@@ -84,6 +97,33 @@ class Stage:
     def set_args(self) -> list[str]:
         """The overrides as ``malleconv train --set`` values, ``["train.seed=3", ...]``."""
         return _set_args(self.overrides)
+
+    @property
+    def on_clock(self) -> bool:
+        """True when the run was on a wall-clock budget (``train.minutes``)."""
+        return self.config["train"].get("minutes") is not None
+
+    def replay_overrides(self) -> dict[str, Any]:
+        """The overrides that replay this stage by its recorded step count.
+
+        Always ``train.steps: N`` (so that a later change to a recipe's step count cannot
+        change the replay). A stage that ran on a clock gets ``train.minutes: null`` (the
+        budget would end the run at another step on another host) and
+        ``optim.cosine_from_start: true``: its cosine then falls over the N steps as it
+        fell over the clock, which counted from step 0.
+        """
+        replaced = {"train.steps"}
+        if self.on_clock:
+            replaced |= {"train.minutes", "optim.cosine_from_start"}
+        replay = {k: v for k, v in self.overrides.items() if k not in replaced}
+        replay["train.steps"] = self.steps
+        if self.on_clock:
+            replay.update({"train.minutes": None, "optim.cosine_from_start": True})
+        return replay
+
+    def replay_args(self) -> list[str]:
+        """:meth:`replay_overrides` as ``--set`` values."""
+        return _set_args(self.replay_overrides())
 
 
 @dataclass(frozen=True)
@@ -235,6 +275,16 @@ def _load_stage(path: Path, root: Path, i: int, entry: Any, earlier: list[Stage]
             raise fail(f"export {key!r} needs a {_EXPORT_KEYS[key]} model, not {arch}")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
             raise fail(f"export {key!r} must be a number in [0, 1], got {value!r}")
+    steps = entry["steps"]
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise fail(f"'steps' must be the number of optimiser steps the run trained, got {steps!r}")
+    cap = int(config["train"]["steps"])
+    if config["train"].get("minutes") is None and steps != cap:
+        raise fail(
+            f"steps {steps}, but without a clock budget its config trains exactly train.steps={cap}"
+        )
+    if steps > cap:
+        raise fail(f"steps {steps} is more than its config's cap train.steps={cap}")
     return Stage(
         name=name,
         recipe=recipe,
@@ -242,6 +292,7 @@ def _load_stage(path: Path, root: Path, i: int, entry: Any, earlier: list[Stage]
         init=init,
         data=tuple(data),
         hardware=str(entry["hardware"]),
+        steps=steps,
         config=config,
         result=entry.get("result"),
         notes=entry.get("notes"),
@@ -282,7 +333,8 @@ def train_args(
     lineage: Lineage, name: str, data_root: str | os.PathLike, runs: str | os.PathLike
 ) -> list[str]:
     """Arguments of ``malleconv`` that rerun stage ``name``: ``["train", "--config", RECIPE,
-    "--set", "K=V", ..., "--init", WEIGHTS, "--data", FOLDER..., "--out", RUNS/NAME]``.
+    "--set", "K=V", ..., "--init", WEIGHTS, "--data", FOLDER..., "--out", RUNS/NAME]``,
+    the ``--set`` values those of :meth:`Stage.replay_overrides` (its recorded steps).
 
     The recipe path is given relative to the current folder when it lies below it (as
     written in the lineage when run from the repository root); ``--init`` names the
@@ -295,7 +347,7 @@ def train_args(
     except ValueError:
         pass  # outside the current folder: keep the absolute path
     args = ["train", "--config", str(recipe)]
-    for item in stage.set_args():
+    for item in stage.replay_args():
         args += ["--set", item]
     if stage.init is not None:
         if stage.init in lineage.names():

@@ -122,7 +122,11 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt,
             warmup_cosine(
-                int(o["warmup_steps"]), total, float(o["min_lr"]) / float(o["lr"]), progress
+                int(o["warmup_steps"]),
+                total,
+                float(o["min_lr"]) / float(o["lr"]),
+                progress,
+                from_start=bool(o["cosine_from_start"]),
             ),
         )
         self.ema = EMA(self.model, float(t["ema"])) if float(t["ema"] or 0) > 0 else None
@@ -205,7 +209,7 @@ class Trainer:
         # Fixed batches (independent of the current step) so that exports are reproducible.
         # Drawn like the training batches (same augmentations): the statistics of plain
         # full-size patches are not those the weights were trained with, and cost held-out
-        # PSNR (benchmarks/bn_recalibration.py).
+        # PSNR (research/bn_recalibration.py).
         recal = self.batches.reseeded(self.batches.seed + 1)
         recalibrate_batchnorm(model, (recal[i] for i in range(n)), self.device)
 

@@ -1,0 +1,287 @@
+"""PyTorch against ONNX Runtime, side by side: time at 256^2 and 512^2, time and peak
+memory on a 12-megapixel photo, and ONNX Runtime's session settings.
+
+    python benchmarks/onnx_speed.py [--sizes 256 512] [--megapixels 12] [--repeats 5]
+        [--sigma 25 | auto] [--tile 512] [--threads 2] [--out docs/benchmarks]
+
+Every timing is ``malleconv.denoise`` on a uint8 image as the command runs it (the
+allocator tuned, ``--sigma`` 25: ``mallenet-s``; ``auto``: the automatic mode), with
+``backend="torch"`` and ``backend="onnxruntime"``:
+
+* 256^2 and 512^2: one process, the same synthetic noisy image, the two backends
+  alternated, best of ``--repeats`` after a warm-up;
+* the photo (4000 x 3000 at 12 MP): one fresh child process per backend, tiled as the
+  command does by default (``--tile 512``), with that child's peak resident memory
+  (``VmHWM``), run twice in the order torch, onnxruntime, torch, onnxruntime (best
+  time, highest peak);
+* ONNX Runtime's settings at 512^2: graph optimisation level, threads, sequential or
+  parallel execution, each against the backend's default session.
+
+Writes ``onnx_speed.json`` / ``.md``. Run it with the machine otherwise idle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from malleconv.runtime import command_line, cpu_name, tune_allocator, write_report
+
+BACKENDS = ("torch", "onnxruntime")
+
+
+def noisy_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """``H x W x 3`` uint8: smooth gradients and discs plus white noise of std 25, made a
+    plane at a time so that the photo's own memory stays small beside the denoiser's."""
+    rng = np.random.default_rng(seed)
+    yy = np.linspace(0, 1, height, dtype=np.float32)[:, None]
+    xx = np.linspace(0, 1, width, dtype=np.float32)[None, :]
+    discs = []
+    for _ in range(12):
+        cy, cx = rng.random(2) * (height, width)
+        r = rng.uniform(0.03, 0.15) * min(height, width)
+        discs.append((cy, cx, r, rng.random(3).astype(np.float32)))
+    out = np.empty((height, width, 3), np.uint8)
+    for c in range(3):
+        plane = 0.25 + 0.5 * (0.6 * xx * (c + 1) / 3 + 0.4 * yy * (3 - c) / 3)
+        for cy, cx, r, colour in discs:
+            y0, y1 = max(0, int(cy - r)), min(height, int(cy + r) + 1)
+            x0, x1 = max(0, int(cx - r)), min(width, int(cx + r) + 1)
+            inside = (yy[y0:y1] * height - cy) ** 2 + (xx[:, x0:x1] * width - cx) ** 2 < r * r
+            plane[y0:y1, x0:x1][inside] = colour[c]
+        plane += rng.standard_normal((height, width), dtype=np.float32) * (25 / 255)
+        out[:, :, c] = np.clip(np.rint(plane * 255), 0, 255)
+    return out
+
+
+def _sigma(text: str):
+    return None if text == "auto" else float(text)
+
+
+def _peak_gb() -> float:
+    """This process's peak resident memory in GB: ``VmHWM`` on Linux, which starts afresh
+    at ``exec`` (``ru_maxrss`` keeps the parent's peak across fork and exec), else
+    ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / 1e9
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+
+
+def _child(args) -> int:
+    """One backend on the photo, in this fresh process: prints time and peak memory."""
+    import torch
+
+    import malleconv
+
+    tune_allocator()
+    torch.set_num_threads(args.threads)
+    width = int(round((args.megapixels * 1e6 * 4 / 3) ** 0.5))
+    height = int(round(width * 3 / 4))
+    image = noisy_image(height, width)
+    # Model loading (and for onnxruntime the session) outside the timing, as the command
+    # does before its first image.
+    malleconv.denoise(image[:64, :64], _sigma(args.sigma), backend=args.child)
+    before = _peak_gb()
+    t0 = time.perf_counter()
+    out = malleconv.denoise(image, _sigma(args.sigma), tile=args.tile, backend=args.child)
+    seconds = time.perf_counter() - t0
+    assert out.shape == image.shape
+    peak = _peak_gb()
+    print(
+        json.dumps(
+            {"seconds": seconds, "peak_gb": peak, "before_gb": before, "size": f"{width}x{height}"}
+        )
+    )
+    return 0
+
+
+def _time(fn, repeats: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _side_by_side(sizes, sigma, repeats: int) -> list[dict]:
+    import malleconv
+
+    rows = []
+    for size in sizes:
+        image = noisy_image(size, size, seed=size)
+        times = {b: float("inf") for b in BACKENDS}
+        for b in BACKENDS:  # warm-up: model loading, sessions, first-run allocations
+            malleconv.denoise(image, sigma, backend=b)
+        for _ in range(repeats):
+            for b in BACKENDS:
+                t0 = time.perf_counter()
+                malleconv.denoise(image, sigma, backend=b)
+                times[b] = min(times[b], time.perf_counter() - t0)
+        rows.append({"size": f"{size}x{size}", **{f"{b}_s": times[b] for b in BACKENDS}})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def _photo(args, argv) -> list[dict]:
+    runs = {b: [] for b in BACKENDS}
+    for _ in range(2):
+        for b in BACKENDS:
+            cmd = [sys.executable, __file__, "--child", b] + argv
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode:
+                raise RuntimeError(f"{b} child failed:\n{out.stderr[-3000:]}")
+            runs[b].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(b, runs[b][-1], flush=True)
+    return [
+        {
+            "backend": b,
+            "size": runs[b][0]["size"],
+            "seconds": min(r["seconds"] for r in runs[b]),
+            "peak_gb": max(r["peak_gb"] for r in runs[b]),
+            # The process's peak before the photo is denoised (Python, libraries, model or
+            # session, the photo itself): what denoising adds is the difference.
+            "before_gb": max(r.get("before_gb", float("nan")) for r in runs[b]),
+        }
+        for b in BACKENDS
+    ]
+
+
+def _settings(sigma, repeats: int, threads: int) -> list[dict]:
+    """ONNX Runtime session settings at 512^2 (mallenet-s, or the white graph)."""
+    import onnxruntime as ort
+    import torch
+
+    from malleconv.inference.onnx_backend import OnnxDenoiser, exported_graph, session_options
+    from malleconv.inference.tiling import denoise_tensor
+
+    path = str(exported_graph("mallenet-s"))
+    x = torch.from_numpy(noisy_image(512, 512, seed=512).transpose(2, 0, 1).copy())
+    x = x[None].float() / 255
+    level = ort.GraphOptimizationLevel
+    variants = [
+        (f"default (all optimisations, {threads} threads, sequential)", {}),
+        ("optimisations: basic", {"graph_optimization_level": level.ORT_ENABLE_BASIC}),
+        ("optimisations: extended", {"graph_optimization_level": level.ORT_ENABLE_EXTENDED}),
+        ("optimisations: none", {"graph_optimization_level": level.ORT_DISABLE_ALL}),
+        ("1 thread", {"intra_op_num_threads": 1}),
+        ("parallel execution", {"execution_mode": ort.ExecutionMode.ORT_PARALLEL}),
+        ("no memory arena", {"enable_cpu_mem_arena": False}),
+    ]
+    level_in = 25.0 if sigma is None else sigma
+    rows = []
+    for name, changes in variants:
+        so = session_options(threads)
+        for key, value in changes.items():
+            setattr(so, key, value)
+        session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        net = OnnxDenoiser(session, "mallenet-s")
+        seconds = _time(lambda net=net: denoise_tensor(net, x, level_in), repeats)
+        rows.append({"setting": name, "seconds": seconds})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[256, 512])
+    ap.add_argument("--megapixels", type=float, default=12.0, help="0: no photo run")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--sigma", default="25", help="a level (mallenet-s) or auto")
+    ap.add_argument("--tile", type=int, default=512)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-settings", action="store_true", help="skip the session settings")
+    ap.add_argument("--out", default="docs/benchmarks")
+    ap.add_argument("--child", choices=BACKENDS, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        return _child(args)
+
+    import torch
+
+    tune_allocator()
+    torch.set_num_threads(args.threads)
+    sigma = _sigma(args.sigma)
+    small = _side_by_side(args.sizes, sigma, args.repeats)
+    photo = _photo(args, argv) if args.megapixels > 0 else []
+    settings = [] if args.no_settings else _settings(sigma, args.repeats, args.threads)
+    result = {
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{cpu_name()}, {os.cpu_count()} CPUs",
+        "command": command_line("benchmarks/onnx_speed.py", argv),
+        "threads": args.threads,
+        "sigma": args.sigma,
+        "tile": args.tile,
+        "side_by_side": small,
+        "photo": photo,
+        "settings": settings,
+    }
+    lines = [
+        "# PyTorch and ONNX Runtime, side by side",
+        "",
+        f"Command: `{result['command']}` ({result['date']}, {result['machine']}, "
+        f"{args.threads} threads).",
+        "",
+        "`malleconv.denoise` of a synthetic noisy uint8 image (sigma "
+        f"{args.sigma}) with `backend=\"torch\"` and `backend=\"onnxruntime\"`; best of "
+        f"{args.repeats} after a warm-up, the backends alternated in one process. "
+        "*ORT speed-up* is the PyTorch time over ONNX Runtime's.",
+        "",
+        "| image | PyTorch | ONNX Runtime | ORT speed-up |",
+        "|---|---|---|---|",
+    ]
+    for r in small:
+        lines.append(
+            f"| {r['size']} | {r['torch_s']:.3f} s | {r['onnxruntime_s']:.3f} s | "
+            f"{r['torch_s'] / r['onnxruntime_s']:.2f}x |"
+        )
+    if photo:
+        t, o = photo
+        lines += [
+            "",
+            f"A {args.megapixels:g}-megapixel photo ({t['size']}), tiled by {args.tile} as "
+            "the command does, one fresh process per backend and run (two runs each, "
+            "alternated): best time, highest peak resident memory of the process.",
+            "",
+            "| backend | time | peak RSS | peak RSS before denoising |",
+            "|---|---|---|---|",
+            f"| PyTorch | {t['seconds']:.1f} s | {t['peak_gb']:.2f} GB | {t['before_gb']:.2f} GB |",
+            f"| ONNX Runtime | {o['seconds']:.1f} s ({t['seconds'] / o['seconds']:.2f}x) | "
+            f"{o['peak_gb']:.2f} GB | {o['before_gb']:.2f} GB |",
+        ]
+    if settings:
+        base = settings[0]["seconds"]
+        lines += [
+            "",
+            "ONNX Runtime's session settings, `mallenet-s` at 512x512 "
+            "(`denoise_tensor`, best of the repeats); relative to the backend's default:",
+            "",
+            "| setting | time | relative |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {r['setting']} | {r['seconds']:.3f} s | {r['seconds'] / base:.2f}x |"
+            for r in settings
+        ]
+    write_report(args.out, "onnx_speed", result, "\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

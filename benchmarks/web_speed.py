@@ -1,0 +1,204 @@
+"""Time per megapixel and memory of the in-browser denoiser (web/) on a 12-megapixel photo,
+in headless Chromium, beside ``malleconv denoise`` on the same file.
+
+    python benchmarks/web_speed.py [--megapixels 12.2] [--out docs/benchmarks]
+        [--chromium /usr/bin/chromium] [--backends torch onnxruntime]
+
+Makes a 4:3 photo of about ``--megapixels`` (the bundled sample upscaled, with camera-like
+noise, saved as a JPEG, as a phone would), opens the page (served as ``malleconv web``
+serves it, cross-origin isolated, so WebAssembly runs multi-threaded) in headless Chromium
+(web/tests/drive.mjs), gives it the photo and waits for the result, sampling the progress
+bar on the way; then downloads the result. The page's time is its worker's, from the
+first tile to the last (the model is loaded before); the browser's memory is the peak of
+the summed PSS of all its processes (shared pages counted once). The command runs the same
+model (``--model mallenet-s-real``, default tiles) in a child process per ``--backends``,
+timed from start to exit, its peak from ``ru_maxrss``. Writes ``web_speed.md`` / ``.json``.
+Needs the page built (``npm ci --prefix web``) and chromium.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from malleconv.cli import web
+from malleconv.data.camera_noise import add_camera_noise
+from malleconv.runtime import command_line, cpu_name, write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "src" / "malleconv" / "assets" / "sample.png"
+
+
+def make_photo(path: Path, megapixels: float) -> tuple[int, int]:
+    """A 4:3 JPEG of about ``megapixels``: the sample upscaled, with camera noise."""
+    w = int(round((megapixels * 1e6 * 4 / 3) ** 0.5 / 8)) * 8
+    h = w * 3 // 4
+    clean = Image.open(SAMPLE).convert("RGB").resize((w, h), Image.BICUBIC)
+    x = torch.from_numpy(np.asarray(clean, np.float32) / 255.0).permute(2, 0, 1)[None]
+    noisy = add_camera_noise(x.contiguous(), torch.Generator().manual_seed(12))[0]
+    pixels = np.clip(np.rint(noisy.permute(1, 2, 0).numpy() * 255), 0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(path, quality=95)
+    return w, h
+
+
+def run_command(photo: Path, out: Path, backend: str) -> dict:
+    """``malleconv denoise`` in a child process: wall time and peak RSS."""
+    cmd = [sys.executable, "-m", "malleconv", "denoise", str(photo), "-o", str(out)]
+    cmd += ["--model", "mallenet-s-real", "--no-progress", "--overwrite"]
+    if backend != "torch":
+        cmd += ["--backend", backend]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    stderr = proc.stderr.read().decode()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{shlex.join(cmd)} failed: {stderr[-800:]}")
+    return {
+        "backend": backend,
+        "command": "malleconv " + shlex.join(cmd[3:]).replace(str(photo.parent) + "/", ""),
+        "seconds": seconds,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+    }
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--megapixels", type=float, default=12.2)
+    ap.add_argument("--chromium", default=os.environ.get("MALLECONV_CHROMIUM", "/usr/bin/chromium"))
+    ap.add_argument("--backends", nargs="*", default=["torch", "onnxruntime"])
+    ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks"))
+    ap.add_argument("--note", default="", help="a line for the report (e.g. the load)")
+    args = ap.parse_args(argv)
+
+    root = web.default_root()
+    web.check_built(root)
+    web.prepare(root)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        photo = tmp / "photo.jpg"
+        w, h = make_photo(photo, args.megapixels)
+        mp = w * h / 1e6
+        print(f"photo {w}x{h} ({mp:.1f} MP), {photo.stat().st_size / 1e6:.1f} MB", flush=True)
+
+        server, url = web.serve_in_background(root)
+        try:
+            steps = [
+                {"open": str(photo)},
+                # Mid-run: the progress bar has moved but not finished.
+                {"waitFor": "(([d, n]) => d > 0 && d < n ? [d, n] : false)"
+                 "(window.malleconv.progress)", "timeout": 1_800_000},
+                {"waitRuns": 1, "timeout": 3_600_000},
+                {"eval": "window.malleconv.progress"},
+                {"download": str(tmp / "page.png")},
+            ]  # fmt: skip
+            spec = {"url": url, "chromium": args.chromium, "steps": steps, "timeout": 600_000}
+            spec["sampleMemory"] = 1000  # ms
+            result = web.drive(spec, root, timeout=3_900)
+        finally:
+            server.shutdown()
+            server.server_close()
+        run = result["runs"][0]
+        page = {
+            "seconds": run["seconds"],
+            "seconds_per_mp": run["seconds"] / mp,
+            "wall_seconds": result["times"][2] - result["times"][0],
+            "backend": run["backend"],
+            "threads": run["threads"],
+            "cross_origin_isolated": run["crossOriginIsolated"],
+            "tiles": run["tiles"],
+            "tile": run["tile"],
+            "progress_mid_run": result["steps"][1],
+            "progress_end": result["steps"][3],
+            "peak_pss_mb": result["peakPssMB"],
+        }
+        print(f"page: {page}", flush=True)
+        page_px = np.asarray(Image.open(tmp / "page.png").convert("RGB"))
+        commands = []
+        data = {
+            "date": datetime.date.today().isoformat(),
+            "command": command_line("benchmarks/web_speed.py", argv),
+            "cpu": cpu_name(),
+            "cpus": os.cpu_count(),
+            "chromium": subprocess.run(
+                [args.chromium, "--version"], capture_output=True, text=True
+            ).stdout.strip(),
+            "note": args.note,
+            "photo": {"width": w, "height": h, "megapixels": mp, "format": "JPEG q95"},
+            "page": page,
+            "commands": commands,
+        }
+        # Written now and after each command, so that a long run stopped early keeps its rows.
+        write_report(args.out, "web_speed", data, markdown(data))
+        for backend in args.backends:
+            cmd = run_command(photo, tmp / f"cli-{backend}.png", backend)
+            cmd["seconds_per_mp"] = cmd["seconds"] / mp
+            cli_px = np.asarray(Image.open(tmp / f"cli-{backend}.png").convert("RGB"))
+            cmd["psnr_page_vs_command"] = psnr(page_px, cli_px)
+            cmd["identical_bytes"] = float(np.mean(page_px == cli_px))
+            print(f"command: {cmd}", flush=True)
+            commands.append(cmd)
+            write_report(args.out, "web_speed", data, markdown(data))
+    print(f"wrote {args.out}/web_speed.md")
+    return 0
+
+
+def markdown(d: dict) -> str:
+    p, photo = d["page"], d["photo"]
+    threads = "WebGPU" if p["backend"] == "webgpu" else f"WebAssembly, {p['threads']} threads"
+    lines = [
+        "# The in-browser denoiser on a 12-megapixel photo",
+        "",
+        f"Command: `{d['command']}` ({d['date']}, {d['cpu']}, {d['cpus']} CPUs, "
+        f"{d['chromium']} headless).",
+        "",
+        f"A {photo['width']}x{photo['height']} ({photo['megapixels']:.1f} MP) JPEG with "
+        "camera-like noise, denoised by `mallenet-s-real` in the page (web/, served as "
+        "`malleconv web` serves it) and by `malleconv denoise --model mallenet-s-real` on "
+        "the same file. The page's time is its worker's, first tile to last (model loaded "
+        "before); its memory the peak summed PSS of all the browser's processes. The "
+        "command's time is the whole process (start-up, decoding, writing the PNG), its "
+        "memory the peak RSS.",
+        "",
+        "| | time | s / MP | peak memory | tiles | output against the page |",
+        "|---|---|---|---|---|---|",
+        f"| page ({threads}, cross-origin isolated: {p['cross_origin_isolated']}) | "
+        f"{p['seconds']:.1f} s | {p['seconds_per_mp']:.2f} | {p['peak_pss_mb'] / 1024:.2f} GB "
+        f"| {p['tiles']} of {p['tile']} px | |",
+    ]
+    for c in d["commands"]:
+        lines.append(
+            f"| `{c['command']}` | {c['seconds']:.1f} s | {c['seconds_per_mp']:.2f} | "
+            f"{c['peak_rss_mb'] / 1024:.2f} GB | | {c['psnr_page_vs_command']:.1f} dB PSNR, "
+            f"{c['identical_bytes']:.2%} identical bytes |"
+        )
+    lines += [
+        "",
+        f"The progress bar stood at {p['progress_mid_run'][0]} of {p['progress_mid_run'][1]} "
+        f"tiles mid-run and at {p['progress_end'][0]} of {p['progress_end'][1]} at the end; "
+        f"from choosing the file to the result: {p['wall_seconds']:.1f} s (decoding and "
+        "loading the model included).",
+    ]
+    if d["note"]:
+        lines += ["", d["note"]]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

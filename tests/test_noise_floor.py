@@ -1,0 +1,148 @@
+"""The noise floor: an image-wide noise reading that texture does not raise, and the
+automatic mode's cap on the level built on it."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from malleconv import denoise
+from malleconv.inference import AutoDenoiser, read_noise
+from malleconv.inference.auto import CLEAN_FLOOR, FLOOR_CAP, MIN_FLOOR
+from malleconv.inference.noise_floor import read_noise_floor
+from malleconv.inference.prepare import EstimatedLevel, set_level_cap
+from malleconv.models.blind import BlindMalleNet, NoiseLevelEstimator
+from malleconv.models.mallenet import MalleNet, MalleNetConfig
+
+
+def _textured(h=256, w=256, seed=0, grain=0.8) -> torch.Tensor:
+    """``(1, 3, H, W)``: fine random texture (detail a few pixels wide, of std ~12) on the
+    left three quarters, flat grey on the right, and a faint grain of std ``grain`` (a clean
+    8-bit photo's own, as its quantisation and fine detail leave): a clean image that a
+    wavelet reading and the learned map take for noise."""
+    g = torch.Generator().manual_seed(seed)
+    x = 0.5 + torch.randn(1, 3, h, w, generator=g) * grain / 255
+    t = w * 3 // 4
+    texture = F.avg_pool2d(torch.randn(1, 3, h + 2, t + 2, generator=g), 3, stride=1)
+    x[..., :t] += texture / texture.std() * 12 / 255
+    return x
+
+
+def test_white_noise_reads_its_std_at_both_resolutions():
+    g = torch.Generator().manual_seed(1)
+    for sigma in (2.0, 10.0, 30.0):
+        x = 0.5 + torch.randn(1, 3, 256, 256, generator=g) * sigma / 255
+        floor = read_noise_floor(x)
+        assert floor.fine == pytest.approx(sigma, rel=0.05)
+        assert floor.coarse == pytest.approx(sigma, rel=0.08)
+        assert floor.level == max(floor.fine, floor.coarse)
+
+
+def test_texture_does_not_raise_the_floor_where_the_wavelet_reading_rises():
+    clean = _textured()
+    assert read_noise(clean).coarse_sigma > 5  # the wavelet reading sees the texture
+    assert read_noise_floor(clean).level < 1.2  # the flat quarter reads only the grain
+    g = torch.Generator().manual_seed(2)
+    noisy = clean + torch.randn(clean.shape, generator=g) * 6 / 255
+    # A quarter of flat blocks: the 5th percentile falls at their 20th, so it reads a little
+    # high (at half resolution more so: 16 coefficients a block spread more than 64).
+    assert 6 <= read_noise_floor(noisy).level <= 6 * 1.3
+
+
+def test_correlated_noise_reads_higher_at_half_resolution():
+    g = torch.Generator().manual_seed(3)
+    n = F.avg_pool2d(torch.randn(1, 3, 258, 258, generator=g), 3, stride=1)
+    floor = read_noise_floor(0.5 + n / n.std() * 10 / 255)
+    assert floor.coarse > 2 * floor.fine
+    assert floor.level == floor.coarse
+
+
+def test_clipped_and_tiny_images_and_input_kinds():
+    g = torch.Generator().manual_seed(4)
+    white = (1.0 + torch.randn(1, 3, 128, 128, generator=g) * 5 / 255).clamp(0, 1)
+    assert read_noise_floor(white).level == 0.0  # only near-white blocks: nothing to read
+    assert read_noise_floor(torch.rand(1, 3, 8, 8)).level == 0.0  # no whole block
+    x = (0.5 + torch.randn(3, 128, 128, generator=g) * 8 / 255).clamp(0, 1)
+    arr = (x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    rgba = np.concatenate([arr, np.zeros_like(arr[..., :1])], axis=2)
+    assert read_noise_floor(rgba) == read_noise_floor(arr)
+    assert read_noise_floor(arr).fine == pytest.approx(read_noise_floor(x).fine, rel=0.05)
+    bad = x.clone()
+    bad[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        read_noise_floor(bad)
+
+
+def _blind() -> BlindMalleNet:
+    torch.manual_seed(0)
+    cfg = MalleNetConfig(widths=(8, 16), noise_map=True)
+    return BlindMalleNet(MalleNet(cfg), NoiseLevelEstimator(width=8)).eval()
+
+
+@torch.no_grad()
+def test_max_level_caps_the_estimated_map_before_the_strength():
+    net, x = _blind(), _textured(64, 64)
+    _, level = net(x, return_level=True)
+    cap = float(level.mean()) / 2
+    _, capped = net(x, return_level=True, max_level=cap)
+    assert float(capped.max()) <= cap + 1e-5
+    _, strong = net(x, return_level=True, max_level=cap, strength=2.0)
+    torch.testing.assert_close(strong, (capped * 2).clamp(max=75))
+    # a cap above the map changes nothing; a given sigma ignores the cap
+    torch.testing.assert_close(net(x, max_level=1e3), net(x))
+    torch.testing.assert_close(net(x, 10.0, max_level=0.5), net(x, 10.0))
+    # one cap per image of a batch
+    batch = torch.cat([x, x])
+    _, per_image = net(batch, return_level=True, max_level=torch.tensor([cap, 75.0]))
+    torch.testing.assert_close(per_image[1], level[0])
+
+
+@torch.no_grad()
+def test_auto_mode_caps_the_level_at_a_multiple_of_the_floor():
+    white, blind = _blind().denoiser, EstimatedLevel(_blind())
+    auto = AutoDenoiser(white, blind, ("w", "b"))
+    clean = _textured()
+    route = auto.route(clean)
+    assert route.kind == "clean" and MIN_FLOOR <= route.floor.level < CLEAN_FLOOR
+    assert route.cap == pytest.approx(FLOOR_CAP * route.floor.level)
+    assert blind.max_level == pytest.approx(route.cap)
+    blind.levels.clear()
+    blind(clean)
+    assert blind.levels[-1] <= route.cap + 1e-4
+    g = torch.Generator().manual_seed(5)
+    n = F.avg_pool2d(torch.randn(1, 3, 258, 258, generator=g), 3, stride=1)
+    noisy = clean + n / n.std() * 12 / 255
+    route = auto.route(noisy)
+    assert route.kind == "camera noise" and route.cap > 2 * 12
+    set_level_cap(blind, None)
+    assert blind.max_level is None
+    # Texture with no correlation between neighbours reads as white noise: its level is
+    # capped the same way.
+    g = torch.Generator().manual_seed(6)
+    iid = 0.5 + torch.randn(1, 3, 256, 256, generator=g) * 0.8 / 255
+    iid[..., :192] += torch.rand(1, 3, 256, 192, generator=g) * 40 / 255 - 20 / 255
+    route = auto.route(iid)
+    assert route.sigma is not None and route.sigma > 5
+    assert auto.white_level(route) == pytest.approx(route.cap) and route.cap < 5
+    # Flat areas with no grain at all (JPEG or smoothing flattened them) say nothing of the
+    # noise elsewhere: no cap.
+    route = auto.route(_textured(grain=0.0))
+    assert route.floor.level < MIN_FLOOR and route.cap == 75 and route.kind != "clean"
+
+
+def test_denoise_reports_the_floor_and_leaves_a_clean_photo_nearly_unchanged():
+    """The shipped automatic mode on a clean, finely textured image: the level is capped
+    low, and the output stays much closer to the input than without the cap."""
+    clean = _textured(128, 128)[0].permute(1, 2, 0).numpy()
+    decided: dict = {}
+    out = denoise(clean, report=decided)
+    assert decided["noise"] == "clean"
+    assert decided["cap"] == pytest.approx(FLOOR_CAP * decided["floor"])
+    assert decided["sigma"] <= decided["cap"] + 1e-4
+
+    def kept(y) -> float:
+        return float(10 * np.log10(1 / np.mean((y.astype(np.float64) - clean) ** 2)))
+
+    # The blind model alone (its map uncapped) reads the texture as noise and smooths it.
+    uncapped = denoise(clean, model="mallenet-s-real")
+    assert kept(out) > kept(uncapped) + 3 and kept(out) > 35

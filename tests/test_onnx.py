@@ -1,0 +1,257 @@
+"""The ONNX export and the ONNX Runtime backend (the ``malleconv[onnx]`` extra).
+
+The export path of slice_conv is checked against the fast paths without ONNX; everything
+else needs onnxruntime and is skipped without it. Every shipped model is exported once per
+session into a temporary cache (``MALLECONV_CACHE``) and compared with PyTorch at 1x1,
+37x53 and 96x128; the 512x512 and 1024x768 checks and the PSNR on CBSD68 and CC15 are in
+``benchmarks/onnx_parity.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import synthetic_image
+
+from malleconv.ops import export_mode, slice_conv
+
+SHIPPED = ["mallenet-s", "mallenet-s-gray", "mallenet-s-real"]
+SIZES = [(1, 1), (37, 53), (64, 96)]
+
+
+@pytest.mark.parametrize(
+    "c_in, c_out, groups, size, cells",
+    [
+        (16, 16, 16, (37, 53), (5, 7)),  # depthwise, MalleNet's case
+        (8, 16, 8, (33, 17), (3, 2)),  # depthwise with a channel multiplier
+        (4, 6, 1, (37, 53), (5, 7)),  # dense
+        (4, 6, 2, (19, 23), (4, 3)),  # grouped
+        (5, 5, 5, (1, 1), (1, 1)),
+        (8, 8, 8, (361, 363), (46, 46)),  # the banded forward of large inputs
+    ],
+)
+def test_export_path_of_slice_conv_equals_slice_conv(c_in, c_out, groups, size, cells):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, c_in, *size, generator=g)
+    grid = torch.randn(1, c_out, c_in // groups, 3, 3, *cells, generator=g) * 0.3
+    bias = torch.randn(1, c_out, *cells, generator=g)
+    want = slice_conv(x, grid, bias, groups=groups)
+    with export_mode():
+        got = slice_conv(x, grid, bias, groups=groups)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_export_path_refuses_guided_grids():
+    x = torch.rand(1, 4, 8, 8)
+    grid = torch.randn(1, 4, 1, 1, 1, 2, 1, 1)
+    with export_mode(), pytest.raises(ValueError, match="unguided"):
+        slice_conv(x, grid, groups=4, guide=torch.rand(1, 1, 8, 8))
+
+
+# ------------------------------------------------------------------------ with onnxruntime
+
+
+@pytest.fixture(scope="module")
+def ort():
+    return pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory, ort):
+    """A fresh export cache for this module's tests (each shipped model exported once)."""
+    mp = pytest.MonkeyPatch()
+    path = tmp_path_factory.mktemp("onnx-cache")
+    mp.setenv("MALLECONV_CACHE", str(path))
+    yield path
+    mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def _two_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_onnx_runtime_resize_is_torch_bilinear(ort, tmp_path):
+    """ORT's Resize as the exporter writes F.interpolate(bilinear, align_corners=False):
+    the same half-pixel geometry, clamped at the borders; non-integer scales differ by
+    the float rounding of the source coordinate (about 2e-6 on values of order 1)."""
+
+    class Up(torch.nn.Module):
+        def forward(self, grid, like):
+            return torch.nn.functional.interpolate(
+                grid, size=like.shape[-2:], mode="bilinear", align_corners=False
+            )
+
+    path = tmp_path / "up.onnx"
+    grid, like = torch.randn(1, 3, 5, 7), torch.zeros(1, 1, 37, 53)
+    torch.onnx.export(
+        Up(), (grid, like), str(path), dynamo=False, opset_version=17,
+        input_names=["grid", "like"],
+        dynamic_axes={"grid": {2: "gh", 3: "gw"}, "like": {2: "H", 3: "W"}},
+    )  # fmt: skip
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    cases = [((5, 7), (37, 53)), ((1, 1), (1, 1)), ((3, 2), (24, 16)), ((2, 9), (5, 70))]
+    for cells, size in cases:
+        grid, like = torch.randn(1, 3, *cells), torch.zeros(1, 1, *size)
+        want = Up()(grid, like).numpy()
+        (got,) = session.run(None, {"grid": grid.numpy(), "like": like.numpy()})
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def sessions(cache):
+    from malleconv.inference import prepare_model
+
+    # Through prepare_model's cache, which the later tests then reuse.
+    torch.set_num_threads(2)
+    return {name: prepare_model(name, backend="onnxruntime") for name in SHIPPED}
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_model_matches_pytorch(name, sessions):
+    from malleconv.models import load_model
+
+    net, graph = load_model(name), sessions[name]
+    channels = 1 if name.endswith("gray") else 3
+    g = torch.Generator().manual_seed(1)
+    for h, w in SIZES:
+        x = torch.rand(2, channels, h, w, generator=g)
+        with torch.no_grad():
+            if name == "mallenet-s-real":
+                cap = torch.tensor([75.0, 4.0])
+                want, level = net(x, None, strength=0.8, max_level=cap, return_level=True)
+                got, got_level = graph(x, None, strength=0.8, max_level=cap, return_level=True)
+                torch.testing.assert_close(got_level, level, rtol=1e-5, atol=1e-4)
+                if (h, w) == (37, 53):  # a given sigma runs the denoiser, as in PyTorch
+                    torch.testing.assert_close(graph(x, 20.0), net(x, 20.0), rtol=0, atol=1e-4)
+            else:
+                sigma = torch.tensor([25.0, 60.0])
+                want, got = net(x, sigma), graph(x, sigma)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-4, msg=f"{name} at {h}x{w}")
+
+
+def test_metadata_of_the_exported_file(sessions):
+    import onnx
+
+    from malleconv.inference.onnx_backend import exported_graph
+
+    path = exported_graph("mallenet-s-gray")  # cached by the sessions fixture
+    model = onnx.load(str(path))
+    meta = {p.key: p.value for p in model.metadata_props}
+    for key in ("name", "version", "training_data", "sigma_units", "inputs", "outputs"):
+        assert meta.get(key), key
+    assert meta["name"] == "mallenet-s-gray" and meta["sigma_units"] == "8-bit (0-255)"
+    assert "CBSD432" in meta["training_data"] and len(meta["weights_sha256"]) == 64
+    names = [i.name for i in model.graph.input]
+    assert names == ["noisy", "sigma", "strength"]
+    assert [o.name for o in model.graph.output] == ["denoised"]
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["N", 1, "H", "W"]
+
+
+def test_denoise_with_onnxruntime_matches_torch(sessions):
+    import malleconv
+
+    img = synthetic_image(3, 70, 90)
+    noisy = np.clip(img + np.random.default_rng(0).normal(0, 20, img.shape), 0, 255)
+    noisy = noisy.astype(np.uint8)
+    for options in [{}, {"sigma": 20, "tile": 48, "overlap": 8}, {"strength": 0.6}]:
+        want, got = {}, {}
+        a = malleconv.denoise(noisy, report=want, **options)
+        b = malleconv.denoise(noisy, report=got, backend="onnxruntime", **options)
+        assert want == got, options
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1, options
+
+
+def test_blind_route_and_tiles_with_onnxruntime(sessions):
+    from malleconv.inference import denoise_tensor, prepare_model
+
+    x = torch.rand(1, 3, 80, 72)
+    torch_net = prepare_model("mallenet-s-real", auto=True, strength=0.9)
+    ort_net = prepare_model("mallenet-s-real", auto=True, strength=0.9, backend="onnxruntime")
+    for tile in (None, 32):
+        want = denoise_tensor(torch_net, x, 0.0, tile=tile, overlap=8)
+        got = denoise_tensor(ort_net, x, 0.0, tile=tile, overlap=8)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
+
+
+def test_cli_denoise_with_onnxruntime_16_bit_and_alpha(sessions, tmp_path):
+    from malleconv.cli import main
+    from malleconv.io import read_image, write_image
+
+    rng = np.random.default_rng(0)
+    rgb = synthetic_image(5, 40, 56).astype(np.uint16) * 257
+    noisy = np.clip(rgb + rng.normal(0, 3000, rgb.shape), 0, 65535).astype(np.uint16)
+    alpha = rng.integers(0, 65536, (40, 56, 1), dtype=np.uint16)
+    src = tmp_path / "in.png"
+    write_image(src, np.concatenate([noisy, alpha], axis=2))
+    outs = {}
+    for backend in ("torch", "onnxruntime"):
+        dst = tmp_path / f"{backend}.png"
+        argv = ["denoise", str(src), "-o", str(dst), "--backend", backend, "--no-progress"]
+        assert main(argv + ["--tile", "32", "--tile-overlap", "8"]) == 0
+        outs[backend] = read_image(dst).pixels
+    a, b = outs["torch"], outs["onnxruntime"]
+    assert b.dtype == np.uint16 and b.shape == (40, 56, 4)
+    assert np.array_equal(b[..., 3], alpha[..., 0])
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
+
+
+def test_cli_export(cache, tmp_path, capsys):
+    from malleconv.cli import main
+    from malleconv.models import create_model, save_model
+
+    weights = save_model(create_model("mallenet-tiny"), tmp_path / "tiny.safetensors")
+    argv = ["export", "--model", str(weights), "-o"]
+    assert main(argv + [str(tmp_path / "s.txt")]) == 2
+    assert "must end in .onnx" in capsys.readouterr().err
+    out = tmp_path / "s.onnx"
+    assert main(argv + [str(out)]) == 0
+    assert out.stat().st_size > 10_000
+    assert main(argv + [str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["export", "--model", "no-such-model", "-o", str(tmp_path / "x.onnx")]) == 2
+    assert main(["export", "--model", "auto", "-o", str(tmp_path / "x.onnx")]) == 2
+    assert "mallenet-s-real" in capsys.readouterr().err
+
+
+def test_bad_inputs(sessions):
+    import malleconv
+    from malleconv.inference import prepare_model
+
+    img = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        malleconv.denoise(img, sigma=5, backend="tensorrt")
+    with pytest.raises(ValueError, match="float32"):
+        malleconv.denoise(img, sigma=5, backend="onnxruntime", precision="bfloat16")
+    with pytest.raises(ValueError, match="CPU|CUDA"):
+        prepare_model("mallenet-s", "cuda", backend="onnxruntime")
+    net = prepare_model("mallenet-s", backend="onnxruntime")
+    with pytest.raises(ValueError, match="level maps need backend='torch'"):
+        net(torch.rand(1, 3, 8, 8), torch.rand(1, 1, 8, 8) * 20)
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        net(torch.rand(1, 1, 8, 8), 10.0)
+    with pytest.raises(TypeError, match="MalleNet"):
+        malleconv.export_onnx(malleconv.create_model("dncnn-c"), "x.onnx")
+
+
+def test_missing_extra_is_named(monkeypatch, tmp_path, capsys):
+    from malleconv.cli import main
+    from malleconv.inference import prepare_model
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ImportError, match=r"malleconv\[onnx\]"):
+        prepare_model("mallenet-s", backend="onnxruntime")
+    src = tmp_path / "in.png"
+    from malleconv.io import write_image
+
+    write_image(src, synthetic_image(0, 16, 16))
+    code = main(["denoise", str(src), "-o", str(tmp_path / "o.png"), "--backend", "onnxruntime"])
+    assert code == 2
+    assert "malleconv[onnx]" in capsys.readouterr().err
