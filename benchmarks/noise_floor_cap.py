@@ -21,7 +21,8 @@ each ``k`` of ``--cap`` (and uncapped), on:
 Each factor runs with no cap below each ``--min-floor`` (a floor that low says nothing of
 the noise). The chosen setting is the first (factors ascending) that costs no noisy kind
 more than 0.02 dB on average: it keeps the denoiser's level wherever there is noise, and
-lowers it where there is only texture. Also printed: what the floor and the learned map read on each kind of input.
+lowers it where there is only texture. Also printed: what the floor and the learned map
+read on each kind of input.
 """
 
 from __future__ import annotations

@@ -358,10 +358,10 @@ def test_strength_tradeoff_scores_noisy_and_clean_photos_per_strength(tmp_path):
     assert [r["strength"] for r in rows] == [0.5, 2.0]
     for r in rows:
         assert r["clean_min"] <= r["clean"] and r["references_min"] <= r["references"]
-    # More strength removes more noise; a photo with no measurable noise (this smooth ramp)
-    # gets a level capped near 0 by its noise floor, so it comes back unchanged at any.
+    # More strength removes more: of the noise, and of a clean photo's own detail (this
+    # ramp's flat areas have no grain at all, which says nothing of noise: no floor cap).
     assert rows[1]["cc15"] > rows[0]["cc15"]
-    assert rows[1]["clean"] == rows[0]["clean"] > 60
+    assert rows[1]["clean"] < rows[0]["clean"]
     text = tradeoff.table(rows, "python research/strength_tradeoff.py --x")
     assert "| 0.5 |" in text and "| 2 |" in text
     assert "Made by `python research/strength_tradeoff.py --x`" in text

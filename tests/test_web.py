@@ -216,7 +216,7 @@ def test_page_matches_the_command(session, tmp_path):
 def _check_decision(run: dict, decided: re.Match, photo: Path) -> None:
     """The page's automatic-mode decision on ``photo`` (``run["decision"]``) equals the
     command's printed one (``decided``) and Python's readings of the file."""
-    from malleconv.inference.auto import FLOOR_CAP
+    from malleconv.inference.auto import level_cap
     from malleconv.inference.noise_floor import read_noise_floor
     from malleconv.inference.noise_level import read_noise
     from malleconv.io import read_image
@@ -231,7 +231,7 @@ def _check_decision(run: dict, decided: re.Match, photo: Path) -> None:
         "floor": floor.level,
         "floorFine": floor.fine,
         "floorCoarse": floor.coarse,
-        "cap": FLOOR_CAP * floor.level,
+        "cap": level_cap(floor),
     }
     for key, value in expected.items():
         assert page[key] == pytest.approx(value, abs=1e-3), key
@@ -253,7 +253,7 @@ def test_page_decides_as_the_command(session, tmp_path):
     ("name", "photo", "reference", "model", "kind"),
     [
         ("white", WHITE, CLEAN, "mallenet-s", "white noise"),
-        ("clean", CLEAN_PHOTO, CLEAN_PHOTO, "mallenet-s-real", "clean"),
+        ("clean", CLEAN_PHOTO, CLEAN_PHOTO, "mallenet-s", "clean"),
     ],
 )
 def test_page_runs_the_automatic_mode(session, tmp_path, name, photo, reference, model, kind):
@@ -318,7 +318,7 @@ def test_noise_readings_match_python(tmp_path):
         pytest.skip("node is not installed")
     from torch import nn
 
-    from malleconv.inference.auto import FLOOR_CAP, WHITE_MAX_RATIO, AutoDenoiser, Route
+    from malleconv.inference.auto import WHITE_MAX_RATIO, AutoDenoiser, Route, level_cap
     from malleconv.inference.noise_floor import read_noise_floor
     from malleconv.inference.noise_level import read_noise
 
@@ -350,7 +350,7 @@ def test_noise_readings_match_python(tmp_path):
         assert got == pytest.approx(want, abs=1e-9, rel=1e-12), a.shape
         ratio = js["ratio"] if js["ratio"] is not None else float("inf")
         assert ratio == pytest.approx(reading.ratio, rel=1e-12)
-        cap = FLOOR_CAP * floor.level
+        cap = level_cap(floor)
         white = reading.ratio < WHITE_MAX_RATIO
         route = Route(None, "", reading.sigma if white else None, reading, floor, cap)
         chosen = js["route"]

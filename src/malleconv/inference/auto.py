@@ -30,7 +30,8 @@ from ..data.noise import SIGMA_MAX
 from .noise_floor import NoiseFloor, read_noise_floor
 from .noise_level import NoiseReading, read_noise
 
-__all__ = ["CLEAN_FLOOR", "FLOOR_CAP", "MIN_FLOOR", "WHITE_MAX_RATIO", "AutoDenoiser", "Route"]
+__all__ = ["CLEAN_FLOOR", "FLOOR_CAP", "MIN_FLOOR", "WHITE_MAX_RATIO", "AutoDenoiser", "Route",
+           "level_cap"]
 
 # Readings whose coarse / fine ratio is below this go to the white-noise model. Chosen on
 # the held-out split of benchmarks/noise_routing.py (docs/benchmarks/noise_routing.md).
@@ -47,6 +48,12 @@ MIN_FLOOR = 0.5
 # measurable noise): above the clean crops of that split that have flat areas (0.6-1.5),
 # below the noisy ones that the cap leaves alone.
 CLEAN_FLOOR = 1.75
+
+
+def level_cap(floor: NoiseFloor) -> float:
+    """The most level either model gets on an image with this floor: :data:`FLOOR_CAP`
+    times it, or 75 (no cap) when it reads below :data:`MIN_FLOOR`."""
+    return FLOOR_CAP * floor.level if floor.level >= MIN_FLOOR else SIGMA_MAX
 
 
 @dataclass(frozen=True)
@@ -122,7 +129,7 @@ class AutoDenoiser(nn.Module):
         """
         reading = read_noise(image)
         floor = read_noise_floor(image)
-        cap = FLOOR_CAP * floor.level if floor.level >= MIN_FLOOR else SIGMA_MAX
+        cap = level_cap(floor)
         if reading.ratio < self.max_ratio:
             return Route(self.white, self.names[0], reading.sigma, reading, floor, cap)
         from .prepare import set_level_cap  # prepare imports this module
