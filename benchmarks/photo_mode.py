@@ -132,8 +132,6 @@ def clean_photos(root: Path, auto) -> dict:
                 clean = load_test_image(file)
                 decided: dict = {}
                 out = denoise(clean, model=auto, report=decided)
-                decided = {k: float(v) if isinstance(v, np.floating) else v
-                           for k, v in decided.items()}
                 rows.append(
                     {"image": f"{name}/{rel.as_posix()}", "psnr": psnr(out, clean), **decided}
                 )
