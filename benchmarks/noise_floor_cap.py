@@ -3,7 +3,7 @@ held-out training split (not on the test sets).
 
     python benchmarks/noise_floor_cap.py --data $MALLECONV_DATA/train/CBSD432 \
         $MALLECONV_DATA/train/OpenPhotos [--holdout 8] [--crop 384] [--draws 2] \
-        [--cap 2.5 4] [--min-floor 0 0.5] [--out docs/benchmarks]
+        [--cap 2.5 4] [--min-floor 0 0.5] [--baseline 0] [--out docs/benchmarks]
 
 The blind model (``mallenet-s-real``) reads fine texture as noise, so on clean, sharp
 photos it smooths detail away. The noise floor (:mod:`malleconv.inference.noise_floor`)
@@ -14,15 +14,26 @@ each ``k`` of ``--cap`` (and uncapped), on:
 
 - the clean crops (output against input: a clean photo should come back unchanged);
 - camera-like noise (``--draws`` draws per crop,
-  :func:`~malleconv.data.camera_noise.camera_noise_draw`), on the sharp scene and on the
-  softened scene (``optics_prob`` 1, as a camera's lens and demosaicking soften it);
+  :func:`~malleconv.data.camera_noise.camera_noise_draw`), on the sharp scene, on the
+  softened scene (``optics_prob`` 1, as a camera's lens and demosaicking soften it), and
+  coarse (smoothed beyond the blind model's training range, then JPEG at quality 50-80:
+  the blotchy noise of old or heavily processed photos);
 - white Gaussian noise of 5, 15 and 25 (level not told).
 
 Each factor runs with no cap below each ``--min-floor`` (a floor that low says nothing of
-the noise). The chosen setting is the first (factors ascending) that costs no noisy kind
-more than 0.02 dB on average: it keeps the denoiser's level wherever there is noise, and
-lowers it where there is only texture. Also printed: what the floor and the learned map
-read on each kind of input.
+the noise) and for each ``--baseline`` ``b``: the floor a clean photo reads from its own
+texture and 8-bit steps, taken out in quadrature before the factor applies (cap
+``k sqrt(max(floor^2 - b^2, 0))``, as noise and that baseline add in variance). The chosen
+setting is the first (factors ascending, then baselines descending: the one that lowers the
+level most first) that costs no noisy kind more than 0.02 dB on average: it keeps the
+denoiser's level wherever there is noise, and lowers it where there is only texture.
+
+``--bound m`` also tries a lower bound on the map, ``m`` times the coarse floor, on images
+whose noise is coarse (coarse floor at least ``--bound-ratio`` times the fine one) and that
+are not read as clean: the learned map under-reads blotchy noise. The chosen bound is the
+one that raises the noisy inputs most on average and costs no input, clean included, more
+than 0.02 dB against the chosen cap. Also printed: what the floor, its coarse / fine ratio
+and the learned map read on each kind of input.
 """
 
 from __future__ import annotations
@@ -36,7 +47,7 @@ import torch
 
 from malleconv.data.camera_noise import CameraNoiseRanges, camera_noise_draw
 from malleconv.evaluation.protocol import make_noisy
-from malleconv.inference.auto import MIN_FLOOR
+from malleconv.inference.auto import CLEAN_FLOOR, FLOOR_BASELINE, MIN_FLOOR, floor_noise
 from malleconv.inference.noise_floor import read_noise_floor
 from malleconv.io import list_images
 from malleconv.models import load_model
@@ -47,30 +58,47 @@ from malleconv.training.validation import load_val_images, psnr8
 WHITE_SIGMAS = (5, 15, 25)
 
 
+# Camera noise smoothed more than the blind model was trained on, then JPEG-compressed: the
+# coarse, blotchy noise of old and heavily processed photos (RNI15's Singer, Boy, Window).
+COARSE = CameraNoiseRanges(
+    smooth_prob=1.0, smooth_sigma=(1.2, 2.0), jpeg_prob=1.0, jpeg_quality=(50, 80)
+)
+
+
 def cases(crops, draws: int):
     """``(kind, reference uint8 H x W x 3, noisy (1, 3, H, W))`` for every crop."""
     sharp, soft = CameraNoiseRanges(optics_prob=0.0), CameraNoiseRanges(optics_prob=1.0)
+    camera = (("camera", sharp), ("camera, softened", soft), ("camera, coarse", COARSE))
     for name, clean in crops:
         x = torch.from_numpy(clean.astype(np.float32) / 255).permute(2, 0, 1)[None]
         yield "clean", clean, x
         for draw in range(draws):
-            for kind, ranges in (("camera", sharp), ("camera, softened", soft)):
+            for kind, ranges in camera:
                 reference, noisy = camera_noise_draw(clean, name, draw, ranges)
                 yield kind, reference, noisy
         for sigma in WHITE_SIGMAS:
             yield f"white {sigma}", clean, make_noisy(clean, name, float(sigma))
 
 
-def cap_for(floor: float, factor: float, min_floor: float) -> float | None:
-    """The cap the automatic mode sets: ``factor`` times the floor, none below ``min_floor``."""
-    return None if floor < min_floor else factor * floor
+def cap_for(floor: float, factor: float, min_floor: float, baseline: float) -> float | None:
+    """The cap the automatic mode sets: ``factor`` times the noise in the floor
+    (:func:`~malleconv.inference.auto.floor_noise` with ``baseline``), none below
+    ``min_floor``."""
+    return None if floor < min_floor else factor * floor_noise(floor, baseline)
 
 
 @torch.no_grad()
-def measure(
-    model: BlindMalleNet, crops, draws: int, caps: list[float], min_floors: list[float]
-) -> dict:
-    """Per kind: mean PSNR uncapped and per (cap factor, least floor capped); mean floor
+def bound_for(floor, multiple: float, ratio: float) -> float | None:
+    """A lower bound on the level map: ``multiple`` times the coarse floor where the noise
+    is coarse (the coarse floor at least ``ratio`` times the fine one) and the image is not
+    clean (floor at least ``CLEAN_FLOOR``); else None."""
+    coarse = floor.coarse >= ratio * floor.fine and floor.level >= CLEAN_FLOOR
+    return multiple * floor.coarse if multiple > 0 and coarse else None
+
+
+def measure(model: BlindMalleNet, crops, draws: int, columns: list[tuple]) -> dict:
+    """Per kind: mean PSNR uncapped and per ``(cap factor, least floor capped, baseline,
+    bound multiple, bound ratio)`` of ``columns``; mean floor, coarse / fine floor ratio
     and mean map level."""
     rows: dict[str, dict[str, list[float]]] = {}
     for kind, reference, noisy in cases(crops, draws):
@@ -80,22 +108,43 @@ def measure(
         row.setdefault("none", []).append(psnr8(out, reference))
         row.setdefault("floor", []).append(floor.level)
         row.setdefault("map", []).append(float(level.mean()))
-        for k in caps:
-            for least in min_floors:
-                out = model(noisy, max_level=cap_for(floor.level, k, least))
-                row.setdefault(f"{k:g}/{least:g}", []).append(psnr8(out, reference))
+        row.setdefault("ratio", []).append(floor.coarse / max(floor.fine, 1e-6))
+        for k, least, base, m, r in columns:
+            cap = cap_for(floor.level, k, least, base)
+            out = model(noisy, max_level=cap, min_level=bound_for(floor, m, r))
+            row.setdefault(column_name(k, least, base, m, r), []).append(psnr8(out, reference))
         print(kind, f"floor {floor.level:.2f} map {float(level.mean()):.2f}", flush=True)
     return {kind: {k: float(np.mean(v)) for k, v in row.items()} for kind, row in rows.items()}
 
 
+def column_name(factor, min_floor, baseline, multiple=0.0, ratio=0.0) -> str:
+    name = f"{factor:g}/{min_floor:g}/{baseline:g}"
+    return name + (f" + {multiple:g}x coarse at {ratio:g}" if multiple else "")
+
+
 def choose(result: dict, columns: list[str], tolerance: float = 0.02) -> str | None:
-    """The first column (factors ascending) that costs no noisy kind more than
-    ``tolerance`` dB, or None."""
+    """The first column (factors ascending, then baselines descending) that costs no noisy
+    kind more than ``tolerance`` dB, or None."""
     noisy = [kind for kind in result if kind != "clean"]
     for col in columns:
         if all(result[kind]["none"] - result[kind][col] <= tolerance for kind in noisy):
             return col
     return None
+
+
+def choose_bound(result: dict, base: str, columns: list[str], tolerance: float = 0.02):
+    """Of the bound ``columns`` (on the cap column ``base``), the one with the largest mean
+    gain over ``base`` on the noisy kinds that costs no kind, clean included, more than
+    ``tolerance`` dB against ``base``; None when none gains."""
+    noisy = [kind for kind in result if kind != "clean"]
+    best, best_gain = None, 0.0
+    for col in columns:
+        if any(result[kind][base] - result[kind][col] > tolerance for kind in result):
+            continue
+        gain = float(np.mean([result[kind][col] - result[kind][base] for kind in noisy]))
+        if gain > best_gain:
+            best, best_gain = col, gain
+    return best
 
 
 def main(argv=None) -> int:
@@ -110,6 +159,16 @@ def main(argv=None) -> int:
         "--min-floor", type=float, nargs="+", default=[0.0, MIN_FLOOR],
         help="floors below this get no cap (0: every image capped)",
     )
+    ap.add_argument(
+        "--baseline", type=float, nargs="+", default=[FLOOR_BASELINE],
+        help="the floor of a clean photo, taken out of the floor in quadrature",
+    )
+    ap.add_argument(
+        "--bound", type=float, nargs="*", default=[],
+        help="lower bounds to try on the level map: this times the coarse floor where the "
+        "noise is coarse (each with each --bound-ratio), on every cap setting",
+    )
+    ap.add_argument("--bound-ratio", type=float, nargs="+", default=[2.0])
     ap.add_argument("--out", help="folder for noise_floor_cap.md / .json")
     args = ap.parse_args(argv)
     tune_allocator()
@@ -120,32 +179,56 @@ def main(argv=None) -> int:
     # The last --holdout images of the training folders, as the trainer holds them out.
     files = [file for file, _ in list_images([Path(f) for f in args.data])][-args.holdout :]
     crops = load_val_images(files, args.holdout, args.crop, gray=False)
-    result = measure(model, crops, args.draws, args.cap, args.min_floor)
-    columns = [f"{k:g}/{least:g}" for k in sorted(args.cap) for least in args.min_floor]
-    chosen = choose(result, columns)
-    header = ["input", "floor", "map", "uncapped"]
-    header += [f"cap {c.split('/')[0]}x floor, none below {c.split('/')[1]}" for c in columns]
+    caps = [
+        (k, least, base, 0.0, 0.0)
+        for k in sorted(args.cap)
+        for base in sorted(args.baseline, reverse=True)
+        for least in args.min_floor
+    ]
+    bounds = [c[:3] + (m, r) for c in caps for m in args.bound for r in args.bound_ratio]
+    settings = caps + bounds
+    result = measure(model, crops, args.draws, settings)
+    columns = [column_name(*c) for c in settings]
+    chosen = choose(result, columns[: len(caps)])
+    bound_columns = [c for c in columns[len(caps) :] if chosen and c.startswith(chosen + " ")]
+    chosen_bound = choose_bound(result, chosen, bound_columns) if chosen else None
+    header = ["input", "floor", "coarse / fine", "map", "uncapped"]
+    header += [
+        f"cap {k:g}x floor{f' less {base:g} in quadrature' if base else ''}, none below {least:g}"
+        + (f", at least {m:g}x coarse floor where coarse >= {r:g}x fine" if m else "")
+        for k, least, base, m, r in settings
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for kind, r in result.items():
-        cells = [kind, f"{r['floor']:.2f}", f"{r['map']:.2f}", f"{r['none']:.2f}"]
+        cells = [kind, f"{r['floor']:.2f}", f"{r['ratio']:.2f}", f"{r['map']:.2f}"]
+        cells.append(f"{r['none']:.2f}")
         cells += [f"{r[c]:.2f}" for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print(table)
-    print(f"chosen cap factor: {chosen}")
+    print(f"chosen cap factor: {chosen}; lower bound: {chosen_bound}")
     if args.out:
         cmd = command_line("benchmarks/noise_floor_cap.py", argv)
         md = (
             "# The noise floor's cap on the learned level map\n\n"
             f"Made by `{cmd}`: the last {args.holdout} training images, {args.crop}² centre "
-            f"crops, {args.draws} camera-noise draws each (sharp and softened scenes); "
-            f"`{args.model}` with its level map capped at k times the noise floor. Mean PSNR "
+            f"crops, {args.draws} camera-noise draws each (sharp and softened "
+            "scenes, and coarse: smoothed beyond the training range and JPEG-compressed); "
+            f"`{args.model}` with its level map capped at k times the noise floor (less a "
+            "clean photo's own floor b, in quadrature, where b is given). Mean PSNR "
             "(dB) against the reference (clean: output against input); floor and map: mean "
             "levels read (8-bit units).\n\n"
-            f"{table}\n\nThe first setting (factor, least floor capped) that costs no noisy "
+            f"{table}\n\nThe first setting (factor, least floor capped, b) that costs no noisy "
             f"input more than 0.02 dB on average: **{chosen}**.\n"
         )
-        write_report(args.out, "noise_floor_cap", {"result": result, "chosen": chosen}, md)
+        if bound_columns:
+            md += (
+                "\nOf the lower bounds on that setting, the one that raises the noisy inputs "
+                "most on average while costing no input, clean included, more than 0.02 dB: "
+                f"**{chosen_bound or 'none'}**.\n"
+            )
+        report = {"result": result, "chosen": chosen, "chosen_bound": chosen_bound}
+        write_report(args.out, "noise_floor_cap", report, md)
     return 0
 
 

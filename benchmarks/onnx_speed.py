@@ -15,7 +15,8 @@ allocator tuned, ``--sigma`` 25: ``mallenet-s``; ``auto``: the automatic mode), 
   (``VmHWM``), run twice in the order torch, onnxruntime, torch, onnxruntime (best
   time, highest peak);
 * ONNX Runtime's settings at 512^2: graph optimisation level, threads, sequential or
-  parallel execution, each against the backend's default session.
+  parallel execution, and the graph written for the web (`--target web`), each against
+  the backend's default session.
 
 Writes ``onnx_speed.json`` / ``.md``. Run it with the machine otherwise idle.
 """
@@ -28,6 +29,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -169,8 +171,12 @@ def _settings(sigma, repeats: int, threads: int) -> list[dict]:
 
     from malleconv.inference.onnx_backend import OnnxDenoiser, exported_graph, session_options
     from malleconv.inference.tiling import denoise_tensor
+    from malleconv.models.export import export_onnx
 
     path = str(exported_graph("mallenet-s"))
+    # The same model written for onnxruntime-web (PReLU as Max and Mul), run here.
+    web_path = os.path.join(tempfile.mkdtemp(prefix="onnx_speed-"), "mallenet-s-web.onnx")
+    export_onnx("mallenet-s", web_path, target="web")
     x = torch.from_numpy(noisy_image(512, 512, seed=512).transpose(2, 0, 1).copy())
     x = x[None].float() / 255
     level = ort.GraphOptimizationLevel
@@ -182,14 +188,17 @@ def _settings(sigma, repeats: int, threads: int) -> list[dict]:
         ("1 thread", {"intra_op_num_threads": 1}),
         ("parallel execution", {"execution_mode": ort.ExecutionMode.ORT_PARALLEL}),
         ("no memory arena", {"enable_cpu_mem_arena": False}),
+        ("graph for the web (`--target web`: PReLU as Max and Mul)", {"graph": web_path}),
     ]
     level_in = 25.0 if sigma is None else sigma
     rows = []
     for name, changes in variants:
         so = session_options(threads)
+        changes = dict(changes)
+        graph = changes.pop("graph", path)
         for key, value in changes.items():
             setattr(so, key, value)
-        session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(graph, so, providers=["CPUExecutionProvider"])
         net = OnnxDenoiser(session, "mallenet-s")
         seconds = _time(lambda net=net: denoise_tensor(net, x, level_in), repeats)
         rows.append({"setting": name, "seconds": seconds})
@@ -239,7 +248,7 @@ def main(argv=None) -> int:
         f"{args.threads} threads).",
         "",
         "`malleconv.denoise` of a synthetic noisy uint8 image (sigma "
-        f"{args.sigma}) with `backend=\"torch\"` and `backend=\"onnxruntime\"`; best of "
+        f'{args.sigma}) with `backend="torch"` and `backend="onnxruntime"`; best of '
         f"{args.repeats} after a warm-up, the backends alternated in one process. "
         "*ORT speed-up* is the PyTorch time over ONNX Runtime's.",
         "",

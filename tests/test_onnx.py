@@ -44,6 +44,30 @@ def test_export_path_of_slice_conv_equals_slice_conv(c_in, c_out, groups, size, 
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("target", ["cpu", "web"])
+def test_export_forms_of_prelu_equal_prelu(target):
+    from malleconv.layers.blocks import PReLU
+
+    g = torch.Generator().manual_seed(0)
+    act = PReLU(16)
+    with torch.no_grad():  # slopes below 0, in (0, 1), at 1 and above 1
+        act.weight.copy_(torch.linspace(-0.5, 1.5, 16))
+    x = torch.randn(2, 16, 9, 7, generator=g) * 3
+    with torch.no_grad():
+        want = torch.nn.functional.prelu(x, act.weight)
+        with export_mode(target):
+            got = act(x)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    if target == "web":  # each output is x or a x as PReLU computes them
+        assert torch.equal(got, want)
+
+
+def test_export_mode_refuses_unknown_targets():
+    with pytest.raises(ValueError, match="cpu, web"):
+        with export_mode("gpu"):
+            pass
+
+
 def test_export_path_refuses_guided_grids():
     x = torch.rand(1, 4, 8, 8)
     grid = torch.randn(1, 4, 1, 1, 1, 2, 1, 1)
@@ -148,6 +172,7 @@ def test_metadata_of_the_exported_file(sessions):
         assert meta.get(key), key
     assert meta["name"] == "mallenet-s-gray" and meta["sigma_units"] == "8-bit (0-255)"
     assert "CBSD432" in meta["training_data"] and len(meta["weights_sha256"]) == 64
+    assert meta["target"] == "cpu"  # the backend's graphs are written for its CPU provider
     names = [i.name for i in model.graph.input]
     assert names == ["noisy", "sigma", "strength"]
     assert [o.name for o in model.graph.output] == ["denoised"]
@@ -216,6 +241,14 @@ def test_cli_export(cache, tmp_path, capsys):
     assert out.stat().st_size > 10_000
     assert main(argv + [str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
+    web = tmp_path / "web.onnx"
+    assert main(argv + [str(web), "--target", "web"]) == 0
+    import onnx
+
+    ops = {str(web): set(), str(out): set()}
+    for path, kinds in ops.items():
+        kinds.update(node.op_type for node in onnx.load(path).graph.node)
+    assert "Max" in ops[str(web)] and "Max" not in ops[str(out)]
     assert main(["export", "--model", "no-such-model", "-o", str(tmp_path / "x.onnx")]) == 2
     assert main(["export", "--model", "auto", "-o", str(tmp_path / "x.onnx")]) == 2
     assert "mallenet-s-real" in capsys.readouterr().err

@@ -20,12 +20,13 @@ for (let v = 0; v < 256; v++) BYTE_TO_FLOAT[v] = v / 255;
 
 /**
  * The settings from models/auto.json (written by `malleconv web --prepare`) in the form
- * this module takes: {whiteMaxRatio, floorCap, cleanFloor, minFloor, sigmaMin, sigmaMax, madToStd,
+ * this module takes: {whiteMaxRatio, floorCap, floorBaseline, cleanFloor, minFloor, sigmaMin,
+ * sigmaMax, madToStd,
  * floorPercentile, block, coarseBlock, dark, bright, whiteModel, blindModel}.
  */
 export function settingsFrom(json) {
   const need = [
-    "white_max_ratio", "floor_cap", "clean_floor", "min_floor", "sigma_min", "sigma_max", "mad_to_std",
+    "white_max_ratio", "floor_cap", "floor_baseline", "clean_floor", "min_floor", "sigma_min", "sigma_max", "mad_to_std",
     "floor_percentile", "block", "coarse_block", "dark", "bright", "white_model", "blind_model",
   ];
   const missing = need.filter((k) => typeof json[k] !== (k.endsWith("model") ? "string" : "number"));
@@ -34,7 +35,7 @@ export function settingsFrom(json) {
   }
   return {
     whiteMaxRatio: json.white_max_ratio, floorCap: json.floor_cap, cleanFloor: json.clean_floor,
-    minFloor: json.min_floor,
+    minFloor: json.min_floor, floorBaseline: json.floor_baseline,
     sigmaMin: json.sigma_min, sigmaMax: json.sigma_max, madToStd: json.mad_to_std,
     floorPercentile: json.floor_percentile, block: json.block, coarseBlock: json.coarse_block,
     dark: json.dark, bright: json.bright,
@@ -279,7 +280,10 @@ export function readRGBA(rgba, width, height, s) {
 export function route(reading, strength, s) {
   // A floor below minFloor (flat areas flattened by JPEG or smoothing) sets no cap.
   const level = reading.floor.level;
-  const cap = level >= s.minFloor ? s.floorCap * level : s.sigmaMax;
+  // The cap applies to the noise in the floor: a clean photo's own floor taken out in
+  // quadrature (auto.py's floor_noise).
+  const noise = Math.sqrt(Math.max(level * level - s.floorBaseline * s.floorBaseline, 0));
+  const cap = level >= s.minFloor ? s.floorCap * noise : s.sigmaMax;
   const white = reading.ratio < s.whiteMaxRatio;
   const clean = level >= s.minFloor && level < s.cleanFloor;
   const kind = clean ? "clean" : white ? "white noise" : "camera noise";

@@ -31,6 +31,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ".safetensors path",
     )
     p.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="the file to write")
+    p.add_argument(
+        "--target",
+        choices=("cpu", "web"),
+        default="cpu",
+        help="what the graph is tuned for: cpu, ONNX Runtime's CPU provider (default); web, "
+        "onnxruntime-web and runtimes without its blocked layout. Same results to float "
+        "rounding (docs/design.md, the ONNX export)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(func=run)
 
@@ -46,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists (use --overwrite to replace it)")
     try:
-        path = export_onnx(args.model, out)
+        path = export_onnx(args.model, out, target=args.target)
     except ImportError as err:
         raise ValueError(str(err)) from None
     except TypeError as err:

@@ -115,7 +115,8 @@ def ensure_model(root: Path, name: str = MODEL) -> Path:
             return target
     print(f"exporting {name} to {target} ...", file=sys.stderr, flush=True)
     try:
-        export_onnx(name, target)
+        # onnxruntime-web has no blocked CPU layout: the graph written for it.
+        export_onnx(name, target, target="web")
     except ImportError as err:  # the onnx package: the ONNX extra
         raise OSError(str(err)) from None
     return target
@@ -135,6 +136,7 @@ def auto_settings() -> dict:
         "blind_model": MODELS[1],
         "white_max_ratio": float(auto.WHITE_MAX_RATIO),
         "floor_cap": float(auto.FLOOR_CAP),
+        "floor_baseline": float(auto.FLOOR_BASELINE),
         "clean_floor": float(auto.CLEAN_FLOOR),
         "min_floor": float(auto.MIN_FLOOR),
         "sigma_min": float(SIGMA_MIN),

@@ -21,6 +21,7 @@ JPEG or in-camera smoothing) says nothing of the noise, and sets no cap.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -30,8 +31,8 @@ from ..data.noise import SIGMA_MAX
 from .noise_floor import NoiseFloor, read_noise_floor
 from .noise_level import NoiseReading, read_noise
 
-__all__ = ["CLEAN_FLOOR", "FLOOR_CAP", "MIN_FLOOR", "WHITE_MAX_RATIO", "AutoDenoiser", "Route",
-           "level_cap"]
+__all__ = ["CLEAN_FLOOR", "FLOOR_BASELINE", "FLOOR_CAP", "MIN_FLOOR", "WHITE_MAX_RATIO",
+           "AutoDenoiser", "Route", "floor_noise", "level_cap"]
 
 # Readings whose coarse / fine ratio is below this go to the white-noise model. Chosen on
 # the held-out split of benchmarks/noise_routing.py (docs/benchmarks/noise_routing.md).
@@ -40,6 +41,9 @@ WHITE_MAX_RATIO = 1.3
 # reads at least MIN_FLOOR: the first setting that costs the noisy inputs of the held-out
 # split nothing (benchmarks/noise_floor_cap.py, docs/benchmarks/noise_floor_cap.md).
 FLOOR_CAP = 4.0
+# The floor a clean photo reads from its own texture and 8-bit steps, taken out of the
+# floor in quadrature before FLOOR_CAP applies (noise and that baseline add in variance).
+FLOOR_BASELINE = 0.0
 # A floor below this says nothing of the noise: the flattest blocks are flatter than a clean
 # 8-bit photo's own (JPEG or in-camera smoothing flattened them, or the image is synthetic)
 # while the noise lives elsewhere. Such images get no cap.
@@ -50,10 +54,17 @@ MIN_FLOOR = 0.5
 CLEAN_FLOOR = 1.75
 
 
+def floor_noise(floor: float, baseline: float = FLOOR_BASELINE) -> float:
+    """The noise in a floor reading: ``sqrt(max(floor^2 - baseline^2, 0))``."""
+    # math.sqrt, as the page's Math.sqrt: both correctly rounded, so they decide alike.
+    return math.sqrt(max(floor * floor - baseline * baseline, 0.0))
+
+
 def level_cap(floor: NoiseFloor) -> float:
     """The most level either model gets on an image with this floor: :data:`FLOOR_CAP`
-    times it, or 75 (no cap) when it reads below :data:`MIN_FLOOR`."""
-    return FLOOR_CAP * floor.level if floor.level >= MIN_FLOOR else SIGMA_MAX
+    times the noise in it (:func:`floor_noise`), or 75 (no cap) when it reads below
+    :data:`MIN_FLOOR`."""
+    return FLOOR_CAP * floor_noise(floor.level) if floor.level >= MIN_FLOOR else SIGMA_MAX
 
 
 @dataclass(frozen=True)

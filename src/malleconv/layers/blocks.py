@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.slice_conv_export import in_export_mode
+from ..ops.slice_conv_export import export_target, in_export_mode
 
 __all__ = ["InvertedBottleneck", "PReLU", "make_norm", "make_act"]
 
@@ -58,6 +59,29 @@ def _prelu_as_max(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return sign * torch.maximum(x * sign, x * (a * sign))
 
 
+def _prelu_as_convs(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``prelu(x)`` as ``x + (1 - a) relu(-x)``, the two products as 1x1 depthwise
+    convolutions, for graphs run by ONNX Runtime's x86 CPU provider.
+
+    Why: that provider computes convolutions in a blocked channel layout (NCHWc) and
+    converts back to plain NCHW around any operator it cannot run in it; Max and a
+    broadcast Mul are such operators, so the Max/Mul form converts twice per activation.
+    Depthwise 1x1 convolutions, their fused Relu and the Add (fused into the second
+    convolution) all stay blocked: 25% less time for ``mallenet-s`` at 512x512
+    (docs/design.md, the ONNX export). Equal to PReLU to float rounding (``x - x + a x``
+    for negative ``x``), not bit for bit.
+    """
+    c = int(x.shape[1])
+    # Made in numpy, so that an exporter records constants, not operations (on the
+    # parameter, on the traced channel count): a convolution's weight must have a
+    # fixed shape in the graph.
+    a = np.broadcast_to(weight.detach().cpu().float().numpy().reshape(-1, 1, 1, 1), (c, 1, 1, 1))
+    minus_one = torch.from_numpy(np.full((c, 1, 1, 1), -1.0, np.float32)).to(x.dtype)
+    one_minus_a = torch.from_numpy((1.0 - a).astype(np.float32)).to(x.dtype)
+    negative_part = F.relu(F.conv2d(x, minus_one, groups=c))
+    return x + F.conv2d(negative_part, one_minus_a, groups=c)
+
+
 class PReLU(nn.PReLU):
     """:class:`torch.nn.PReLU` (same parameter, same values) with a faster backward.
 
@@ -70,6 +94,8 @@ class PReLU(nn.PReLU):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if in_export_mode():
+            if export_target() == "cpu":
+                return _prelu_as_convs(x, self.weight)
             return _prelu_as_max(x, self.weight)
         if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
             return _PReLUFunction.apply(x, self.weight)

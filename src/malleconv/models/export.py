@@ -22,8 +22,10 @@ code, then one of the two graphs.
 The graphs are recorded with PyTorch's TorchScript-based exporter (``dynamo=False``) at
 opset 17, inside :func:`~malleconv.ops.export_mode`, where slice-and-conv and the padding
 to a multiple of 8 are written in standard operators (docs/design.md says why this
-exporter and opset). The file's metadata holds the model card's facts
-(:func:`onnx_metadata`).
+exporter and opset). ``target`` picks between equal ways to write the activations:
+``"cpu"`` (default) for ONNX Runtime's x86 CPU provider, ``"web"`` for onnxruntime-web
+(:data:`~malleconv.ops.slice_conv_export.EXPORT_TARGETS`). The file's metadata holds the
+model card's facts and the target (:func:`onnx_metadata`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import torch
 from torch import nn
 
 from ..data.noise import SIGMA_MAX, SIGMA_MIN
-from ..ops.slice_conv_export import export_mode
+from ..ops.slice_conv_export import EXPORT_TARGETS, export_mode
 from .blind import BlindMalleNet
 from .fuse import fuse_batchnorm
 from .mallenet import MalleNet
@@ -58,7 +60,7 @@ __all__ = [
 # The ONNX opset of the exported graphs (docs/design.md: why 17).
 OPSET = 17
 # Bumped whenever the graphs change for the same weights, so cached files are re-exported.
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2
 
 # What docs/models.md (the model cards) says each shipped model was trained on.
 _TRAINING_DATA = {
@@ -147,13 +149,17 @@ def _commit() -> str | None:
 
 
 def onnx_metadata(
-    model: nn.Module, name: str | None = None, weights: str | os.PathLike | None = None
+    model: nn.Module,
+    name: str | None = None,
+    weights: str | os.PathLike | None = None,
+    target: str = "cpu",
 ) -> dict[str, str]:
     """The metadata an exported file carries: the model card's facts and the interface.
 
     Keys: ``name``, ``version`` (of malleconv), ``kind`` (``white`` or ``blind``),
     ``training_data``, ``sigma_units``, ``inputs``, ``outputs``, ``config`` (JSON of the
-    architecture), ``opset``, ``export_format``, and where known ``weights_sha256`` (of
+    architecture), ``opset``, ``export_format``, ``target`` (what the graph is tuned
+    for, :func:`export_onnx`), and where known ``weights_sha256`` (of
     ``weights``, the file the model was loaded from), ``training_steps``,
     ``malleconv_commit``, ``model_card``.
     """
@@ -173,6 +179,7 @@ def onnx_metadata(
         "config": json.dumps(config, sort_keys=True),
         "opset": str(OPSET),
         "export_format": str(EXPORT_FORMAT),
+        "target": target,
     }
     if name in _TRAINING_DATA:
         meta["model_card"] = f"docs/models.md#{name}"
@@ -230,6 +237,7 @@ def export_onnx(
     path: str | os.PathLike,
     *,
     name: str | None = None,
+    target: str = "cpu",
 ) -> Path:
     """Export a model to an ONNX file at ``path`` (written atomically); returns the path.
 
@@ -241,6 +249,10 @@ def export_onnx(
             folded into a copy.
         path: The ``.onnx`` file to write.
         name: The model name stored in the metadata (default: the model's).
+        target: ``"cpu"`` (ONNX Runtime's CPU provider: each PReLU written as two 1x1
+            depthwise convolutions, which its blocked layout chains) or ``"web"``
+            (onnxruntime-web and runtimes without that layout: PReLU as Max and Mul).
+            Both compute the same function to float rounding (docs/design.md).
 
     The graph (module docstring) takes any batch, height and width (1x1 included) and
     matches the PyTorch model to float rounding (``tests/test_onnx.py``,
@@ -249,8 +261,8 @@ def export_onnx(
     Raises:
         TypeError: a model that is not a MalleNet (DnCNN, the ablation's networks) or a
             self-ensemble / autocast wrapper.
-        ValueError: a guided MalleConv (no export path), an unknown name, ``"auto"`` (the
-            automatic mode is two graphs and a decision in Python).
+        ValueError: a guided MalleConv (no export path), an unknown name or target,
+            ``"auto"`` (the automatic mode is two graphs and a decision in Python).
         ImportError: the ``onnx`` package is missing (``pip install 'malleconv[onnx]'``).
     """
     try:
@@ -266,6 +278,8 @@ def export_onnx(
 
     path = Path(path)
     weights = None
+    if target not in EXPORT_TARGETS:
+        raise ValueError(f"target must be one of {', '.join(EXPORT_TARGETS)}, got {target!r}")
     if isinstance(model, str) and model == "auto":
         raise ValueError(
             "the automatic mode is not one graph: it reads each image in Python and runs "
@@ -287,15 +301,15 @@ def export_onnx(
     cfg = net.config if isinstance(net, (MalleNet, BlindMalleNet)) else None
     if cfg is not None and cfg.malle_dynamic and cfg.malle_guided:
         raise ValueError(
-            f"export_onnx: {name or 'the model'} has guided MalleConvs, which have no "
-            "export path"
+            f"export_onnx: {name or 'the model'} has guided MalleConvs, which have no export path"
         )
     net = fuse_batchnorm(net).eval()
     graph, args, inputs, outputs, axes = _graph_and_io(net)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        _write(onnx, graph, args, inputs, outputs, axes, tmp, onnx_metadata(net, name, weights))
+        meta = onnx_metadata(net, name, weights, target)
+        _write(onnx, graph, args, inputs, outputs, axes, tmp, meta)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -304,7 +318,7 @@ def export_onnx(
 
 def _write(onnx, graph, args, inputs, outputs, axes, tmp: Path, meta: dict) -> None:
     """Record ``graph`` on ``args`` into the file ``tmp`` with the metadata ``meta``."""
-    with torch.no_grad(), export_mode(), warnings.catch_warnings():
+    with torch.no_grad(), export_mode(meta["target"]), warnings.catch_warnings():
         # The tracer warns about every shape read; the graph is checked against the model
         # at several sizes by the tests instead.
         warnings.simplefilter("ignore")

@@ -23,24 +23,42 @@ import threading
 import torch
 import torch.nn.functional as F
 
-__all__ = ["export_mode", "gather_pad_to_multiple", "in_export_mode", "standard_slice_conv"]
+__all__ = [
+    "EXPORT_TARGETS",
+    "export_mode",
+    "export_target",
+    "gather_pad_to_multiple",
+    "in_export_mode",
+    "standard_slice_conv",
+]
 
 Tensor = torch.Tensor
 
 _STATE = threading.local()
 
+# What the exported graph is tuned for: "cpu", ONNX Runtime's x86 CPU provider, whose
+# blocked channel layout (NCHWc) only chains through convolutions, Relu and Add, so
+# element-wise steps are written as those; "web", runtimes without that layout
+# (onnxruntime-web's WebAssembly), where plain element-wise operators are cheaper.
+EXPORT_TARGETS = ("cpu", "web")
+
 
 @contextlib.contextmanager
-def export_mode():
+def export_mode(target: str = "cpu"):
     """Within this context :func:`~malleconv.ops.slice_conv` (and the models built on it)
     use only standard operators (:func:`standard_slice_conv`) and shape-independent
-    control flow, so that the graph an exporter records holds for every input size."""
-    before = getattr(_STATE, "on", False)
-    _STATE.on = True
+    control flow, so that the graph an exporter records holds for every input size.
+
+    ``target``: one of :data:`EXPORT_TARGETS`; layers that have several equal ways to be
+    written in a graph read it (:func:`export_target`)."""
+    if target not in EXPORT_TARGETS:
+        raise ValueError(f"target must be one of {', '.join(EXPORT_TARGETS)}, got {target!r}")
+    before = (getattr(_STATE, "on", False), getattr(_STATE, "target", "cpu"))
+    _STATE.on, _STATE.target = True, target
     try:
         yield
     finally:
-        _STATE.on = before
+        _STATE.on, _STATE.target = before
 
 
 def in_export_mode() -> bool:
@@ -48,6 +66,11 @@ def in_export_mode() -> bool:
     if getattr(_STATE, "on", False):
         return True
     return bool(torch.onnx.is_in_onnx_export())
+
+
+def export_target() -> str:
+    """The target of the enclosing :func:`export_mode` (``"cpu"`` outside one)."""
+    return getattr(_STATE, "target", "cpu")
 
 
 def gather_pad_to_multiple(x: Tensor, multiple: int, *, reflect: bool) -> Tensor:
