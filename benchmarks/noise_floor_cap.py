@@ -87,7 +87,6 @@ def cap_for(floor: float, factor: float, min_floor: float, baseline: float) -> f
     return None if floor < min_floor else factor * floor_noise(floor, baseline)
 
 
-@torch.no_grad()
 def bound_for(floor, multiple: float, ratio: float) -> float | None:
     """A lower bound on the level map: ``multiple`` times the coarse floor where the noise
     is coarse (the coarse floor at least ``ratio`` times the fine one) and the image is not
@@ -96,6 +95,7 @@ def bound_for(floor, multiple: float, ratio: float) -> float | None:
     return multiple * floor.coarse if multiple > 0 and coarse else None
 
 
+@torch.no_grad()
 def measure(model: BlindMalleNet, crops, draws: int, columns: list[tuple]) -> dict:
     """Per kind: mean PSNR uncapped and per ``(cap factor, least floor capped, baseline,
     bound multiple, bound ratio)`` of ``columns``; mean floor, coarse / fine floor ratio

@@ -3,8 +3,9 @@
     python benchmarks/train_speed.py [--models mallenet-s dncnn-c] [--patch 96] [--batch 8]
         [--data DIR] [--steps 10] [--out docs/benchmarks]
 
-Measures each model in fp32 NCHW, fp32 channels-last and bf16-autocast channels-last
-(the latter only where the CPU supports bf16 or on CUDA), side by side in one process,
+Measures each model in fp32 NCHW, fp32 channels-last, bf16-autocast channels-last (only
+where the CPU supports bf16 or on CUDA) and fp32 channels-last under ``torch.compile``
+(``--variants`` picks; compiling takes minutes, in the warm-up), side by side in one process,
 and writes ``train_speed.md`` / ``train_speed.json``. Without ``--data`` it trains on
 generated images (the figure then excludes image decoding, which happens once anyway).
 """
@@ -32,6 +33,8 @@ VARIANTS = {
     "fp32 NCHW": {"channels_last": False, "bf16": False},
     "fp32 channels-last": {"channels_last": True, "bf16": False},
     "bf16 channels-last": {"channels_last": True, "bf16": True},
+    # torch.compile of the training forward (train.compile): minutes of compiling first.
+    "fp32 channels-last compiled": {"channels_last": True, "bf16": False, "compile": True},
 }
 
 
@@ -69,7 +72,11 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default="docs/benchmarks")
     ap.add_argument(
-        "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), metavar="V"
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=[v for v in VARIANTS if "compiled" not in v],
+        metavar="V",
     )
     ap.add_argument(
         "--torch-prelu-too",

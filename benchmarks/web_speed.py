@@ -11,7 +11,8 @@ serves it, cross-origin isolated, so WebAssembly runs multi-threaded) in headles
 bar on the way; then downloads the result. The page's time is its worker's, from the
 first tile to the last (the model is loaded before); the browser's memory is the peak of
 the summed PSS of all its processes (shared pages counted once). The command runs the same
-model (``--model mallenet-s-real``, default tiles) in a child process per ``--backends``,
+automatic mode (no options but the backend, default tiles) in a child process per
+``--backends``,
 timed from start to exit, its peak from ``ru_maxrss``. Writes ``web_speed.md`` / ``.json``.
 Needs the page built (``npm ci --prefix web``) and chromium.
 """
@@ -55,7 +56,8 @@ def make_photo(path: Path, megapixels: float) -> tuple[int, int]:
 def run_command(photo: Path, out: Path, backend: str) -> dict:
     """``malleconv denoise`` in a child process: wall time and peak RSS."""
     cmd = [sys.executable, "-m", "malleconv", "denoise", str(photo), "-o", str(out)]
-    cmd += ["--model", "mallenet-s-real", "--no-progress", "--overwrite"]
+    # The automatic mode, as the page runs it (the same decision and level cap).
+    cmd += ["--no-progress", "--overwrite"]
     if backend != "torch":
         cmd += ["--backend", backend]
     start = time.perf_counter()
@@ -169,9 +171,9 @@ def markdown(d: dict) -> str:
         f"{d['chromium']} headless).",
         "",
         f"A {photo['width']}x{photo['height']} ({photo['megapixels']:.1f} MP) JPEG with "
-        "camera-like noise, denoised by `mallenet-s-real` in the page (web/, served as "
-        "`malleconv web` serves it) and by `malleconv denoise --model mallenet-s-real` on "
-        "the same file. The page's time is its worker's, first tile to last (model loaded "
+        "camera-like noise, denoised in the automatic mode by the page (web/, served as "
+        "`malleconv web` serves it) and by `malleconv denoise` on the same file. The "
+        "page's time is its worker's, first tile to last (model loaded "
         "before); its memory the peak summed PSS of all the browser's processes. The "
         "command's time is the whole process (start-up, decoding, writing the PNG), its "
         "memory the peak RSS.",

@@ -1,12 +1,15 @@
-"""Before / after crops of real noisy photos (RNI15) in the default mode of ``denoise``.
+"""Before / after crops of real noisy photos (RNI15), and of one clean, sharp photo
+(``test/CleanPhotos``), in the default mode of ``denoise``.
 
     python scripts/rni15_panel.py --data $MALLECONV_DATA [--model mallenet-s-real]
         [--out docs/figures/rni15-panel.png]
 
 Each photo is denoised whole with no noise level given (what ``malleconv denoise photo.jpg``
 does), then the same crop of the input and of the output are shown side by side, enlarged
-2x with nearest-neighbour so that the grain stays visible. RNI15 has no clean references:
-the panel is for looking, the figures are in docs/benchmarks/photo_mode.md.
+2x with nearest-neighbour so that the grain stays visible. The clean photo is the one the
+automatic mode changes most (cp_02, docs/benchmarks/photo_mode.md): a clean photo should
+come back unchanged. RNI15 has no clean references: the panel is for looking, the figures
+are in docs/benchmarks/photo_mode.md.
 """
 
 from __future__ import annotations
@@ -23,14 +26,16 @@ from malleconv import denoise
 from malleconv.io import read_image, write_image
 from malleconv.runtime import tune_allocator
 
-# (file, top, left) of a 128 x 128 crop with both flat areas and detail.
+# (file under the dataset root, top, left) of a 128 x 128 crop with both flat areas and
+# detail.
 CROPS = [
-    ("Dog.png", 150, 120),
-    ("Frog.png", 120, 180),
-    ("Movie.png", 100, 140),
-    ("Window.png", 140, 120),
-    ("Flowers.png", 120, 200),
-    ("Singer.png", 90, 120),
+    ("real/RNI15/Dog.png", 150, 120),
+    ("real/RNI15/Frog.png", 120, 180),
+    ("real/RNI15/Movie.png", 100, 140),
+    ("real/RNI15/Window.png", 140, 120),
+    ("real/RNI15/Flowers.png", 120, 200),
+    ("real/RNI15/Singer.png", 90, 120),
+    ("test/CleanPhotos/cp_02.png", 230, 150),
 ]
 SIZE = 128
 SCALE = 2
@@ -41,7 +46,7 @@ def panel(data: Path, model: str | None) -> tuple[np.ndarray, list[str]]:
     """``(H, W, 3)`` uint8 panel and one caption per row."""
     rows, captions = [], []
     for name, top, left in CROPS:
-        pixels = read_image(data / "real" / "RNI15" / name).pixels[..., :3]
+        pixels = read_image(data / name).pixels[..., :3]
         decided: dict = {}
         out = denoise(pixels, model=model, report=decided)
         pair = [
@@ -50,7 +55,10 @@ def panel(data: Path, model: str | None) -> tuple[np.ndarray, list[str]]:
         ]
         gap = np.full((SIZE * SCALE, 4, 3), 255, np.uint8)
         rows.append(np.concatenate([pair[0], gap, pair[1]], axis=1))
-        captions.append(f"{name}: input | denoised (level {decided['sigma']:.1f})")
+        captions.append(
+            f"{Path(name).name}: input | denoised (read as {decided['noise']}, "
+            f"level {decided['sigma']:.1f})"
+        )
     return rows, captions
 
 

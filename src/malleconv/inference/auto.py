@@ -38,11 +38,13 @@ __all__ = ["CLEAN_FLOOR", "FLOOR_BASELINE", "FLOOR_CAP", "MIN_FLOOR", "WHITE_MAX
 # the held-out split of benchmarks/noise_routing.py (docs/benchmarks/noise_routing.md).
 WHITE_MAX_RATIO = 1.3
 # The level either model gets is at most this times the noise floor, on images whose floor
-# reads at least MIN_FLOOR: the first setting that costs the noisy inputs of the held-out
-# split nothing (benchmarks/noise_floor_cap.py, docs/benchmarks/noise_floor_cap.md).
+# reads at least MIN_FLOOR: the first setting that cost the held-out split's camera and white
+# noise nothing (benchmarks/noise_floor_cap.py; docs/models.md, the automatic mode, also
+# gives its cost on coarse, JPEG-flattened noise).
 FLOOR_CAP = 4.0
 # The floor a clean photo reads from its own texture and 8-bit steps, taken out of the
 # floor in quadrature before FLOOR_CAP applies (noise and that baseline add in variance).
+# 0: a baseline of 1 leaves clean crops nearly untouched but costs coarse noise (same doc).
 FLOOR_BASELINE = 0.0
 # A floor below this says nothing of the noise: the flattest blocks are flatter than a clean
 # 8-bit photo's own (JPEG or in-camera smoothing flattened them, or the image is synthetic)

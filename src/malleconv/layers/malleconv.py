@@ -134,7 +134,9 @@ class MalleConv2d(_DynamicConvBase):
         s = self.grid_stride
         gh, gw = -(-h // s), -(-w // s)
         # Replicate-pad to whole cells so every cell sees its full footprint.
-        if in_export_mode():
+        if in_export_mode() or torch.compiler.is_compiling():
+            # Index gathers: a graph for every size, and Inductor's replicate-pad backward
+            # fails on channels-last inputs (torch 2.13).
             xp = gather_pad_to_multiple(x, s, reflect=False)
         elif (gh * s, gw * s) != (h, w):
             xp = F.pad(x, (0, gw * s - w, 0, gh * s - h), mode="replicate")

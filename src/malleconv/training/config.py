@@ -85,6 +85,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "seed": 0,
         "channels_last": True,
         "bf16": False,
+        # torch.compile the training forward (and so its backward): Inductor fuses the
+        # BatchNorm and PReLU passes that take most of a CPU step (docs/training.md,
+        # Throughput). Compiling takes minutes, once per run; results equal eager's to float
+        # rounding (tests/test_training.py).
+        "compile": False,
         "log_every": 20,
         "val_every": 1000,
         "val_sigmas": [15, 25, 50],

@@ -99,6 +99,10 @@ class Trainer:
             self.net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
+        if bool(t.get("compile")):
+            # Only the training forward: validation and export run self.model, uncompiled
+            # (eval mode would compile a second graph).
+            self.net = torch.compile(self.net)
         # Nothing the reconstruction loss could train: the denoiser's forward is skipped.
         self.estimate_only = (
             self.blind
