@@ -13,7 +13,7 @@ first tile to the last (the model is loaded before); the browser's memory is the
 the summed PSS of all its processes (shared pages counted once). The command runs the same
 automatic mode (no options but the backend, default tiles) in a child process per
 ``--backends``,
-timed from start to exit, its peak from ``ru_maxrss``. Writes ``web_speed.md`` / ``.json``.
+timed from start to exit, its peak the process's own ``VmHWM``. Writes ``web_speed.md`` / ``.json``.
 Needs the page built (``npm ci --prefix web``) and chromium.
 """
 
@@ -53,25 +53,36 @@ def make_photo(path: Path, megapixels: float) -> tuple[int, int]:
     return w, h
 
 
+# Runs the command's main() and then reports the process's own peak RSS: the child's
+# ru_maxrss from wait4 also counts the parent's pages it shared between fork and exec.
+_PEAK = (
+    "import sys\n"
+    "from malleconv.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    "status = open('/proc/self/status').read()\n"
+    "print('VmHWM_kB', status.split('VmHWM:')[1].split()[0], file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
 def run_command(photo: Path, out: Path, backend: str) -> dict:
-    """``malleconv denoise`` in a child process: wall time and peak RSS."""
-    cmd = [sys.executable, "-m", "malleconv", "denoise", str(photo), "-o", str(out)]
+    """``malleconv denoise`` in a child process: wall time and peak RSS (``VmHWM``)."""
+    cmd = [sys.executable, "-c", _PEAK, "denoise", str(photo), "-o", str(out)]
     # The automatic mode, as the page runs it (the same decision and level cap).
     cmd += ["--no-progress", "--overwrite"]
     if backend != "torch":
         cmd += ["--backend", backend]
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    stderr = proc.stderr.read().decode()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{shlex.join(cmd)} failed: {stderr[-800:]}")
+    if proc.returncode != 0:
+        raise RuntimeError(f"{shlex.join(cmd)} failed: {proc.stderr[-800:]}")
+    peak_kb = int(proc.stderr.rsplit("VmHWM_kB", 1)[1].split()[0])
     return {
         "backend": backend,
         "command": "malleconv " + shlex.join(cmd[3:]).replace(str(photo.parent) + "/", ""),
         "seconds": seconds,
-        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "peak_rss_mb": peak_kb / 1024,
     }
 
 
