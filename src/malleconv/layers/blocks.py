@@ -67,7 +67,7 @@ def _prelu_as_convs(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     converts back to plain NCHW around any operator it cannot run in it; Max and a
     broadcast Mul are such operators, so the Max/Mul form converts twice per activation.
     Depthwise 1x1 convolutions, their fused Relu and the Add (fused into the second
-    convolution) all stay blocked: 25% less time for ``mallenet-s`` at 512x512
+    convolution) all stay blocked: a fifth to a third less time for ``mallenet-s`` at 512x512
     (docs/design.md, the ONNX export). Equal to PReLU to float rounding (``x - x + a x``
     for negative ``x``), not bit for bit.
     """
