@@ -190,7 +190,8 @@ def main(argv=None) -> int:
     result = measure(model, crops, args.draws, settings)
     columns = [column_name(*c) for c in settings]
     chosen = choose(result, columns[: len(caps)])
-    bound_columns = [c for c in columns[len(caps) :] if chosen and c.startswith(chosen + " ")]
+    # The bounds tried on the chosen cap setting (same factor, least floor and baseline).
+    bound_columns = [column_name(*c) for c in bounds if chosen and column_name(*c[:3]) == chosen]
     chosen_bound = choose_bound(result, chosen, bound_columns) if chosen else None
     header = ["input", "floor", "coarse / fine", "map", "uncapped"]
     header += [
@@ -200,9 +201,7 @@ def main(argv=None) -> int:
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for kind, r in result.items():
-        cells = [kind, f"{r['floor']:.2f}", f"{r['ratio']:.2f}", f"{r['map']:.2f}"]
-        cells.append(f"{r['none']:.2f}")
-        cells += [f"{r[c]:.2f}" for c in columns]
+        cells = [kind] + [f"{r[c]:.2f}" for c in ["floor", "ratio", "map", "none", *columns]]
         lines.append("| " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print(table)
