@@ -1,22 +1,28 @@
-"""PyTorch against ONNX Runtime, side by side: time at 256^2 and 512^2, time and peak
-memory on a 12-megapixel photo, and ONNX Runtime's session settings.
+"""PyTorch against ONNX Runtime and OpenVINO, side by side: time at 256^2 and 512^2, time
+and peak memory on a 12-megapixel photo, and each runtime's settings.
 
     python benchmarks/onnx_speed.py [--sizes 256 512] [--megapixels 12] [--repeats 5]
-        [--sigma 25 | auto] [--tile 512] [--threads 2] [--out docs/benchmarks]
+        [--sigma 25 | auto] [--tile 512] [--threads 2] [--backends onnxruntime openvino
+        openvino-bfloat16] [--out docs/benchmarks]
 
 Every timing is ``malleconv.denoise`` on a uint8 image as the command runs it (the
 allocator tuned, ``--sigma`` 25: ``mallenet-s``; ``auto``: the automatic mode), with
-``backend="torch"`` and ``backend="onnxruntime"``:
+``backend="torch"`` and each of ``--backends`` (``openvino-bfloat16``: ``backend=
+"openvino", precision="bfloat16"``):
 
-* 256^2 and 512^2: one process, the same synthetic noisy image, the two backends
-  alternated, best of ``--repeats`` after a warm-up;
+* 256^2 and 512^2: one process, the same synthetic noisy image; each backend runs back
+  to back (a warm-up, then ``--repeats`` timed runs), in two rounds that alternate the
+  backends; best time;
 * the photo (4000 x 3000 at 12 MP): one fresh child process per backend, tiled as the
   command does by default (``--tile 512``), with that child's peak resident memory
-  (``VmHWM``), run twice in the order torch, onnxruntime, torch, onnxruntime (best
-  time, highest peak);
+  (``VmHWM``), run twice with the backends alternated (best time, highest peak). Each
+  child warms up on a 64 x 64 crop, as the command loads its model before the first
+  image: OpenVINO's compiling for the photo's tile shapes is inside the time;
 * ONNX Runtime's settings at 512^2: graph optimisation level, threads, sequential or
   parallel execution, and the graph written for the web (`--target web`), each against
-  the backend's default session.
+  the backend's default session; OpenVINO's: the graph it runs (``--target openvino``)
+  compiled for the image's shape (the backend's way) against one compiled for any
+  shape, and the ``cpu`` graph.
 
 Writes ``onnx_speed.json`` / ``.md``. Run it with the machine otherwise idle.
 """
@@ -36,7 +42,26 @@ import numpy as np
 
 from malleconv.runtime import command_line, cpu_name, tune_allocator, write_report
 
-BACKENDS = ("torch", "onnxruntime")
+RUNS = ("onnxruntime", "openvino", "openvino-bfloat16")
+NAMES = {
+    "torch": "PyTorch",
+    "onnxruntime": "ONNX Runtime",
+    "openvino": "OpenVINO",
+    "openvino-bfloat16": "OpenVINO bfloat16",
+}
+
+
+def _backend(run: str) -> tuple[str, str]:
+    """``(backend, precision)`` of a run such as ``openvino-bfloat16``."""
+    backend, _, precision = run.partition("-")
+    return backend, precision or "float32"
+
+
+def _denoise(image, sigma, run: str, **options):
+    import malleconv
+
+    backend, precision = _backend(run)
+    return malleconv.denoise(image, sigma, backend=backend, precision=precision, **options)
 
 
 def noisy_image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -87,19 +112,17 @@ def _child(args) -> int:
     """One backend on the photo, in this fresh process: prints time and peak memory."""
     import torch
 
-    import malleconv
-
     tune_allocator()
     torch.set_num_threads(args.threads)
     width = int(round((args.megapixels * 1e6 * 4 / 3) ** 0.5))
     height = int(round(width * 3 / 4))
     image = noisy_image(height, width)
-    # Model loading (and for onnxruntime the session) outside the timing, as the command
-    # does before its first image.
-    malleconv.denoise(image[:64, :64], _sigma(args.sigma), backend=args.child)
+    # Model loading (and for the ONNX backends the session) outside the timing, as the
+    # command does before its first image.
+    _denoise(image[:64, :64], _sigma(args.sigma), args.child)
     before = _peak_gb()
     t0 = time.perf_counter()
-    out = malleconv.denoise(image, _sigma(args.sigma), tile=args.tile, backend=args.child)
+    out = _denoise(image, _sigma(args.sigma), args.child, tile=args.tile)
     seconds = time.perf_counter() - t0
     assert out.shape == image.shape
     peak = _peak_gb()
@@ -121,29 +144,31 @@ def _time(fn, repeats: int) -> float:
     return best
 
 
-def _side_by_side(sizes, sigma, repeats: int) -> list[dict]:
-    import malleconv
-
+def _side_by_side(sizes, sigma, repeats: int, backends, settle: float = 0.5) -> list[dict]:
     rows = []
     for size in sizes:
         image = noisy_image(size, size, seed=size)
-        times = {b: float("inf") for b in BACKENDS}
-        for b in BACKENDS:  # warm-up: model loading, sessions, first-run allocations
-            malleconv.denoise(image, sigma, backend=b)
-        for _ in range(repeats):
-            for b in BACKENDS:
-                t0 = time.perf_counter()
-                malleconv.denoise(image, sigma, backend=b)
-                times[b] = min(times[b], time.perf_counter() - t0)
-        rows.append({"size": f"{size}x{size}", **{f"{b}_s": times[b] for b in BACKENDS}})
+        times = {b: float("inf") for b in backends}
+        # Each backend runs back to back, as it does on a folder or on a photo's tiles, in
+        # two rounds that alternate the backends. A pause first: the runtime that ran
+        # before keeps its threads spinning for a moment (ONNX Runtime's pool, OpenMP).
+        for _ in range(2):
+            for b in backends:
+                time.sleep(settle)
+                _denoise(image, sigma, b)  # warm-up: model, session, compiling, allocations
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    _denoise(image, sigma, b)
+                    times[b] = min(times[b], time.perf_counter() - t0)
+        rows.append({"size": f"{size}x{size}", **{f"{b}_s": times[b] for b in backends}})
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
-def _photo(args, argv) -> list[dict]:
-    runs = {b: [] for b in BACKENDS}
+def _photo(args, argv, backends) -> list[dict]:
+    runs = {b: [] for b in backends}
     for _ in range(2):
-        for b in BACKENDS:
+        for b in backends:
             cmd = [sys.executable, __file__, "--child", b] + argv
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode:
@@ -160,7 +185,7 @@ def _photo(args, argv) -> list[dict]:
             # session, the photo itself): what denoising adds is the difference.
             "before_gb": max(r.get("before_gb", float("nan")) for r in runs[b]),
         }
-        for b in BACKENDS
+        for b in backends
     ]
 
 
@@ -206,6 +231,63 @@ def _settings(sigma, repeats: int, threads: int) -> list[dict]:
     return rows
 
 
+def _openvino_settings(sigma, repeats: int, threads: int) -> list[dict]:
+    """OpenVINO at 512^2 (``mallenet-s``): the backend's graph compiled for the image's
+    shape (its way), the same graph compiled once for any shape, the ``cpu`` graph."""
+    import torch
+
+    from malleconv.inference.onnx_backend import OnnxDenoiser, exported_graph
+    from malleconv.inference.openvino_backend import OpenVinoSession
+    from malleconv.inference.tiling import denoise_tensor
+
+    class AnyShape(OpenVinoSession):
+        """One model compiled with the graph's dynamic height and width."""
+
+        def _request(self, shapes):
+            if not self._compiled:
+                compiled = self._core.compile_model(
+                    self._model,
+                    "CPU",
+                    {
+                        "INFERENCE_NUM_THREADS": self.threads,
+                        "INFERENCE_PRECISION_HINT": "f32",
+                        "PERFORMANCE_HINT": "LATENCY",
+                    },
+                )
+                self._compiled["any"] = (compiled, compiled.create_infer_request())
+            return self._compiled["any"]
+
+    x = torch.from_numpy(noisy_image(512, 512, seed=512).transpose(2, 0, 1).copy())
+    x = x[None].float() / 255
+    graph = exported_graph("mallenet-s", target="openvino")
+    variants = [
+        ("default (`openvino` graph, compiled for the shape)", OpenVinoSession(graph, threads)),
+        ("compiled once for any shape", AnyShape(graph, threads)),
+        (
+            "the `cpu` graph (PReLU as convolutions)",
+            OpenVinoSession(exported_graph("mallenet-s"), threads),
+        ),
+        ("bfloat16", OpenVinoSession(graph, threads, "bfloat16")),
+    ]
+    level_in = 25.0 if sigma is None else sigma
+    rows = []
+    for name, session in variants:
+        net = OnnxDenoiser(session, "mallenet-s")
+        seconds = _time(lambda net=net: denoise_tensor(net, x, level_in), repeats)
+        rows.append({"setting": name, "seconds": seconds})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def _settings_table(title: str, rows: list[dict]) -> list[str]:
+    base = rows[0]["seconds"]
+    lines = ["", title, "", "| setting | time | relative |", "|---|---|---|"]
+    lines += [
+        f"| {r['setting']} | {r['seconds']:.3f} s | {r['seconds'] / base:.2f}x |" for r in rows
+    ]
+    return lines
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -215,9 +297,10 @@ def main(argv=None) -> int:
     ap.add_argument("--sigma", default="25", help="a level (mallenet-s) or auto")
     ap.add_argument("--tile", type=int, default=512)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--no-settings", action="store_true", help="skip the session settings")
+    ap.add_argument("--backends", nargs="+", choices=RUNS, default=list(RUNS))
+    ap.add_argument("--no-settings", action="store_true", help="skip the runtimes' settings")
     ap.add_argument("--out", default="docs/benchmarks")
-    ap.add_argument("--child", choices=BACKENDS, help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=("torch", *RUNS), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         return _child(args)
@@ -227,9 +310,15 @@ def main(argv=None) -> int:
     tune_allocator()
     torch.set_num_threads(args.threads)
     sigma = _sigma(args.sigma)
-    small = _side_by_side(args.sizes, sigma, args.repeats)
-    photo = _photo(args, argv) if args.megapixels > 0 else []
-    settings = [] if args.no_settings else _settings(sigma, args.repeats, args.threads)
+    backends = ["torch", *args.backends]
+    small = _side_by_side(args.sizes, sigma, args.repeats, backends)
+    photo = _photo(args, argv, backends) if args.megapixels > 0 else []
+    settings, ov_settings = [], []
+    if not args.no_settings:
+        if "onnxruntime" in backends:
+            settings = _settings(sigma, args.repeats, args.threads)
+        if "openvino" in backends:
+            ov_settings = _openvino_settings(sigma, args.repeats, args.threads)
     result = {
         "date": datetime.date.today().isoformat(),
         "machine": f"{cpu_name()}, {os.cpu_count()} CPUs",
@@ -237,57 +326,62 @@ def main(argv=None) -> int:
         "threads": args.threads,
         "sigma": args.sigma,
         "tile": args.tile,
+        "backends": backends,
         "side_by_side": small,
         "photo": photo,
         "settings": settings,
+        "openvino_settings": ov_settings,
     }
+    others = backends[1:]
     lines = [
-        "# PyTorch and ONNX Runtime, side by side",
+        "# PyTorch, ONNX Runtime and OpenVINO, side by side",
         "",
         f"Command: `{result['command']}` ({result['date']}, {result['machine']}, "
         f"{args.threads} threads).",
         "",
         "`malleconv.denoise` of a synthetic noisy uint8 image (sigma "
-        f'{args.sigma}) with `backend="torch"` and `backend="onnxruntime"`; best of '
-        f"{args.repeats} after a warm-up, the backends alternated in one process. "
-        "*ORT speed-up* is the PyTorch time over ONNX Runtime's.",
+        f"{args.sigma}) with each backend in one process: each backend runs back to back "
+        f"(a warm-up, which also compiles OpenVINO's model for the shape, then {args.repeats} "
+        "timed runs), in two rounds that alternate the backends; best time. In brackets: "
+        "the speed-up over PyTorch (its time over the backend's).",
         "",
-        "| image | PyTorch | ONNX Runtime | ORT speed-up |",
-        "|---|---|---|---|",
+        "| image | " + " | ".join(NAMES[b] for b in backends) + " |",
+        "|---|" + "---|" * len(backends),
     ]
     for r in small:
-        lines.append(
-            f"| {r['size']} | {r['torch_s']:.3f} s | {r['onnxruntime_s']:.3f} s | "
-            f"{r['torch_s'] / r['onnxruntime_s']:.2f}x |"
-        )
+        t = r["torch_s"]
+        cells = [f"{t:.3f} s"] + [f"{r[b + '_s']:.3f} s ({t / r[b + '_s']:.2f}x)" for b in others]
+        lines.append(f"| {r['size']} | " + " | ".join(cells) + " |")
     if photo:
-        t, o = photo
+        t = photo[0]
         lines += [
             "",
             f"A {args.megapixels:g}-megapixel photo ({t['size']}), tiled by {args.tile} as "
             "the command does, one fresh process per backend and run (two runs each, "
-            "alternated): best time, highest peak resident memory of the process.",
+            "alternated): best time (OpenVINO's compiling for the tile shapes included), "
+            "highest peak resident memory of the process.",
             "",
             "| backend | time | peak RSS | peak RSS before denoising |",
             "|---|---|---|---|",
-            f"| PyTorch | {t['seconds']:.1f} s | {t['peak_gb']:.2f} GB | {t['before_gb']:.2f} GB |",
-            f"| ONNX Runtime | {o['seconds']:.1f} s ({t['seconds'] / o['seconds']:.2f}x) | "
-            f"{o['peak_gb']:.2f} GB | {o['before_gb']:.2f} GB |",
         ]
+        for o in photo:
+            speed = "" if o is t else f" ({t['seconds'] / o['seconds']:.2f}x)"
+            lines.append(
+                f"| {NAMES[o['backend']]} | {o['seconds']:.1f} s{speed} | "
+                f"{o['peak_gb']:.2f} GB | {o['before_gb']:.2f} GB |"
+            )
     if settings:
-        base = settings[0]["seconds"]
-        lines += [
-            "",
+        lines += _settings_table(
             "ONNX Runtime's session settings, `mallenet-s` at 512x512 "
             "(`denoise_tensor`, best of the repeats); relative to the backend's default:",
-            "",
-            "| setting | time | relative |",
-            "|---|---|---|",
-        ]
-        lines += [
-            f"| {r['setting']} | {r['seconds']:.3f} s | {r['seconds'] / base:.2f}x |"
-            for r in settings
-        ]
+            settings,
+        )
+    if ov_settings:
+        lines += _settings_table(
+            "OpenVINO's settings, `mallenet-s` at 512x512 (`denoise_tensor`, best of the "
+            "repeats); relative to the backend's default:",
+            ov_settings,
+        )
     write_report(args.out, "onnx_speed", result, "\n".join(lines) + "\n")
     return 0
 

@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -e ".[test,gpu,onnx]"
+.venv/bin/pip install -q -e ".[test,gpu,onnx,openvino]"
 .venv/bin/ruff check src tests benchmarks research scripts
 # The browser test (tests/test_web.py): Debian's chromium (no browser can be downloaded),
 # the page's npm packages from its lock file, the exported model. Each step is skipped

@@ -44,7 +44,7 @@ def test_export_path_of_slice_conv_equals_slice_conv(c_in, c_out, groups, size, 
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("target", ["cpu", "web"])
+@pytest.mark.parametrize("target", ["cpu", "web", "openvino"])
 def test_export_forms_of_prelu_equal_prelu(target):
     from malleconv.layers.blocks import PReLU
 

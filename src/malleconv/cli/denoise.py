@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..inference.prepare import BACKENDS, DEFAULT_BACKEND
 from ..models.precision import PRECISIONS
 
 _EPILOG = """\
@@ -92,10 +93,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--backend",
-        choices=("torch", "onnxruntime"),
-        default="torch",
-        help="torch (default) or onnxruntime: run the model's exported ONNX graph in ONNX "
-        "Runtime on the CPU (needs the extra: pip install 'malleconv[onnx]'; speed: "
+        choices=BACKENDS,
+        default=DEFAULT_BACKEND,
+        help="torch (default), onnxruntime or openvino: run the model's exported ONNX graph "
+        "in ONNX Runtime or OpenVINO on the CPU (extras: pip install 'malleconv[onnx]' or "
+        "'malleconv[openvino]'; openvino also runs --precision bfloat16; speed: "
         "docs/benchmarks/onnx_speed.md)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -195,8 +197,14 @@ def run(args: argparse.Namespace) -> int:
     # level or choice of model, self-ensemble, precision).
     model = args.model or default_model(auto=fixed_sigma is None)
     try:
-        prepare_model(model, device, auto=fixed_sigma is None, backend=args.backend)
-    except ImportError as err:  # the onnxruntime backend without its extra
+        prepare_model(
+            model,
+            device,
+            auto=fixed_sigma is None,
+            precision=args.precision,
+            backend=args.backend,
+        )
+    except ImportError as err:  # an ONNX backend without its extra
         raise ValueError(f"--backend {args.backend}: {err}") from None
     if args.precision == "bfloat16" and not native_bf16(device):
         print(

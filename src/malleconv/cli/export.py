@@ -33,11 +33,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="the file to write")
     p.add_argument(
         "--target",
-        choices=("cpu", "web"),
+        choices=("cpu", "web", "openvino"),
         default="cpu",
         help="what the graph is tuned for: cpu, ONNX Runtime's CPU provider (default); web, "
-        "onnxruntime-web and runtimes without its blocked layout. Same results to float "
-        "rounding (docs/design.md, the ONNX export)",
+        "onnxruntime-web and runtimes without its blocked layout; openvino, the web form "
+        "for OpenVINO. Same results to float rounding (docs/design.md, the ONNX export)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(func=run)

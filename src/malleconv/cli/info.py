@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"cpu        {torch.backends.cpu.get_cpu_capability()}")
     cuda = torch.cuda.is_available()
     print(f"device     {'cuda: ' + torch.cuda.get_device_name(0) if cuda else 'cpu'}")
+    print(f"backends   {', '.join(_backends())}")
     if args.model:
         from ..models import load_model, model_stats
 
@@ -34,3 +35,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"params     {stats['params']:,}")
         print(f"GFLOPs     {stats['gflops']:.2f} at {args.size}x{args.size}")
     return 0
+
+
+def _backends() -> list[str]:
+    """The backends ``--backend`` can run here, with their runtime's version."""
+    import importlib.metadata
+
+    found = ["torch"]
+    for backend, package in (("onnxruntime", "onnxruntime"), ("openvino", "openvino")):
+        try:
+            found.append(f"{backend} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found

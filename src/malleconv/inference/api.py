@@ -224,10 +224,11 @@ def denoise(
         strength: Multiplier on the noise level, given or estimated (result capped at 75):
             below 1 keeps more grain and detail, above 1 removes more.
         progress: ``progress(done, total)`` called after each tile.
-        backend: ``"torch"`` (default) runs the PyTorch model; ``"onnxruntime"`` its
-            exported ONNX graph in ONNX Runtime, on the CPU, float32, with the same
-            automatic mode, tiling, strength, 16-bit and alpha (the ``malleconv[onnx]``
-            extra; :mod:`~.onnx_backend`). Speed and memory of both:
+        backend: ``"torch"`` (default) runs the PyTorch model; ``"onnxruntime"`` and
+            ``"openvino"`` its exported ONNX graph in ONNX Runtime (float32) or OpenVINO
+            (float32 or bfloat16), on the CPU, with the same automatic mode, tiling,
+            strength, 16-bit and alpha (the ``malleconv[onnx]`` / ``malleconv[openvino]``
+            extras; :mod:`~.onnx_backend`). Speed and memory of each:
             docs/benchmarks/onnx_speed.md.
         report: A dict that receives what was decided: ``"sigma"`` (the level the model
             was given; for a noise-level map its mean, per image of a batch as a list

@@ -1,21 +1,25 @@
-"""The ONNX Runtime backend: exported graphs run as denoisers of the project's interface.
+"""The ONNX backends: exported graphs run as denoisers of the project's interface.
 
-:class:`OnnxDenoiser` and :class:`OnnxBlindDenoiser` are ``nn.Module``s around an
-``onnxruntime.InferenceSession`` of a graph written by
-:func:`~malleconv.models.export.export_onnx`, with the calls the PyTorch models have
-(``forward(noisy, sigma)``; for the blind one also ``strength``, ``max_level`` and
-``return_level``). So :func:`~.prepare.prepare_model` (``backend="onnxruntime"``), the
-automatic mode's choice per image (which stays in Python, outside the graphs), tiling,
-streaming, the self-ensemble, 16-bit and alpha run unchanged with either backend.
+:class:`OnnxDenoiser` and :class:`OnnxBlindDenoiser` are ``nn.Module``s around a session
+of a graph written by :func:`~malleconv.models.export.export_onnx`: an
+``onnxruntime.InferenceSession`` (``backend="onnxruntime"``) or an
+:class:`~.openvino_backend.OpenVinoSession` (``backend="openvino"``), with the calls the
+PyTorch models have (``forward(noisy, sigma)``; for the blind one also ``strength``,
+``max_level`` and ``return_level``). So :func:`~.prepare.prepare_model`, the automatic
+mode's choice per image (which stays in Python, outside the graphs), tiling, streaming,
+the self-ensemble, 16-bit and alpha run unchanged with every backend.
 
 Exported files are cached on disk (:func:`exported_graph`): ``MALLECONV_CACHE`` or
 ``$XDG_CACHE_HOME/malleconv`` (default ``~/.cache/malleconv``), under ``onnx/``, one file per
 model keyed by its name, the SHA-256 of its weights, the package version and the export
-format, so new weights or a new exporter never reuse a stale graph. The first use of a
-model exports it (about 5 s); later uses load the file. A model given as an ``nn.Module``
-is exported into memory on every preparation, never cached.
+format (and the export target when it is not ``cpu``), so new weights or a new exporter
+never reuse a stale graph. The first use of a model exports it (about 5 s); later uses
+load the file. A model given as an ``nn.Module`` is exported into memory on every
+preparation, never cached. Each backend runs the export target measured fastest on it
+(:data:`BACKEND_TARGETS`, docs/design.md).
 
-``onnxruntime`` and ``onnx`` are an optional extra: ``pip install 'malleconv[onnx]'``.
+``onnxruntime`` and ``onnx`` are an optional extra, ``pip install 'malleconv[onnx]'``;
+OpenVINO another, ``pip install 'malleconv[openvino]'``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from ..models.mallenet import MalleNetConfig
 from ..models.registry import MODEL_CONFIGS, weights_dir
 
 __all__ = [
+    "BACKEND_TARGETS",
+    "ONNX_BACKENDS",
     "OnnxBlindDenoiser",
     "OnnxDenoiser",
     "cache_dir",
@@ -44,6 +50,12 @@ __all__ = [
 ]
 
 _EXTRA = "pip install 'malleconv[onnx]'"
+
+# The backends that run exported graphs, and the export target each runs: ONNX Runtime's
+# CPU provider chains PReLU written as convolutions through its blocked layout; OpenVINO
+# fuses the Max / Mul form itself and runs it faster (docs/benchmarks/onnx_speed.md).
+ONNX_BACKENDS = ("onnxruntime", "openvino")
+BACKEND_TARGETS = {"onnxruntime": "cpu", "openvino": "openvino"}
 
 
 def require_onnxruntime():
@@ -87,12 +99,16 @@ def _weights_file(name_or_path: str | os.PathLike) -> tuple[Path, str]:
     return path, name
 
 
-def exported_graph(name_or_path: str | os.PathLike, *, part: str | None = None) -> Path:
+def exported_graph(
+    name_or_path: str | os.PathLike, *, part: str | None = None, target: str = "cpu"
+) -> Path:
     """The cached ONNX file of a registered model or weights file, exported on first use.
 
     ``part="denoiser"`` is the white-noise graph of a blind model's denoiser (what a blind
-    model runs when it is given a level). The file name holds the model name, the first 16
-    hex digits of the weights' SHA-256, the package version and the export format.
+    model runs when it is given a level); ``target`` the export target
+    (:func:`~malleconv.models.export.export_onnx`). The file name holds the model name,
+    the first 16 hex digits of the weights' SHA-256, the package version, the export
+    format and a target other than ``cpu``.
     """
     from .. import __version__
     from ..models.registry import load_model
@@ -101,13 +117,14 @@ def exported_graph(name_or_path: str | os.PathLike, *, part: str | None = None) 
     digest = weights_digest(weights)[:16]
     label = name if part is None else f"{name}.{part}"
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)
-    path = cache_dir() / f"{safe}-{digest}-v{__version__}-f{EXPORT_FORMAT}-op{OPSET}.onnx"
+    suffix = "" if target == "cpu" else f"-{target}"
+    path = cache_dir() / f"{safe}-{digest}-v{__version__}-f{EXPORT_FORMAT}-op{OPSET}{suffix}.onnx"
     if not path.is_file():
         if part is None:
-            export_onnx(name_or_path, path)
+            export_onnx(name_or_path, path, target=target)
         else:
             model = load_model(name_or_path)
-            export_onnx(getattr(model, part), path, name=label)
+            export_onnx(getattr(model, part), path, name=label, target=target)
     return path
 
 
@@ -124,7 +141,30 @@ def session_options(threads: int | None = None):
     return so
 
 
-def _session(source: str | bytes, threads: int | None):
+def require_backend(backend: str):
+    """The runtime module of ``backend`` (one of :data:`ONNX_BACKENDS`), or an ImportError
+    that names the extra to install."""
+    if backend == "openvino":
+        from .openvino_backend import require_openvino
+
+        return require_openvino()
+    if backend != "onnxruntime":
+        raise ValueError(f"backend must be one of {', '.join(ONNX_BACKENDS)}, got {backend!r}")
+    return require_onnxruntime()
+
+
+def _session(
+    source: str | bytes,
+    threads: int | None,
+    backend: str = "onnxruntime",
+    precision: str = "float32",
+):
+    if backend == "openvino":
+        from .openvino_backend import OpenVinoSession
+
+        return OpenVinoSession(source, int(threads or torch.get_num_threads()), precision)
+    if precision != "float32":
+        raise ValueError(f"backend 'onnxruntime' runs float32, got precision={precision!r}")
     ort = require_onnxruntime()
     return ort.InferenceSession(
         source, session_options(threads), providers=["CPUExecutionProvider"]
@@ -132,7 +172,13 @@ def _session(source: str | bytes, threads: int | None):
 
 
 def _metadata(session) -> dict[str, str]:
+    if hasattr(session, "metadata"):  # OpenVinoSession
+        return dict(session.metadata)
     return dict(session.get_modelmeta().custom_metadata_map)
+
+
+def _backend_name(session) -> str:
+    return getattr(session, "backend", "onnxruntime")
 
 
 def _per_image(value, n: int, what: str) -> np.ndarray:
@@ -148,7 +194,7 @@ def _per_image(value, n: int, what: str) -> np.ndarray:
             return np.ascontiguousarray(flat[:, 0])
     if arr.shape != (n,):
         raise ValueError(
-            f"the onnxruntime backend takes {what} as a number or one value per image "
+            f"the ONNX backends take {what} as a number or one value per image "
             f"(shape ({n},)), got shape {arr.shape}; level maps need backend='torch'"
         )
     return np.ascontiguousarray(arr)
@@ -160,7 +206,7 @@ def _as_input(noisy: torch.Tensor, channels: int) -> np.ndarray:
         shape = tuple(noisy.shape) if torch.is_tensor(noisy) else type(noisy).__name__
         raise ValueError(f"noisy must have shape (B, {channels}, H, W), got {shape}")
     if noisy.device.type != "cpu":
-        raise ValueError(f"the onnxruntime backend runs on the CPU, got a tensor on {noisy.device}")
+        raise ValueError(f"the ONNX backends run on the CPU, got a tensor on {noisy.device}")
     return np.ascontiguousarray(noisy.detach().to(torch.float32).numpy())
 
 
@@ -169,13 +215,16 @@ class OnnxDenoiser(nn.Module):
     (B, C, H, W)`` with ``sigma`` a number or ``(B,)`` in 8-bit units (clamped to [0, 75]
     in the graph), float32 on the CPU, not clipped.
 
-    Attributes: ``session`` (the ``InferenceSession``), ``config`` (the network's
-    :class:`~malleconv.models.MalleNetConfig`), ``model_name``, ``metadata`` (the file's).
+    Attributes: ``session`` (an ``onnxruntime.InferenceSession`` or an
+    :class:`~.openvino_backend.OpenVinoSession`), ``backend`` (which), ``config`` (the
+    network's :class:`~malleconv.models.MalleNetConfig`), ``model_name``, ``metadata`` (the
+    file's).
     """
 
     def __init__(self, session, name: str | None = None):
         super().__init__()
         self.session = session
+        self.backend = _backend_name(session)
         self.metadata = _metadata(session)
         if self.metadata.get("kind") != "white":
             kind = self.metadata.get("kind")
@@ -197,7 +246,7 @@ class OnnxDenoiser(nn.Module):
         return torch.from_numpy(out)
 
     def extra_repr(self) -> str:
-        return f"{self.model_name}, onnxruntime"
+        return f"{self.model_name}, {self.backend}"
 
 
 class OnnxBlindDenoiser(nn.Module):
@@ -219,6 +268,7 @@ class OnnxBlindDenoiser(nn.Module):
     def __init__(self, session, name: str | None = None, denoiser=None):
         super().__init__()
         self.session = session
+        self.backend = _backend_name(session)
         self.metadata = _metadata(session)
         if self.metadata.get("kind") != "blind":
             raise ValueError(f"not a blind graph (metadata kind {self.metadata.get('kind')!r})")
@@ -269,7 +319,7 @@ class OnnxBlindDenoiser(nn.Module):
         return out, torch.from_numpy(level).view(n, 1, 1, 1).expand(n, 1, h, w)
 
     def extra_repr(self) -> str:
-        return f"{self.model_name}, onnxruntime"
+        return f"{self.model_name}, {self.backend}"
 
 
 def _wrap(session, name: str | None, denoiser=None) -> nn.Module:
@@ -280,33 +330,46 @@ def _wrap(session, name: str | None, denoiser=None) -> nn.Module:
 
 
 def onnx_denoiser(
-    model: str | os.PathLike | nn.Module, *, threads: int | None = None
+    model: str | os.PathLike | nn.Module,
+    *,
+    threads: int | None = None,
+    backend: str = "onnxruntime",
+    precision: str = "float32",
 ) -> nn.Module:
-    """The ONNX Runtime denoiser of ``model``: a registered name or ``.safetensors`` path
-    (its graph from the cache, :func:`exported_graph`), an ``.onnx`` file written by
-    :func:`~malleconv.models.export.export_onnx`, or a MalleNet / BlindMalleNet module
-    (exported into memory now)."""
-    require_onnxruntime()
+    """The denoiser of ``model`` run by ``backend`` (``"onnxruntime"`` or ``"openvino"``):
+    a registered name or ``.safetensors`` path (its graph from the cache,
+    :func:`exported_graph`, in the backend's target :data:`BACKEND_TARGETS`), an ``.onnx``
+    file written by :func:`~malleconv.models.export.export_onnx` (any target), or a
+    MalleNet / BlindMalleNet module (exported into memory now). ``precision``:
+    ``"float32"``, or with OpenVINO also ``"bfloat16"``."""
+    require_backend(backend)
+    target = BACKEND_TARGETS[backend]
+
+    def session(source):
+        return _session(source, threads, backend, precision)
+
     if isinstance(model, nn.Module):
         with tempfile.TemporaryDirectory() as tmp:
-            path = export_onnx(model, Path(tmp) / "model.onnx")
+            path = export_onnx(model, Path(tmp) / "model.onnx", target=target)
             data = path.read_bytes()
-        session = _session(data, threads)
+        graph = session(data)
         denoiser = None
-        if _metadata(session).get("kind") == "blind":
+        if _metadata(graph).get("kind") == "blind":
             inner = getattr(model, "denoiser", None)
             if inner is not None:
-                denoiser = lambda: onnx_denoiser(inner, threads=threads)  # noqa: E731
-        return _wrap(session, getattr(model, "model_name", None), denoiser)
+                denoiser = lambda: onnx_denoiser(  # noqa: E731
+                    inner, threads=threads, backend=backend, precision=precision
+                )
+        return _wrap(graph, getattr(model, "model_name", None), denoiser)
     s = os.fspath(model)
     if s.endswith(".onnx"):
         if not Path(s).is_file():
             raise FileNotFoundError(f"ONNX file not found: {s}")
-        return _wrap(_session(s, threads), None)
-    session = _session(str(exported_graph(s)), threads)
+        return _wrap(session(s), None)
+    graph = session(str(exported_graph(s, target=target)))
     denoiser = None
-    if _metadata(session).get("kind") == "blind":
+    if _metadata(graph).get("kind") == "blind":
         denoiser = lambda: OnnxDenoiser(  # noqa: E731
-            _session(str(exported_graph(s, part="denoiser")), threads)
+            session(str(exported_graph(s, part="denoiser", target=target)))
         )
-    return _wrap(session, _weights_file(s)[1], denoiser)
+    return _wrap(graph, _weights_file(s)[1], denoiser)

@@ -50,10 +50,17 @@ DEFAULT_BLIND_MODEL = "mallenet-s-real"
 # The automatic mode's name: DEFAULT_MODEL for white noise, DEFAULT_BLIND_MODEL for other
 # noise, chosen per image (:class:`~.auto.AutoDenoiser`); DEFAULT_MODEL when sigma is given.
 AUTO_MODEL = "auto"
-# How prepared models run: "torch" (the PyTorch modules) or "onnxruntime" (their exported
-# graphs, :mod:`~.onnx_backend`, the optional extra ``malleconv[onnx]``). The default is
-# docs/design.md's decision (the ONNX export), on docs/benchmarks/onnx_speed.md's figures.
-BACKENDS = ("torch", "onnxruntime")
+# How prepared models run: "torch" (the PyTorch modules), "onnxruntime" or "openvino"
+# (their exported graphs, :mod:`~.onnx_backend`, the optional extras ``malleconv[onnx]``
+# and ``malleconv[openvino]``). The default is docs/design.md's decision (the ONNX
+# export), on docs/benchmarks/onnx_speed.md's figures.
+BACKENDS = ("torch", "onnxruntime", "openvino")
+# Precisions each backend runs (check_precision names the ones that exist).
+BACKEND_PRECISIONS = {
+    "torch": ("float32", "bfloat16"),
+    "onnxruntime": ("float32",),
+    "openvino": ("float32", "bfloat16"),
+}
 DEFAULT_BACKEND = "torch"
 
 
@@ -189,29 +196,31 @@ def _resolve_device(device) -> torch.device:
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_onnx_model(name_or_path: str, threads: int, _key: tuple) -> nn.Module:
+def _cached_onnx_model(
+    name_or_path: str, threads: int, backend: str, precision: str, _key: tuple
+) -> nn.Module:
     from .onnx_backend import onnx_denoiser
 
-    return onnx_denoiser(name_or_path, threads=threads)
+    return onnx_denoiser(name_or_path, threads=threads, backend=backend, precision=precision)
 
 
-def _onnx_model(model, device, pretrained: bool) -> nn.Module:
-    """The unwrapped model run by ONNX Runtime (:mod:`~.onnx_backend`)."""
-    from .onnx_backend import onnx_denoiser, require_onnxruntime
+def _onnx_model(model, device, pretrained: bool, backend: str, precision: str) -> nn.Module:
+    """The unwrapped model run by ONNX Runtime or OpenVINO (:mod:`~.onnx_backend`)."""
+    from .onnx_backend import onnx_denoiser, require_backend
 
-    require_onnxruntime()
+    require_backend(backend)
     if device is not None and _resolve_device(device).type != "cpu":
-        raise ValueError(f"backend 'onnxruntime' runs on the CPU, got device={str(device)!r}")
+        raise ValueError(f"backend {backend!r} runs on the CPU, got device={str(device)!r}")
     if not pretrained:
-        raise ValueError("backend 'onnxruntime' runs trained models only (pretrained=True)")
+        raise ValueError(f"backend {backend!r} runs trained models only (pretrained=True)")
     if isinstance(model, nn.Module):
-        if _runs_onnx(model):  # already prepared for this backend
+        if _runs_onnx(model):  # already prepared for an ONNX backend
             return model
-        return onnx_denoiser(model)
+        return onnx_denoiser(model, backend=backend, precision=precision)
     if not isinstance(model, (str, os.PathLike)):
         raise TypeError(f"model must be a name, a weights path or an nn.Module, got {model!r}")
     threads = torch.get_num_threads()
-    return _cached_onnx_model(os.fspath(model), threads, _model_key(model))
+    return _cached_onnx_model(os.fspath(model), threads, backend, precision, _model_key(model))
 
 
 def _runs_onnx(model: nn.Module) -> bool:
@@ -220,10 +229,12 @@ def _runs_onnx(model: nn.Module) -> bool:
     return any(isinstance(m, (OnnxDenoiser, OnnxBlindDenoiser)) for m in model.modules())
 
 
-def _base_model(model, device, pretrained: bool, backend: str = DEFAULT_BACKEND) -> nn.Module:
+def _base_model(
+    model, device, pretrained: bool, backend: str = DEFAULT_BACKEND, precision: str = "float32"
+) -> nn.Module:
     """The unwrapped model: loaded and made ready by name / path, or ``model`` itself."""
-    if backend == "onnxruntime":
-        return _onnx_model(model, device, pretrained)
+    if backend != "torch":
+        return _onnx_model(model, device, pretrained, backend, precision)
     if isinstance(model, nn.Module):
         if device is not None:
             want = _resolve_device(device)
@@ -266,9 +277,10 @@ def prepare_model(
        models are cached by name / path (and file time) and device, so preparing the same
        model again is cheap and returns the same module inside new wrappers. An
        ``nn.Module`` is used as it is (not modified, on its own device: another explicit
-       ``device`` is an error). With ``backend="onnxruntime"`` the model is its exported
-       graph run by ONNX Runtime on the CPU (:func:`~.onnx_backend.onnx_denoiser`: graphs
-       of named models cached on disk, a module exported now), with the same calls.
+       ``device`` is an error). With ``backend="onnxruntime"`` or ``"openvino"`` the model
+       is its exported graph run by ONNX Runtime or OpenVINO on the CPU
+       (:func:`~.onnx_backend.onnx_denoiser`: graphs of named models cached on disk, a
+       module exported now), with the same calls.
     3. ``auto`` and a blind model (:func:`is_blind`): wrapped in :class:`EstimatedLevel`
        with ``strength``, so it finds its own level map whatever sigma it is handed. Other
        models are unchanged by ``auto`` and ``strength``: their level is a number that the
@@ -276,7 +288,8 @@ def prepare_model(
     4. ``self_ensemble``: averaged over the 8 flips / rotations
        (:class:`~malleconv.models.ensemble.SelfEnsemble`).
     5. ``precision="bfloat16"``: run under bfloat16 autocast
-       (:class:`~malleconv.models.precision.Autocast`).
+       (:class:`~malleconv.models.precision.Autocast`); with ``backend="openvino"``,
+       compiled in bfloat16 instead (:data:`BACKEND_PRECISIONS`).
 
     Wrappers pass attribute access through (``config``, ``model_name``, parameters), so
     :func:`model_channels` and :func:`~malleconv.inference.tiling.model_device_dtype` see
@@ -285,19 +298,21 @@ def prepare_model(
     weights; torch backend only).
 
     Raises:
-        ValueError: unknown name or precision, strength outside (0, 10], CUDA requested
-            but not available, a module on another device than ``device``.
+        ValueError: unknown name or precision (or one the backend does not run), strength
+            outside (0, 10], CUDA requested but not available, a module on another device
+            than ``device``.
         FileNotFoundError: the model has no weights file.
-        ImportError: ``backend="onnxruntime"`` without the ``malleconv[onnx]`` extra.
+        ImportError: ``backend="onnxruntime"`` / ``"openvino"`` without the
+            ``malleconv[onnx]`` / ``malleconv[openvino]`` extra.
     """
     strength = check_strength(strength)
     tune_allocator_once()  # a model passed as a module skips load_model, which does it
     check_precision(precision)
     check_backend(backend)
-    if backend == "onnxruntime" and precision != "float32":
+    if precision not in BACKEND_PRECISIONS[backend]:
         raise ValueError(
-            f"precision={precision!r} runs with backend 'torch' only; the onnxruntime "
-            "backend runs float32"
+            f"backend {backend!r} runs precision {' or '.join(BACKEND_PRECISIONS[backend])}, "
+            f"got {precision!r}"
         )
     if model is None:
         model = default_model(auto=auto)
@@ -308,12 +323,12 @@ def prepare_model(
         if not auto:
             return prepare_model(DEFAULT_MODEL, device, **options)
         return prepare_auto(device=device, strength=strength, **options)
-    net = _base_model(model, device, pretrained, backend)
+    net = _base_model(model, device, pretrained, backend, precision)
     if auto and is_blind(net) and estimated_levels(net) is None:
         net = EstimatedLevel(net, strength)
     if self_ensemble:
         net = SelfEnsemble(net)
-    if precision != "float32":
+    if precision != "float32" and backend == "torch":  # the ONNX backends compile it in
         net = Autocast(net, getattr(torch, precision))
     return net
 

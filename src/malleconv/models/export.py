@@ -250,9 +250,10 @@ def export_onnx(
         path: The ``.onnx`` file to write.
         name: The model name stored in the metadata (default: the model's).
         target: ``"cpu"`` (ONNX Runtime's CPU provider: each PReLU written as two 1x1
-            depthwise convolutions, which its blocked layout chains) or ``"web"``
-            (onnxruntime-web and runtimes without that layout: PReLU as Max and Mul).
-            Both compute the same function to float rounding (docs/design.md).
+            depthwise convolutions, which its blocked layout chains), ``"web"``
+            (onnxruntime-web and runtimes without that layout: PReLU as Max and Mul) or
+            ``"openvino"`` (the web form, which OpenVINO fuses; the target is recorded).
+            All compute the same function to float rounding (docs/design.md).
 
     The graph (module docstring) takes any batch, height and width (1x1 included) and
     matches the PyTorch model to float rounding (``tests/test_onnx.py``,
