@@ -108,7 +108,7 @@ class OpenVinoSession:
         )
         hit = (compiled, compiled.create_infer_request())
         self._compiled[shapes] = hit
-        if len(self._compiled) > COMPILED_SHAPES:
+        while len(self._compiled) > COMPILED_SHAPES:
             self._compiled.popitem(last=False)
         return hit
 
