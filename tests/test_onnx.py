@@ -1,10 +1,11 @@
-"""The ONNX export and the ONNX Runtime backend (the ``malleconv[onnx]`` extra).
+"""The ONNX export and the ONNX backends: ONNX Runtime (the ``malleconv[onnx]`` extra) and
+OpenVINO (``malleconv[openvino]``).
 
-The export path of slice_conv is checked against the fast paths without ONNX; everything
-else needs onnxruntime and is skipped without it. Every shipped model is exported once per
-session into a temporary cache (``MALLECONV_CACHE``) and compared with PyTorch at 1x1,
-37x53 and 96x128; the 512x512 and 1024x768 checks and the PSNR on CBSD68 and CC15 are in
-``benchmarks/onnx_parity.py``.
+The export path of slice_conv is checked against the fast paths without ONNX; the tests of
+a backend are skipped without its runtime. Every shipped model is exported once per target
+into a temporary cache (``MALLECONV_CACHE``) and compared with PyTorch at 1x1, 37x53 and
+64x96 by each backend; the 512x512 and 1024x768 checks, the PSNR on CBSD68 and CC15 and
+OpenVINO's bfloat16 cost are in ``benchmarks/onnx_parity.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from conftest import synthetic_image
 from malleconv.ops import export_mode, slice_conv
 
 SHIPPED = ["mallenet-s", "mallenet-s-gray", "mallenet-s-real"]
+BACKENDS = ["onnxruntime", "openvino"]
 SIZES = [(1, 1), (37, 53), (64, 96)]
 
 
@@ -75,22 +77,31 @@ def test_export_path_refuses_guided_grids():
         slice_conv(x, grid, groups=4, guide=torch.rand(1, 1, 8, 8))
 
 
-# ------------------------------------------------------------------------ with onnxruntime
+# ------------------------------------------------------------------------ with a runtime
 
 
 @pytest.fixture(scope="module")
 def ort():
+    pytest.importorskip("onnx")
     return pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory, ort):
-    """A fresh export cache for this module's tests (each shipped model exported once)."""
+def cache(tmp_path_factory):
+    """A fresh export cache for this module's tests (each shipped model exported once per
+    target)."""
+    pytest.importorskip("onnx")
     mp = pytest.MonkeyPatch()
     path = tmp_path_factory.mktemp("onnx-cache")
     mp.setenv("MALLECONV_CACHE", str(path))
     yield path
     mp.undo()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request):
+    pytest.importorskip(request.param)
+    return request.param
 
 
 @pytest.fixture(autouse=True)
@@ -129,19 +140,29 @@ def test_onnx_runtime_resize_is_torch_bilinear(ort, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def sessions(cache):
+def graphs(backend, cache):
     from malleconv.inference import prepare_model
 
     # Through prepare_model's cache, which the later tests then reuse.
+    torch.set_num_threads(2)
+    return {name: prepare_model(name, backend=backend) for name in SHIPPED}
+
+
+@pytest.fixture(scope="module")
+def sessions(ort, cache):
+    """ONNX Runtime's graphs, for the tests of that backend alone."""
+    from malleconv.inference import prepare_model
+
     torch.set_num_threads(2)
     return {name: prepare_model(name, backend="onnxruntime") for name in SHIPPED}
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_every_shipped_model_matches_pytorch(name, sessions):
+def test_every_shipped_model_matches_pytorch(name, backend, graphs):
     from malleconv.models import load_model
 
-    net, graph = load_model(name), sessions[name]
+    net, graph = load_model(name), graphs[name]
+    assert graph.backend == backend
     channels = 1 if name.endswith("gray") else 3
     g = torch.Generator().manual_seed(1)
     for h, w in SIZES:
@@ -180,7 +201,7 @@ def test_metadata_of_the_exported_file(sessions):
     assert dims == ["N", 1, "H", "W"]
 
 
-def test_denoise_with_onnxruntime_matches_torch(sessions):
+def test_denoise_matches_torch(backend, graphs):
     import malleconv
 
     img = synthetic_image(3, 70, 90)
@@ -189,24 +210,24 @@ def test_denoise_with_onnxruntime_matches_torch(sessions):
     for options in [{}, {"sigma": 20, "tile": 48, "overlap": 8}, {"strength": 0.6}]:
         want, got = {}, {}
         a = malleconv.denoise(noisy, report=want, **options)
-        b = malleconv.denoise(noisy, report=got, backend="onnxruntime", **options)
+        b = malleconv.denoise(noisy, report=got, backend=backend, **options)
         assert want == got, options
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1, options
 
 
-def test_blind_route_and_tiles_with_onnxruntime(sessions):
+def test_blind_route_and_tiles(backend, graphs):
     from malleconv.inference import denoise_tensor, prepare_model
 
     x = torch.rand(1, 3, 80, 72)
     torch_net = prepare_model("mallenet-s-real", auto=True, strength=0.9)
-    ort_net = prepare_model("mallenet-s-real", auto=True, strength=0.9, backend="onnxruntime")
+    graph_net = prepare_model("mallenet-s-real", auto=True, strength=0.9, backend=backend)
     for tile in (None, 32):
         want = denoise_tensor(torch_net, x, 0.0, tile=tile, overlap=8)
-        got = denoise_tensor(ort_net, x, 0.0, tile=tile, overlap=8)
+        got = denoise_tensor(graph_net, x, 0.0, tile=tile, overlap=8)
         torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
 
 
-def test_cli_denoise_with_onnxruntime_16_bit_and_alpha(sessions, tmp_path):
+def test_cli_denoise_16_bit_and_alpha(backend, graphs, tmp_path):
     from malleconv.cli import main
     from malleconv.io import read_image, write_image
 
@@ -217,12 +238,12 @@ def test_cli_denoise_with_onnxruntime_16_bit_and_alpha(sessions, tmp_path):
     src = tmp_path / "in.png"
     write_image(src, np.concatenate([noisy, alpha], axis=2))
     outs = {}
-    for backend in ("torch", "onnxruntime"):
-        dst = tmp_path / f"{backend}.png"
-        argv = ["denoise", str(src), "-o", str(dst), "--backend", backend, "--no-progress"]
+    for name in ("torch", backend):
+        dst = tmp_path / f"{name}.png"
+        argv = ["denoise", str(src), "-o", str(dst), "--backend", name, "--no-progress"]
         assert main(argv + ["--tile", "32", "--tile-overlap", "8"]) == 0
-        outs[backend] = read_image(dst).pixels
-    a, b = outs["torch"], outs["onnxruntime"]
+        outs[name] = read_image(dst).pixels
+    a, b = outs["torch"], outs[backend]
     assert b.dtype == np.uint16 and b.shape == (40, 56, 4)
     assert np.array_equal(b[..., 3], alpha[..., 0])
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
@@ -254,15 +275,22 @@ def test_cli_export(cache, tmp_path, capsys):
     assert "mallenet-s-real" in capsys.readouterr().err
 
 
-def test_bad_inputs(sessions):
+def test_bad_inputs(sessions, tmp_path, capsys):
     import malleconv
+    from malleconv.cli import main
     from malleconv.inference import prepare_model
+    from malleconv.io import write_image
 
     img = np.zeros((8, 8, 3), np.uint8)
     with pytest.raises(ValueError, match="backend must be one of"):
         malleconv.denoise(img, sigma=5, backend="tensorrt")
-    with pytest.raises(ValueError, match="float32"):
+    with pytest.raises(ValueError, match="runs precision float32"):
         malleconv.denoise(img, sigma=5, backend="onnxruntime", precision="bfloat16")
+    src, dst = tmp_path / "in.png", tmp_path / "out.png"
+    write_image(src, synthetic_image(0, 16, 16))
+    argv = ["denoise", str(src), "-o", str(dst), "--no-progress", "--backend", "onnxruntime"]
+    assert main(argv + ["--precision", "bfloat16"]) == 2
+    assert "runs precision float32" in capsys.readouterr().err and not dst.exists()
     with pytest.raises(ValueError, match="CPU|CUDA"):
         prepare_model("mallenet-s", "cuda", backend="onnxruntime")
     net = prepare_model("mallenet-s", backend="onnxruntime")
@@ -274,17 +302,82 @@ def test_bad_inputs(sessions):
         malleconv.export_onnx(malleconv.create_model("dncnn-c"), "x.onnx")
 
 
-def test_missing_extra_is_named(monkeypatch, tmp_path, capsys):
+@pytest.mark.parametrize("backend, extra", [("onnxruntime", "onnx"), ("openvino", "openvino")])
+def test_missing_extra_is_named(backend, extra, monkeypatch, tmp_path, capsys):
     from malleconv.cli import main
     from malleconv.inference import prepare_model
 
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    with pytest.raises(ImportError, match=r"malleconv\[onnx\]"):
-        prepare_model("mallenet-s", backend="onnxruntime")
+    monkeypatch.setitem(sys.modules, backend, None)
+    with pytest.raises(ImportError, match=rf"malleconv\[{extra}\]"):
+        prepare_model("mallenet-s", backend=backend)
     src = tmp_path / "in.png"
     from malleconv.io import write_image
 
     write_image(src, synthetic_image(0, 16, 16))
-    code = main(["denoise", str(src), "-o", str(tmp_path / "o.png"), "--backend", "onnxruntime"])
+    code = main(["denoise", str(src), "-o", str(tmp_path / "o.png"), "--backend", backend])
     assert code == 2
-    assert "malleconv[onnx]" in capsys.readouterr().err
+    assert f"malleconv[{extra}]" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------ OpenVINO alone
+
+
+@pytest.fixture(scope="module")
+def openvino(cache):
+    return pytest.importorskip("openvino")
+
+
+@pytest.fixture(scope="module")
+def ov_graphs(openvino):
+    from malleconv.inference import prepare_model
+
+    return {"mallenet-s": prepare_model("mallenet-s", backend="openvino")}
+
+
+def test_openvino_runs_its_target_and_reads_the_metadata(ov_graphs):
+    from malleconv.inference.onnx_backend import exported_graph
+
+    path = exported_graph("mallenet-s", target="openvino")  # cached by the fixture
+    assert path.name.endswith("-openvino.onnx")
+    meta = ov_graphs["mallenet-s"].metadata  # read back by OpenVINO from the ONNX file
+    assert meta["target"] == "openvino" and meta["name"] == "mallenet-s"
+    assert meta["sigma_units"] == "8-bit (0-255)" and len(meta["weights_sha256"]) == 64
+
+
+def test_openvino_outputs_are_not_overwritten_and_compiled_shapes_are_bounded(
+    ov_graphs, monkeypatch
+):
+    from malleconv.inference import openvino_backend
+
+    monkeypatch.setattr(openvino_backend, "COMPILED_SHAPES", 2)
+    net = ov_graphs["mallenet-s"]
+    first = net(torch.rand(1, 3, 24, 24), 10.0)
+    kept = first.clone()
+    net(torch.rand(1, 3, 24, 24), 40.0)  # same shape: the same compiled model runs
+    torch.testing.assert_close(first, kept, rtol=0, atol=0)
+    for side in (8, 9, 10):
+        net(torch.rand(1, 3, side, side), 10.0)
+    assert [shape[0][1] for shape in net.session._compiled] == [(1, 3, 9, 9), (1, 3, 10, 10)]
+
+
+def test_openvino_bfloat16_is_close_to_float32(ov_graphs):
+    import malleconv
+    from malleconv.evaluation.metrics import psnr
+
+    img = synthetic_image(4, 64, 80)
+    noisy = np.clip(img + np.random.default_rng(1).normal(0, 25, img.shape), 0, 255)
+    noisy = noisy.astype(np.uint8)
+    f32 = malleconv.denoise(noisy, 25, backend="openvino")
+    bf16 = malleconv.denoise(noisy, 25, backend="openvino", precision="bfloat16")
+    # Rounding the activations to 8 significant bits moves a few output levels, no more
+    # than the denoising itself changes the image (the cost on test sets: onnx_parity.py).
+    assert psnr(bf16, f32, data_range=255) > 40
+    assert psnr(bf16, img, data_range=255) > psnr(noisy, img, data_range=255) + 3
+
+
+def test_info_lists_the_backends(openvino, capsys):
+    from malleconv.cli import main
+
+    assert main(["info"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("backends"))
+    assert "torch" in line and f"openvino {openvino.__version__.split('-')[0]}" in line
