@@ -3,7 +3,7 @@ held-out training split (not on the test sets).
 
     python benchmarks/noise_floor_cap.py --data $MALLECONV_DATA/train/CBSD432 \
         $MALLECONV_DATA/train/OpenPhotos [--holdout 8] [--crop 384] [--draws 2] \
-        [--cap 2.5 4] [--min-floor 0 0.5] [--baseline 0] [--out docs/benchmarks]
+        [--cap 2.5 4] [--min-floor 0 0.5] [--baseline 0] [--route] [--out docs/benchmarks]
 
 The blind model (``mallenet-s-real``) reads fine texture as noise, so on clean, sharp
 photos it smooths detail away. The noise floor (:mod:`malleconv.inference.noise_floor`)
@@ -34,6 +34,12 @@ are not read as clean: the learned map under-reads blotchy noise. The chosen bou
 one that raises the noisy inputs most on average and costs no input, clean included, more
 than 0.02 dB against the chosen cap. Also printed: what the floor, its coarse / fine ratio
 and the learned map read on each kind of input.
+
+``--route`` runs each input as the automatic mode does: inputs whose noise reading
+(:func:`~malleconv.inference.noise_level.read_noise`) has a coarse / fine ratio below
+``WHITE_MAX_RATIO`` go to the white-noise model (``--white-model``) at the level read, at
+most the cap; only the others go to the blind model, and only they get the lower bound.
+The ``white route`` column is the share of each kind sent to the white-noise model.
 """
 
 from __future__ import annotations
@@ -46,9 +52,17 @@ import numpy as np
 import torch
 
 from malleconv.data.camera_noise import CameraNoiseRanges, camera_noise_draw
+from malleconv.data.noise import SIGMA_MAX
 from malleconv.evaluation.protocol import make_noisy
-from malleconv.inference.auto import CLEAN_FLOOR, FLOOR_BASELINE, MIN_FLOOR, floor_noise
+from malleconv.inference.auto import (
+    CLEAN_FLOOR,
+    FLOOR_BASELINE,
+    MIN_FLOOR,
+    WHITE_MAX_RATIO,
+    floor_noise,
+)
 from malleconv.inference.noise_floor import read_noise_floor
+from malleconv.inference.noise_level import read_noise
 from malleconv.io import list_images
 from malleconv.models import load_model
 from malleconv.models.blind import BlindMalleNet
@@ -96,25 +110,45 @@ def bound_for(floor, multiple: float, ratio: float) -> float | None:
 
 
 @torch.no_grad()
-def measure(model: BlindMalleNet, crops, draws: int, columns: list[tuple]) -> dict:
+def measure(
+    model: BlindMalleNet, crops, draws: int, columns: list[tuple], white: torch.nn.Module = None
+) -> dict:
     """Per kind: mean PSNR uncapped and per ``(cap factor, least floor capped, baseline,
     bound multiple, bound ratio)`` of ``columns``; mean floor, coarse / fine floor ratio
-    and mean map level."""
+    and mean map level. With a ``white`` model, inputs the automatic mode would read as
+    white noise run on it at the level read (capped; no bound) instead: ``white`` is the
+    share of such inputs and ``map`` their level read."""
     rows: dict[str, dict[str, list[float]]] = {}
     for kind, reference, noisy in cases(crops, draws):
         row = rows.setdefault(kind, {})
         floor = read_noise_floor(noisy)
-        out, level = model(noisy, return_level=True)
+        reading = read_noise(noisy) if white is not None else None
+        # The white route's level is the one read; the blind route finds its own map.
+        level_read = reading.sigma if reading and reading.ratio < WHITE_MAX_RATIO else None
+        if level_read is None:
+            out, level = model(noisy, return_level=True)
+            mean_level = float(level.mean())
+        else:
+            out, mean_level = _run(model, white, noisy, level_read, None, None), level_read
+        row.setdefault("white", []).append(float(level_read is not None))
         row.setdefault("none", []).append(psnr8(out, reference))
         row.setdefault("floor", []).append(floor.level)
-        row.setdefault("map", []).append(float(level.mean()))
+        row.setdefault("map", []).append(mean_level)
         row.setdefault("ratio", []).append(floor.coarse / max(floor.fine, 1e-6))
         for k, least, base, m, r in columns:
-            cap = cap_for(floor.level, k, least, base)
-            out = model(noisy, max_level=cap, min_level=bound_for(floor, m, r))
+            cap, bound = cap_for(floor.level, k, least, base), bound_for(floor, m, r)
+            out = _run(model, white, noisy, level_read, cap, bound)
             row.setdefault(column_name(k, least, base, m, r), []).append(psnr8(out, reference))
-        print(kind, f"floor {floor.level:.2f} map {float(level.mean()):.2f}", flush=True)
+        print(kind, f"floor {floor.level:.2f} map {mean_level:.2f}", flush=True)
     return {kind: {k: float(np.mean(v)) for k, v in row.items()} for kind, row in rows.items()}
+
+
+def _run(model, white, noisy, level_read, cap, bound):
+    """The blind model with the cap and bound, or (``level_read`` given: the white route)
+    the white-noise model at the level read, at most the cap and 75, with no bound."""
+    if level_read is None:
+        return model(noisy, max_level=cap, min_level=bound)
+    return white(noisy, min(level_read, SIGMA_MAX if cap is None else cap, SIGMA_MAX))
 
 
 def column_name(factor, min_floor, baseline, multiple=0.0, ratio=0.0) -> str:
@@ -169,6 +203,11 @@ def main(argv=None) -> int:
         "noise is coarse (each with each --bound-ratio), on every cap setting",
     )
     ap.add_argument("--bound-ratio", type=float, nargs="+", default=[2.0])
+    ap.add_argument(
+        "--route", action="store_true",
+        help="route each input as the automatic mode does (white noise to --white-model)",
+    )
+    ap.add_argument("--white-model", default="mallenet-s")
     ap.add_argument("--out", help="folder for noise_floor_cap.md / .json")
     args = ap.parse_args(argv)
     tune_allocator()
@@ -187,13 +226,16 @@ def main(argv=None) -> int:
     ]
     bounds = [c[:3] + (m, r) for c in caps for m in args.bound for r in args.bound_ratio]
     settings = caps + bounds
-    result = measure(model, crops, args.draws, settings)
+    white = load_model(args.white_model).float().eval() if args.route else None
+    result = measure(model, crops, args.draws, settings, white)
     columns = [column_name(*c) for c in settings]
     chosen = choose(result, columns[: len(caps)])
     # The bounds tried on the chosen cap setting (same factor, least floor and baseline).
     bound_columns = [column_name(*c) for c in bounds if chosen and column_name(*c[:3]) == chosen]
     chosen_bound = choose_bound(result, chosen, bound_columns) if chosen else None
-    header = ["input", "floor", "coarse / fine", "map", "uncapped"]
+    stats = ["floor", "ratio", "map"] + (["white"] if args.route else [])
+    header = ["input", "floor", "coarse / fine", "map"]
+    header += (["white route"] if args.route else []) + ["uncapped"]
     header += [
         f"cap {k:g}x floor{f' less {base:g} in quadrature' if base else ''}, none below {least:g}"
         + (f", at least {m:g}x coarse floor where coarse >= {r:g}x fine" if m else "")
@@ -201,7 +243,7 @@ def main(argv=None) -> int:
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for kind, r in result.items():
-        cells = [kind] + [f"{r[c]:.2f}" for c in ["floor", "ratio", "map", "none", *columns]]
+        cells = [kind] + [f"{r[c]:.2f}" for c in [*stats, "none", *columns]]
         lines.append("| " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print(table)
@@ -214,7 +256,14 @@ def main(argv=None) -> int:
             f"crops, {args.draws} camera-noise draws each (sharp and softened "
             "scenes, and coarse: smoothed beyond the training range and JPEG-compressed); "
             f"`{args.model}` with its level map capped at k times the noise floor (less a "
-            "clean photo's own floor b, in quadrature, where b is given). Mean PSNR "
+            "clean photo's own floor b, in quadrature, where b is given)"
+            + (
+                f"; routed as the automatic mode routes (white noise to `{args.white_model}` "
+                "at the level read, capped alike, no lower bound)"
+                if args.route
+                else ""
+            )
+            + ". Mean PSNR "
             "(dB) against the reference (clean: output against input); floor and map: mean "
             "levels read (8-bit units).\n\n"
             f"{table}\n\nThe first setting (factor, least floor capped, b) that costs no noisy "
