@@ -355,13 +355,8 @@ def test_openvino_outputs_are_not_overwritten_and_compiled_shapes_are_bounded(
     kept = first.clone()
     net(torch.rand(1, 3, 24, 24), 40.0)  # same shape: the same compiled model runs
     torch.testing.assert_close(first, kept, rtol=0, atol=0)
-    x = torch.rand(1, 3, 11, 13)
-    once = net(x, 10.0)  # a new shape runs the model compiled for any shape
-    assert all(shape[0][1] != (1, 3, 11, 13) for shape in net.session._compiled)
-    torch.testing.assert_close(net(x, 10.0), once, rtol=0, atol=1e-5)  # now compiled for it
     for side in (8, 9, 10):
-        for _ in range(2):
-            net(torch.rand(1, 3, side, side), 10.0)
+        net(torch.rand(1, 3, side, side), 10.0)
     assert [shape[0][1] for shape in net.session._compiled] == [(1, 3, 9, 9), (1, 3, 10, 10)]
 
 

@@ -7,12 +7,9 @@ and ``metadata``. So the automatic mode, tiling, strength, 16-bit and alpha run 
 on the other backends (``backend="openvino"``).
 
 Why a compiled model per input shape: OpenVINO runs a graph compiled for fixed shapes
-about 1.6x faster than the same graph left dynamic (docs/benchmarks/onnx_speed.md), and
-every tile of a photo has the same shape. Compiling costs about a second, more than a small
-image takes, so the first call of a shape runs the model compiled once for any shape, and
-the second compiles one for that shape: a folder of small photos of different sizes pays
-no compiling, a photo's tiles pay it once. The :data:`COMPILED_SHAPES` most recent shapes
-are kept.
+about 2.3x faster than the same graph left dynamic (docs/benchmarks/onnx_speed.md), and a
+tiled photo has at most four tile shapes. Compiling one costs about a second; the
+:data:`COMPILED_SHAPES` most recent shapes are kept.
 
 ``openvino`` (with ``onnx`` for the export) is an optional extra:
 ``pip install 'malleconv[openvino]'``.
@@ -27,14 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["COMPILED_SHAPES", "SEEN_SHAPES", "OpenVinoSession", "require_openvino"]
+__all__ = ["COMPILED_SHAPES", "OpenVinoSession", "require_openvino"]
 
 _EXTRA = "pip install 'malleconv[openvino]'"
 
-# Compiled models kept per session (the tile shape of a photo plus a few whole images), and
-# shapes remembered as seen once.
+# Compiled models kept per session: the tile shapes of a photo (interior, right, bottom,
+# corner) plus a few whole images.
 COMPILED_SHAPES = 6
-SEEN_SHAPES = 256
 
 # The backend's precisions: OpenVINO's inference precision hint. Without a hint its CPU
 # plugin runs bfloat16 on processors that have it, so float32 is asked for explicitly.
@@ -92,10 +88,15 @@ class OpenVinoSession:
         self.precision = precision
         self.metadata = _framework_info(self._model)
         self._compiled: collections.OrderedDict = collections.OrderedDict()
-        self._seen: collections.OrderedDict = collections.OrderedDict()
-        self._any_shape = None
 
-    def _compile(self, model):
+    def _request(self, shapes: tuple):
+        """The infer request of the model compiled for ``shapes`` (input name, shape)."""
+        hit = self._compiled.get(shapes)
+        if hit is not None:
+            self._compiled.move_to_end(shapes)
+            return hit
+        model = self._model.clone()
+        model.reshape({name: list(shape) for name, shape in shapes})
         compiled = self._core.compile_model(
             model,
             "CPU",
@@ -105,25 +106,7 @@ class OpenVinoSession:
                 "PERFORMANCE_HINT": "LATENCY",
             },
         )
-        return compiled, compiled.create_infer_request()
-
-    def _request(self, shapes: tuple):
-        """The infer request for inputs of ``shapes`` (input name, shape): the model
-        compiled for them from their second call on, the one for any shape before."""
-        hit = self._compiled.get(shapes)
-        if hit is not None:
-            self._compiled.move_to_end(shapes)
-            return hit
-        if shapes not in self._seen:
-            self._seen[shapes] = None
-            while len(self._seen) > SEEN_SHAPES:
-                self._seen.popitem(last=False)
-            if self._any_shape is None:
-                self._any_shape = self._compile(self._model)
-            return self._any_shape
-        model = self._model.clone()
-        model.reshape({name: list(shape) for name, shape in shapes})
-        hit = self._compile(model)
+        hit = (compiled, compiled.create_infer_request())
         self._compiled[shapes] = hit
         while len(self._compiled) > COMPILED_SHAPES:
             self._compiled.popitem(last=False)
