@@ -49,8 +49,6 @@ __all__ = [
     "session_options",
 ]
 
-_EXTRA = "pip install 'malleconv[onnx]'"
-
 # The backends that run exported graphs, and the export target each runs: ONNX Runtime's
 # CPU provider chains PReLU written as convolutions through its blocked layout; OpenVINO
 # fuses the Max / Mul form itself and runs it faster (docs/benchmarks/onnx_speed.md).
@@ -58,19 +56,27 @@ ONNX_BACKENDS = ("onnxruntime", "openvino")
 BACKEND_TARGETS = {"onnxruntime": "cpu", "openvino": "openvino"}
 
 
+def require_runtime(module: str, extra: str):
+    """The runtime ``module`` of the backend of that name, with ``onnx`` (the exporter
+    writes the metadata with it), or an ImportError that names the ``extra`` to install."""
+    import importlib
+
+    hint = f"pip install 'malleconv[{extra}]'"
+    try:
+        runtime = importlib.import_module(module)
+    except ImportError as err:
+        needs = f"backend {module!r} needs the {module} and onnx packages"
+        raise ImportError(f"{needs}: {hint}") from err
+    try:
+        import onnx  # noqa: F401
+    except ImportError as err:
+        raise ImportError(f"backend {module!r} needs the onnx package: {hint}") from err
+    return runtime
+
+
 def require_onnxruntime():
     """The ``onnxruntime`` module, or an ImportError that names the extra to install."""
-    try:
-        import onnxruntime
-    except ImportError as err:
-        raise ImportError(
-            f"backend 'onnxruntime' needs the onnxruntime and onnx packages: {_EXTRA}"
-        ) from err
-    try:
-        import onnx  # noqa: F401 - the exporter writes the metadata with it
-    except ImportError as err:
-        raise ImportError(f"backend 'onnxruntime' needs the onnx package: {_EXTRA}") from err
-    return onnxruntime
+    return require_runtime("onnxruntime", "onnx")
 
 
 def cache_dir() -> Path:

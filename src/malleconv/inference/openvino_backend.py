@@ -26,8 +26,6 @@ import numpy as np
 
 __all__ = ["COMPILED_SHAPES", "OpenVinoSession", "require_openvino"]
 
-_EXTRA = "pip install 'malleconv[openvino]'"
-
 # Compiled models kept per session: the tile shapes of a photo (interior, right, bottom,
 # corner) plus a few whole images.
 COMPILED_SHAPES = 6
@@ -39,17 +37,9 @@ _PRECISION_HINTS = {"float32": "f32", "bfloat16": "bf16"}
 
 def require_openvino():
     """The ``openvino`` module, or an ImportError that names the extra to install."""
-    try:
-        import openvino
-    except ImportError as err:
-        raise ImportError(
-            f"backend 'openvino' needs the openvino and onnx packages: {_EXTRA}"
-        ) from err
-    try:
-        import onnx  # noqa: F401 - the exporter writes the metadata with it
-    except ImportError as err:
-        raise ImportError(f"backend 'openvino' needs the onnx package: {_EXTRA}") from err
-    return openvino
+    from .onnx_backend import require_runtime
+
+    return require_runtime("openvino", "openvino")
 
 
 class OpenVinoSession:
