@@ -3,7 +3,8 @@ held-out training split (not on the test sets).
 
     python benchmarks/noise_floor_cap.py --data $MALLECONV_DATA/train/CBSD432 \
         $MALLECONV_DATA/train/OpenPhotos [--holdout 8] [--crop 384] [--draws 2] \
-        [--cap 2.5 4] [--min-floor 0 0.5] [--baseline 0] [--route] [--out docs/benchmarks]
+        [--cap 2.5 4] [--min-floor 0 0.5] [--baseline 0] [--bound 1 --bound-ratio 2.5] \
+        [--route] [--reference 4/0.5/0] [--out docs/benchmarks]
 
 The blind model (``mallenet-s-real``) reads fine texture as noise, so on clean, sharp
 photos it smooths detail away. The noise floor (:mod:`malleconv.inference.noise_floor`)
@@ -15,9 +16,11 @@ each ``k`` of ``--cap`` (and uncapped), on:
 - the clean crops (output against input: a clean photo should come back unchanged);
 - camera-like noise (``--draws`` draws per crop,
   :func:`~malleconv.data.camera_noise.camera_noise_draw`), on the sharp scene, on the
-  softened scene (``optics_prob`` 1, as a camera's lens and demosaicking soften it), and
+  softened scene (``optics_prob`` 1, as a camera's lens and demosaicking soften it),
   coarse (smoothed beyond the blind model's training range, then JPEG at quality 50-80:
-  the blotchy noise of old or heavily processed photos);
+  the blotchy noise of old or heavily processed photos), and upscaled (drawn on the image
+  halved, then enlarged 2x: the blotches two pixels wide of a small photo or video frame
+  shown larger);
 - white Gaussian noise of 5, 15 and 25 (level not told).
 
 Each factor runs with no cap below each ``--min-floor`` (a floor that low says nothing of
@@ -35,6 +38,12 @@ one that raises the noisy inputs most on average and costs no input, clean inclu
 than 0.02 dB against the chosen cap. Also printed: what the floor, its coarse / fine ratio
 and the learned map read on each kind of input.
 
+``--reference COLUMN`` (a setting as the table names it, e.g. ``4/0.5/0``: the setting in
+use) also picks, of all settings tried, the one that leaves the clean crops most unchanged
+while its mean over the noisy inputs is no lower than the reference's: a setting that does
+not cost noisy photos on average, though it may trade between kinds (the table's last row
+gives that mean).
+
 ``--route`` runs each input as the automatic mode does: inputs whose noise reading
 (:func:`~malleconv.inference.noise_level.read_noise`) has a coarse / fine ratio below
 ``WHITE_MAX_RATIO`` go to the white-noise model (``--white-model``) at the level read, at
@@ -50,8 +59,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from malleconv.data.camera_noise import CameraNoiseRanges, camera_noise_draw
+from malleconv.data.datasets import downscale_half
 from malleconv.data.noise import SIGMA_MAX
 from malleconv.evaluation.protocol import make_noisy
 from malleconv.inference.auto import (
@@ -79,6 +90,19 @@ COARSE = CameraNoiseRanges(
 )
 
 
+def upscaled_draw(clean: np.ndarray, name: str, draw: int) -> tuple[np.ndarray, torch.Tensor]:
+    """Camera noise drawn on the image halved, then both scene and noisy image enlarged 2x
+    (bicubic): the noise of a small photo or video frame shown larger, blotches two pixels
+    wide (RNI15's Singer). Returns ``(reference uint8 H x W x 3, noisy (1, 3, H, W))``."""
+    h, w = clean.shape[0] // 2 * 2, clean.shape[1] // 2 * 2
+    reference, noisy = camera_noise_draw(downscale_half(clean), f"{name}:half", draw)
+    scene = torch.from_numpy(reference.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    up = [F.interpolate(t, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+          for t in (scene, noisy)]
+    reference = (up[0][0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return reference, up[1]
+
+
 def cases(crops, draws: int):
     """``(kind, reference uint8 H x W x 3, noisy (1, 3, H, W))`` for every crop."""
     sharp, soft = CameraNoiseRanges(optics_prob=0.0), CameraNoiseRanges(optics_prob=1.0)
@@ -90,6 +114,7 @@ def cases(crops, draws: int):
             for kind, ranges in camera:
                 reference, noisy = camera_noise_draw(clean, name, draw, ranges)
                 yield kind, reference, noisy
+            yield "camera, upscaled", *upscaled_draw(clean, name, draw)
         for sigma in WHITE_SIGMAS:
             yield f"white {sigma}", clean, make_noisy(clean, name, float(sigma))
 
@@ -181,6 +206,19 @@ def choose_bound(result: dict, base: str, columns: list[str], tolerance: float =
     return best
 
 
+def noisy_mean(result: dict, column: str) -> float:
+    """The mean of ``column`` over the noisy kinds (every kind but clean)."""
+    return float(np.mean([r[column] for kind, r in result.items() if kind != "clean"]))
+
+
+def choose_against(result: dict, columns: list[str], reference: str) -> str | None:
+    """Of ``columns``, the one with the highest clean figure whose mean over the noisy kinds
+    is at least ``reference``'s (None: no column qualifies)."""
+    floor = noisy_mean(result, reference)
+    qualified = [c for c in columns if noisy_mean(result, c) >= floor]
+    return max(qualified, key=lambda c: result["clean"][c], default=None)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", nargs="+", required=True, help="the training folders, in order")
@@ -208,6 +246,11 @@ def main(argv=None) -> int:
         help="route each input as the automatic mode does (white noise to --white-model)",
     )
     ap.add_argument("--white-model", default="mallenet-s")
+    ap.add_argument(
+        "--reference", help="a setting as the table names it (factor/least floor/baseline"
+        "[ + Mx coarse at R]): also choose the setting with the best clean figure whose mean "
+        "over the noisy inputs is no lower than this one's",
+    )
     ap.add_argument("--out", help="folder for noise_floor_cap.md / .json")
     args = ap.parse_args(argv)
     tune_allocator()
@@ -226,13 +269,18 @@ def main(argv=None) -> int:
     ]
     bounds = [c[:3] + (m, r) for c in caps for m in args.bound for r in args.bound_ratio]
     settings = caps + bounds
+    columns = [column_name(*c) for c in settings]
+    if args.reference and args.reference not in columns:
+        print(f"error: --reference {args.reference!r} is not a setting tried: {columns}",
+              file=sys.stderr)
+        return 2
     white = load_model(args.white_model).float().eval() if args.route else None
     result = measure(model, crops, args.draws, settings, white)
-    columns = [column_name(*c) for c in settings]
     chosen = choose(result, columns[: len(caps)])
     # The bounds tried on the chosen cap setting (same factor, least floor and baseline).
     bound_columns = [column_name(*c) for c in bounds if chosen and column_name(*c[:3]) == chosen]
     chosen_bound = choose_bound(result, chosen, bound_columns) if chosen else None
+    against = choose_against(result, columns, args.reference) if args.reference else None
     stats = ["floor", "ratio", "map"] + (["white"] if args.route else [])
     header = ["input", "floor", "coarse / fine", "map"]
     header += (["white route"] if args.route else []) + ["uncapped"]
@@ -245,16 +293,22 @@ def main(argv=None) -> int:
     for kind, r in result.items():
         cells = [kind] + [f"{r[c]:.2f}" for c in [*stats, "none", *columns]]
         lines.append("| " + " | ".join(cells) + " |")
+    means = [f"{noisy_mean(result, c):.3f}" for c in ["none", *columns]]
+    blank = " |" * len(stats)
+    lines.append(f"| noisy inputs, mean |{blank} " + " | ".join(means) + " |")
     table = "\n".join(lines)
     print(table)
     print(f"chosen cap factor: {chosen}; lower bound: {chosen_bound}")
+    if args.reference:
+        print(f"best clean figure, noisy mean no lower than {args.reference}: {against}")
     if args.out:
         cmd = command_line("benchmarks/noise_floor_cap.py", argv)
         md = (
             "# The noise floor's cap on the learned level map\n\n"
             f"Made by `{cmd}`: the last {args.holdout} training images, {args.crop}² centre "
             f"crops, {args.draws} camera-noise draws each (sharp and softened "
-            "scenes, and coarse: smoothed beyond the training range and JPEG-compressed); "
+            "scenes; coarse: smoothed beyond the training range and JPEG-compressed; upscaled: "
+            "drawn on the image halved, then enlarged 2x); "
             f"`{args.model}` with its level map capped at k times the noise floor (less a "
             "clean photo's own floor b, in quadrature, where b is given)"
             + (
@@ -275,7 +329,14 @@ def main(argv=None) -> int:
                 "most on average while costing no input, clean included, more than 0.02 dB: "
                 f"**{chosen_bound or 'none'}**.\n"
             )
-        report = {"result": result, "chosen": chosen, "chosen_bound": chosen_bound}
+        if args.reference:
+            md += (
+                "\nOf all settings, the one that leaves the clean crops most unchanged while its "
+                f"mean over the noisy inputs is no lower than `{args.reference}`'s: "
+                f"**{against or 'none'}**.\n"
+            )
+        report = {"result": result, "chosen": chosen, "chosen_bound": chosen_bound,
+                  "reference": args.reference, "chosen_against_reference": against}
         write_report(args.out, "noise_floor_cap", report, md)
     return 0
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from malleconv import denoise
 from malleconv.inference import AUTO_MODEL, AutoDenoiser, prepare_model, read_noise
-from malleconv.inference.auto import FLOOR_CAP, WHITE_MAX_RATIO
+from malleconv.inference.auto import FLOOR_CAP, WHITE_MAX_RATIO, floor_noise
 from malleconv.inference.noise_floor import read_noise_floor
 from malleconv.inference.prepare import EstimatedLevel
 
@@ -34,9 +34,11 @@ class _Recorder(nn.Module):
         self.value = value
         self.calls: list = []
 
-    def forward(self, noisy, sigma=None, *, strength=1.0, return_level=False, max_level=None):
+    def forward(
+        self, noisy, sigma=None, *, strength=1.0, return_level=False, max_level=None, min_level=None
+    ):
         self.calls.append((tuple(noisy.shape), sigma, strength))
-        self.max_level = max_level
+        self.max_level, self.min_level = max_level, min_level
         out = torch.full_like(noisy, self.value)
         level = torch.full_like(noisy[:, :1], 7.0 * strength)
         return (out, level) if return_level else out
@@ -85,7 +87,7 @@ def test_auto_sends_white_noise_to_the_white_model_with_the_level_read():
         "sigma": pytest.approx(expected),
         "how": "estimated",
         "floor": pytest.approx(floor),
-        "cap": pytest.approx(FLOOR_CAP * floor),
+        "cap": pytest.approx(FLOOR_CAP * floor_noise(floor)),
     }
 
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from malleconv import denoise
 from malleconv.inference import AutoDenoiser, read_noise
-from malleconv.inference.auto import CLEAN_FLOOR, FLOOR_CAP, MIN_FLOOR
+from malleconv.inference.auto import CLEAN_FLOOR, FLOOR_CAP, MIN_FLOOR, floor_noise
 from malleconv.inference.noise_floor import read_noise_floor
 from malleconv.inference.prepare import EstimatedLevel, set_level_cap
 from malleconv.models.blind import BlindMalleNet, NoiseLevelEstimator
@@ -104,7 +104,7 @@ def test_auto_mode_caps_the_level_at_a_multiple_of_the_floor():
     clean = _textured()
     route = auto.route(clean)
     assert route.kind == "clean" and MIN_FLOOR <= route.floor.level < CLEAN_FLOOR
-    assert route.cap == pytest.approx(FLOOR_CAP * route.floor.level)
+    assert route.cap == pytest.approx(FLOOR_CAP * floor_noise(route.floor.level))
     assert blind.max_level == pytest.approx(route.cap)
     blind.levels.clear()
     blind(clean)
@@ -137,7 +137,7 @@ def test_denoise_reports_the_floor_and_leaves_a_clean_photo_nearly_unchanged():
     decided: dict = {}
     out = denoise(clean, report=decided)
     assert decided["noise"] == "clean"
-    assert decided["cap"] == pytest.approx(FLOOR_CAP * decided["floor"])
+    assert decided["cap"] == pytest.approx(FLOOR_CAP * floor_noise(decided["floor"]))
     assert decided["sigma"] <= decided["cap"] + 1e-4
 
     def kept(y) -> float:
@@ -146,3 +146,32 @@ def test_denoise_reports_the_floor_and_leaves_a_clean_photo_nearly_unchanged():
     # The blind model alone (its map uncapped) reads the texture as noise and smooths it.
     uncapped = denoise(clean, model="mallenet-s-real")
     assert kept(out) > kept(uncapped) + 3 and kept(out) > 35
+
+
+@torch.no_grad()
+def test_coarse_noise_gets_at_least_the_coarse_floor():
+    """Noise two pixels wide (as in an enlarged small photo) reads high in the coarse floor
+    and low in the fine one; the blind route then gets at least the coarse floor, which the
+    learned map under-reads, and the command reports that bound."""
+    from malleconv.inference.auto import BOUND_RATIO, FLOOR_BOUND, level_bound
+
+    g = torch.Generator().manual_seed(8)
+    blotches = torch.randn(1, 3, 64, 64, generator=g) * 8 / 255
+    noisy = (_textured(128, 128) + F.interpolate(blotches, scale_factor=2)).clamp(0, 1)
+    floor = read_noise_floor(noisy)
+    assert floor.coarse >= BOUND_RATIO * floor.fine and floor.level >= CLEAN_FLOOR
+    assert level_bound(floor) == pytest.approx(FLOOR_BOUND * floor.coarse)
+    blind = EstimatedLevel(_blind())
+    auto = AutoDenoiser(_blind().denoiser, blind, ("w", "b"))
+    route = auto.route(noisy)
+    assert route.sigma is None and route.bound == pytest.approx(level_bound(floor))
+    assert blind.min_level == pytest.approx(route.bound)
+    blind(noisy)
+    assert blind.levels[-1] >= route.bound - 1e-4
+    # White noise and clean images get no bound.
+    assert level_bound(read_noise_floor(_textured(128, 128))) is None
+    white = _textured(128, 128) + torch.randn(1, 3, 128, 128, generator=g) * 10 / 255
+    assert level_bound(read_noise_floor(white)) is None
+    decided: dict = {}
+    denoise(noisy[0].permute(1, 2, 0).numpy(), report=decided)
+    assert decided["bound"] == pytest.approx(route.bound, rel=1e-5)

@@ -169,10 +169,12 @@ def test_every_shipped_model_matches_pytorch(name, backend, graphs):
         x = torch.rand(2, channels, h, w, generator=g)
         with torch.no_grad():
             if name == "mallenet-s-real":
-                cap = torch.tensor([75.0, 4.0])
-                want, level = net(x, None, strength=0.8, max_level=cap, return_level=True)
-                got, got_level = graph(x, None, strength=0.8, max_level=cap, return_level=True)
+                cap, low = torch.tensor([75.0, 4.0]), torch.tensor([12.0, 0.0])
+                kw = {"strength": 0.8, "max_level": cap, "min_level": low, "return_level": True}
+                want, level = net(x, None, **kw)
+                got, got_level = graph(x, None, **kw)
                 torch.testing.assert_close(got_level, level, rtol=1e-5, atol=1e-4)
+                assert float(got_level[0].min()) >= 12.0 * 0.8 - 1e-4  # the bound held
                 if (h, w) == (37, 53):  # a given sigma runs the denoiser, as in PyTorch
                     torch.testing.assert_close(graph(x, 20.0), net(x, 20.0), rtol=0, atol=1e-4)
             else:

@@ -110,7 +110,7 @@ def _backend_option() -> list[str]:
 _DECISION = re.compile(
     r"\(sigma (?P<sigma>[\d.]+), (?P<text>(?P<kind>clean|white noise|camera noise): "
     r"(?P<model>[\w.-]+), (?P<how>[^,]+), noise floor (?P<floor>[\d.]+) "
-    r"\(level at most (?P<cap>[\d.]+)\))"
+    r"\(level at most (?P<cap>[\d.]+)(?:, at least (?P<bound>[\d.]+))?\))"
 )
 
 
@@ -216,7 +216,7 @@ def test_page_matches_the_command(session, tmp_path):
 def _check_decision(run: dict, decided: re.Match, photo: Path) -> None:
     """The page's automatic-mode decision on ``photo`` (``run["decision"]``) equals the
     command's printed one (``decided``) and Python's readings of the file."""
-    from malleconv.inference.auto import level_cap
+    from malleconv.inference.auto import level_bound, level_cap
     from malleconv.inference.noise_floor import read_noise_floor
     from malleconv.inference.noise_level import read_noise
     from malleconv.io import read_image
@@ -232,12 +232,14 @@ def _check_decision(run: dict, decided: re.Match, photo: Path) -> None:
         "floorFine": floor.fine,
         "floorCoarse": floor.coarse,
         "cap": level_cap(floor),
+        "minLevel": level_bound(floor) or 0.0,
     }
     for key, value in expected.items():
         assert page[key] == pytest.approx(value, abs=1e-3), key
     # The command prints two decimals.
     assert page["floor"] == pytest.approx(float(decided["floor"]), abs=0.0051)
     assert page["cap"] == pytest.approx(float(decided["cap"]), abs=0.0051)
+    assert page["minLevel"] == pytest.approx(float(decided["bound"] or 0.0), abs=0.0051)
     assert run["level"] == pytest.approx(float(decided["sigma"]), abs=0.0051)
 
 
@@ -318,7 +320,13 @@ def test_noise_readings_match_python(tmp_path):
         pytest.skip("node is not installed")
     from torch import nn
 
-    from malleconv.inference.auto import WHITE_MAX_RATIO, AutoDenoiser, Route, level_cap
+    from malleconv.inference.auto import (
+        WHITE_MAX_RATIO,
+        AutoDenoiser,
+        Route,
+        level_bound,
+        level_cap,
+    )
     from malleconv.inference.noise_floor import read_noise_floor
     from malleconv.inference.noise_level import read_noise
 
@@ -340,9 +348,13 @@ def test_noise_readings_match_python(tmp_path):
         .astype(np.uint8)
     )
     cases.append(rng.integers(0, 256, (600, 900, 3), dtype=np.uint8))
+    # Noise two pixels wide (drawn at half size, enlarged): the blind route's lower bound.
+    blotches = rng.normal(0, 8, (128, 128, 3)).repeat(2, axis=0).repeat(2, axis=1)
+    cases.append(np.clip(_rgb(CLEAN).astype(float) + blotches, 0, 255).round().astype(np.uint8))
     strength = 0.8
     out = _readings_in_node(cases, tmp_path, strength)
     auto = AutoDenoiser(nn.Identity(), nn.Identity(), strength=strength)
+    bounded = 0
     for a, js in zip(cases, out, strict=True):
         reading, floor = read_noise(a), read_noise_floor(a)
         got = (js["sigma"], js["coarseSigma"], js["floor"]["fine"], js["floor"]["coarse"])
@@ -350,7 +362,7 @@ def test_noise_readings_match_python(tmp_path):
         assert got == pytest.approx(want, abs=1e-9, rel=1e-12), a.shape
         ratio = js["ratio"] if js["ratio"] is not None else float("inf")
         assert ratio == pytest.approx(reading.ratio, rel=1e-12)
-        cap = level_cap(floor)
+        cap, bound = level_cap(floor), level_bound(floor)
         white = reading.ratio < WHITE_MAX_RATIO
         route = Route(None, "", reading.sigma if white else None, reading, floor, cap)
         chosen = js["route"]
@@ -362,7 +374,10 @@ def test_noise_readings_match_python(tmp_path):
             assert chosen["strength"] == 1
         else:
             assert chosen["maxLevel"] == pytest.approx(cap, rel=1e-12)
+            assert chosen["minLevel"] == pytest.approx(0.0 if bound is None else bound, rel=1e-12)
             assert chosen["strength"] == strength
+            bounded += bound is not None
+    assert bounded  # the lower bound was decided alike at least once
 
 
 def test_prepare_rewrites_the_settings_when_they_change(tmp_path, monkeypatch):

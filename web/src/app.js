@@ -147,8 +147,9 @@ function decisionText(d, level) {
   const sigma = d.white !== null ? d.white : level;
   const lead = sigma === null || sigma === undefined ? "" : `sigma ${sigma.toFixed(2)}, `;
   const strength = d.strength !== 1 ? `, strength ${d.strength}` : "";
+  const bound = d.minLevel > 0 ? `, at least ${d.minLevel.toFixed(2)}` : "";
   return `Automatic mode: ${lead}${d.kind}: ${d.model}, ${how}, noise floor ` +
-    `${d.floor.toFixed(2)} (level at most ${d.cap.toFixed(2)})${strength}.`;
+    `${d.floor.toFixed(2)} (level at most ${d.cap.toFixed(2)}${bound})${strength}.`;
 }
 
 function engineText(backend, threads) {

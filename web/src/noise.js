@@ -20,13 +20,14 @@ for (let v = 0; v < 256; v++) BYTE_TO_FLOAT[v] = v / 255;
 
 /**
  * The settings from models/auto.json (written by `malleconv web --prepare`) in the form
- * this module takes: {whiteMaxRatio, floorCap, floorBaseline, cleanFloor, minFloor, sigmaMin,
- * sigmaMax, madToStd,
+ * this module takes: {whiteMaxRatio, floorCap, floorBaseline, cleanFloor, minFloor, floorBound,
+ * boundRatio, sigmaMin, sigmaMax, madToStd,
  * floorPercentile, block, coarseBlock, dark, bright, whiteModel, blindModel}.
  */
 export function settingsFrom(json) {
   const need = [
-    "white_max_ratio", "floor_cap", "floor_baseline", "clean_floor", "min_floor", "sigma_min", "sigma_max", "mad_to_std",
+    "white_max_ratio", "floor_cap", "floor_baseline", "clean_floor", "min_floor", "floor_bound",
+    "bound_ratio", "sigma_min", "sigma_max", "mad_to_std",
     "floor_percentile", "block", "coarse_block", "dark", "bright", "white_model", "blind_model",
   ];
   const missing = need.filter((k) => typeof json[k] !== (k.endsWith("model") ? "string" : "number"));
@@ -36,6 +37,7 @@ export function settingsFrom(json) {
   return {
     whiteMaxRatio: json.white_max_ratio, floorCap: json.floor_cap, cleanFloor: json.clean_floor,
     minFloor: json.min_floor, floorBaseline: json.floor_baseline,
+    floorBound: json.floor_bound, boundRatio: json.bound_ratio,
     sigmaMin: json.sigma_min, sigmaMax: json.sigma_max, madToStd: json.mad_to_std,
     floorPercentile: json.floor_percentile, block: json.block, coarseBlock: json.coarse_block,
     dark: json.dark, bright: json.bright,
@@ -275,7 +277,8 @@ export function readRGBA(rgba, width, height, s) {
 /**
  * AutoDenoiser.route and white_level: which model runs and with what.
  * Returns {model, kind, sigma (the white level the model gets, or null for the blind
- * model), cap, maxLevel (the blind model's cap, or null), strength (what the graph gets)}.
+ * model), cap, maxLevel (the blind model's cap, or null), minLevel (its least level: 0 for
+ * none), strength (what the graph gets)}.
  */
 export function route(reading, strength, s) {
   // A floor below minFloor (flat areas flattened by JPEG or smoothing) sets no cap.
@@ -290,7 +293,11 @@ export function route(reading, strength, s) {
   if (white) {
     const sigma = Math.min(Math.min(reading.sigma, cap) * strength, s.sigmaMax);
     // The strength is in the level: the graph gets strength 1, as the command runs it.
-    return { model: s.whiteModel, kind, sigma, cap, maxLevel: null, strength: 1 };
+    return { model: s.whiteModel, kind, sigma, cap, maxLevel: null, minLevel: 0, strength: 1 };
   }
-  return { model: s.blindModel, kind, sigma: null, cap, maxLevel: cap, strength };
+  // auto.py's level_bound: noise coarser than one pixel, which the learned map under-reads,
+  // gets at least floorBound times the coarse floor, unless the image reads as clean.
+  const coarse = reading.floor.coarse >= s.boundRatio * reading.floor.fine && level >= s.cleanFloor;
+  const minLevel = s.floorBound > 0 && coarse ? s.floorBound * reading.floor.coarse : 0;
+  return { model: s.blindModel, kind, sigma: null, cap, maxLevel: cap, minLevel, strength };
 }

@@ -128,6 +128,7 @@ async function run(msg) {
     model: choice.model, kind: choice.kind, sigma: r.sigma, coarseSigma: r.coarseSigma,
     ratio: r.ratio, floor: r.floor.level, floorFine: r.floor.fine,
     floorCoarse: r.floor.coarse, cap: choice.cap, maxLevel: choice.maxLevel,
+    minLevel: choice.minLevel,
     white: choice.sigma, strength,
     readSeconds: (performance.now() - started) / 1000,
   };
@@ -148,10 +149,12 @@ async function run(msg) {
   const { th, tw } = plan;
   const strengthT = new ort.Tensor("float32", Float32Array.of(choice.strength), [1]);
   // White noise: mallenet-s at the level read (at most the cap) times the strength, the
-  // graph's own strength 1. Otherwise: the blind model's level map capped at the cap.
+  // graph's own strength 1. Otherwise: the blind model's level map capped at the cap and
+  // raised to the bound.
   const levelT = choice.maxLevel === null
     ? new ort.Tensor("float32", Float32Array.of(choice.sigma), [1])
     : new ort.Tensor("float32", Float32Array.of(choice.maxLevel), [1]);
+  const minLevelT = new ort.Tensor("float32", Float32Array.of(choice.minLevel), [1]);
   const levels = [];
 
   async function denoiseTile(y0, x0) {
@@ -169,7 +172,7 @@ async function run(msg) {
     const noisy = new ort.Tensor("float32", x, [1, 3, th, tw]);
     const feeds = choice.maxLevel === null
       ? { noisy, sigma: levelT, strength: strengthT }
-      : { noisy, strength: strengthT, max_level: levelT };
+      : { noisy, strength: strengthT, max_level: levelT, min_level: minLevelT };
     const out = await net.run(feeds);
     const level = out.level ? await out.level.getData() : null;
     if (level) levels.push(mean(level));

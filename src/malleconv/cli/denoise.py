@@ -284,7 +284,9 @@ def run(args: argparse.Namespace) -> int:
         if "noise" in decided:  # the automatic mode's choice
             what = (
                 f"{decided['noise']}: {decided['model']}, {what}, noise floor "
-                f"{decided['floor']:.2f} (level at most {decided['cap']:.2f})"
+                f"{decided['floor']:.2f} (level at most {decided['cap']:.2f}"
+                + (f", at least {decided['bound']:.2f}" if "bound" in decided else "")
+                + ")"
             )
         extra = f", strength {strength:g}" if strength != 1.0 else ""
         tqdm.write(f"{src} -> {dst} (sigma {sigma:.2f}, {what}{extra})", file=sys.stdout)

@@ -139,6 +139,8 @@ def auto_settings() -> dict:
         "floor_baseline": float(auto.FLOOR_BASELINE),
         "clean_floor": float(auto.CLEAN_FLOOR),
         "min_floor": float(auto.MIN_FLOOR),
+        "floor_bound": float(auto.FLOOR_BOUND),
+        "bound_ratio": float(auto.BOUND_RATIO),
         "sigma_min": float(SIGMA_MIN),
         "sigma_max": float(SIGMA_MAX),
         "mad_to_std": float(noise_level._MAD_TO_STD),

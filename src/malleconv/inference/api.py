@@ -286,6 +286,8 @@ def denoise(
             report["noise"] = route.kind
             report["floor"] = route.floor.level
             report["cap"] = route.cap
+            if route.bound is not None:
+                report["bound"] = route.bound
     given = fixed_sigma is not None and route is None
     level_map = estimated_levels(net)
     if level_map is not None:

@@ -14,9 +14,12 @@ Neither reading tells noise from fine texture, and the blind model's learned map
 texture as noise too, so on its own the mode smooths clean, sharp photos. The noise floor
 (:func:`~.noise_floor.read_noise_floor`: the noise left in the flattest parts of the image)
 does tell them apart, so the level either model gets is capped at :data:`FLOOR_CAP` times
-the floor: a noisy photo keeps the level its noise needs, a clean one gets a level near 0
-and comes back nearly unchanged. A floor below :data:`MIN_FLOOR` (flat areas flattened by
-JPEG or in-camera smoothing) says nothing of the noise, and sets no cap.
+the noise in the floor (the floor less a clean photo's own, :data:`FLOOR_BASELINE`): a noisy
+photo keeps the level its noise needs, a clean one gets a level near 0 and comes back nearly
+unchanged. A floor below :data:`MIN_FLOOR` (flat areas flattened by JPEG or in-camera
+smoothing) says nothing of the noise, and sets no cap. The other way round, the learned map
+under-reads noise whose grain is wider than a pixel, which the floor at half resolution
+sees: on the blind route such images get at least that floor (:func:`level_bound`).
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ from ..data.noise import SIGMA_MAX
 from .noise_floor import NoiseFloor, read_noise_floor
 from .noise_level import NoiseReading, read_noise
 
-__all__ = ["CLEAN_FLOOR", "FLOOR_BASELINE", "FLOOR_CAP", "MIN_FLOOR", "WHITE_MAX_RATIO",
-           "AutoDenoiser", "Route", "floor_noise", "level_cap"]
+__all__ = ["BOUND_RATIO", "CLEAN_FLOOR", "FLOOR_BASELINE", "FLOOR_BOUND", "FLOOR_CAP",
+           "MIN_FLOOR", "WHITE_MAX_RATIO", "AutoDenoiser", "Route", "floor_noise", "level_bound",
+           "level_cap"]
 
 # Readings whose coarse / fine ratio is below this go to the white-noise model. Chosen on
 # the held-out split of benchmarks/noise_routing.py (docs/benchmarks/noise_routing.md).
@@ -44,8 +48,10 @@ WHITE_MAX_RATIO = 1.3
 FLOOR_CAP = 4.0
 # The floor a clean photo reads from its own texture and 8-bit steps, taken out of the
 # floor in quadrature before FLOOR_CAP applies (noise and that baseline add in variance).
-# 0: a baseline of 1 leaves clean crops nearly untouched but costs coarse noise (same doc).
-FLOOR_BASELINE = 0.0
+# Chosen with FLOOR_BOUND and BOUND_RATIO on the held-out split: of the settings tried, the
+# one that leaves clean crops most unchanged while noisy ones lose nothing on average against
+# the setting it replaced (no baseline, no bound): docs/benchmarks/floor-bound/, docs/models.md.
+FLOOR_BASELINE = 1.0
 # A floor below this says nothing of the noise: the flattest blocks are flatter than a clean
 # 8-bit photo's own (JPEG or in-camera smoothing flattened them, or the image is synthetic)
 # while the noise lives elsewhere. Such images get no cap.
@@ -54,6 +60,11 @@ MIN_FLOOR = 0.5
 # measurable noise): above the clean crops of that split that have flat areas (0.6-1.5),
 # below the noisy ones that the cap leaves alone.
 CLEAN_FLOOR = 1.75
+# On the blind route, images whose coarse floor reads at least BOUND_RATIO times the fine one
+# (grain wider than a pixel, which the learned map under-reads) and that are not read as
+# clean get a level of at least FLOOR_BOUND times the coarse floor (0: no bound).
+FLOOR_BOUND = 1.0
+BOUND_RATIO = 2.5
 
 
 def floor_noise(floor: float, baseline: float = FLOOR_BASELINE) -> float:
@@ -69,6 +80,14 @@ def level_cap(floor: NoiseFloor) -> float:
     return FLOOR_CAP * floor_noise(floor.level) if floor.level >= MIN_FLOOR else SIGMA_MAX
 
 
+def level_bound(floor: NoiseFloor) -> float | None:
+    """The least level the blind model gets on an image with this floor: :data:`FLOOR_BOUND`
+    times the coarse floor where that reads at least :data:`BOUND_RATIO` times the fine one
+    and the image is not read as clean (floor at least :data:`CLEAN_FLOOR`); else None."""
+    coarse = floor.coarse >= BOUND_RATIO * floor.fine and floor.level >= CLEAN_FLOOR
+    return FLOOR_BOUND * floor.coarse if FLOOR_BOUND > 0 and coarse else None
+
+
 @dataclass(frozen=True)
 class Route:
     """What the automatic mode decided for one image.
@@ -80,8 +99,9 @@ class Route:
             blind model that finds its own level map.
         reading: the reading the choice was made on.
         floor: the image's noise floor.
-        cap: the most level the model gets (:data:`FLOOR_CAP` times the floor; 75, no
-            cap, when the floor reads below :data:`MIN_FLOOR`).
+        cap: the most level the model gets (:data:`FLOOR_CAP` times the noise in the
+            floor; 75, no cap, when the floor reads below :data:`MIN_FLOOR`).
+        bound: the least level the blind model gets (:func:`level_bound`), or None.
     """
 
     model: nn.Module
@@ -90,6 +110,7 @@ class Route:
     reading: NoiseReading
     floor: NoiseFloor
     cap: float
+    bound: float | None = None
 
     @property
     def kind(self) -> str:
@@ -147,8 +168,9 @@ class AutoDenoiser(nn.Module):
             return Route(self.white, self.names[0], reading.sigma, reading, floor, cap)
         from .prepare import set_level_cap  # prepare imports this module
 
-        set_level_cap(self.blind, cap)
-        return Route(self.blind, self.names[1], None, reading, floor, cap)
+        bound = level_bound(floor)
+        set_level_cap(self.blind, cap, bound)
+        return Route(self.blind, self.names[1], None, reading, floor, cap, bound)
 
     def white_level(self, route: Route) -> float:
         """The level the white-noise model gets on ``route``: the reading, at most the cap,

@@ -5,8 +5,8 @@ of a graph written by :func:`~malleconv.models.export.export_onnx`: an
 ``onnxruntime.InferenceSession`` (``backend="onnxruntime"``) or an
 :class:`~.openvino_backend.OpenVinoSession` (``backend="openvino"``), with the calls the
 PyTorch models have (``forward(noisy, sigma)``; for the blind one also ``strength``,
-``max_level`` and ``return_level``). So :func:`~.prepare.prepare_model`, the automatic
-mode's choice per image (which stays in Python, outside the graphs), tiling, streaming,
+``max_level``, ``min_level`` and ``return_level``). So :func:`~.prepare.prepare_model`, the
+automatic mode's choice per image (which stays in Python, outside the graphs), tiling, streaming,
 the self-ensemble, 16-bit and alpha run unchanged with every backend.
 
 Exported files are cached on disk (:func:`exported_graph`): ``MALLECONV_CACHE`` or
@@ -258,10 +258,11 @@ class OnnxDenoiser(nn.Module):
 class OnnxBlindDenoiser(nn.Module):
     """A blind graph as a denoiser, called as :class:`~malleconv.models.BlindMalleNet` is:
     ``forward(noisy (B, 3, H, W), sigma=None, *, strength=1.0, return_level=False,
-    max_level=None)``.
+    max_level=None, min_level=None)``.
 
     ``sigma`` None: the graph estimates the level map, caps it at ``max_level`` (a number
-    or ``(B,)``; None: no cap, fed to the graph as +inf), multiplies it by ``strength``;
+    or ``(B,)``; None: no cap, fed to the graph as +inf), raises it to at least
+    ``min_level`` (likewise; None: fed as 0), multiplies it by ``strength``;
     returns the denoised batch, and with ``return_level`` also the ``(B, 1, H, W)`` level
     map the denoiser got. A given
     ``sigma`` (number or ``(B,)``) runs the model's denoiser on it, as the PyTorch model
@@ -292,6 +293,7 @@ class OnnxBlindDenoiser(nn.Module):
         strength: float = 1.0,
         return_level: bool = False,
         max_level=None,
+        min_level=None,
     ):
         if sigma is not None:
             return self._given_level(noisy, sigma, strength, return_level)
@@ -303,6 +305,7 @@ class OnnxBlindDenoiser(nn.Module):
             # No cap is an infinite one: 75 would still cap estimates above 75 before a
             # strength below 1 applies.
             "max_level": _per_image(np.inf if max_level is None else max_level, n, "max_level"),
+            "min_level": _per_image(0.0 if min_level is None else min_level, n, "min_level"),
         }
         out, level = self.session.run(["denoised", "level"], feed)
         out = torch.from_numpy(out)

@@ -108,22 +108,26 @@ class EstimatedLevel(DenoiserWrapper):
     """A blind model run in automatic mode whatever ``sigma`` it is handed.
 
     ``forward(noisy (B, C, H, W), sigma) -> (B, C, H, W)``: ``sigma`` is ignored; the model
-    estimates its own ``(B, 1, H, W)`` noise-level map, capped at ``max_level`` (8-bit units,
-    None for no cap; the automatic mode sets it per image, :func:`set_level_cap`) and then
-    multiplied by ``strength``. The mean level of each call is appended to ``levels``, so
-    that a caller running it tile by tile (or under a self-ensemble) can report the level
-    decided.
+    estimates its own ``(B, 1, H, W)`` noise-level map, capped at ``max_level`` and raised to
+    at least ``min_level`` (8-bit units, None for none; the automatic mode sets both per
+    image, :func:`set_level_cap`) and then multiplied by ``strength``. The mean level of each
+    call is appended to ``levels``, so that a caller running it tile by tile (or under a
+    self-ensemble) can report the level decided.
     """
 
     def __init__(self, model: nn.Module, strength: float = 1.0):
         super().__init__(model)
         self.strength = float(strength)
         self.max_level: float | None = None
+        self.min_level: float | None = None
         self.levels: list[float] = []
 
     def forward(self, noisy: torch.Tensor, sigma=None) -> torch.Tensor:
+        # Passed only when set, so blind models written before the bound still run.
+        bound = {} if self.min_level is None else {"min_level": self.min_level}
         out, level = self.model(
-            noisy, None, strength=self.strength, max_level=self.max_level, return_level=True
+            noisy, None, strength=self.strength, max_level=self.max_level, return_level=True,
+            **bound,
         )
         self.levels.append(float(level.float().mean()))
         return out
@@ -137,13 +141,17 @@ def estimated_levels(model: nn.Module) -> list[float] | None:
     return None if found is None else found.levels
 
 
-def set_level_cap(model: nn.Module, max_level: float | None) -> None:
+def set_level_cap(
+    model: nn.Module, max_level: float | None, min_level: float | None = None
+) -> None:
     """Cap the level map of the :class:`EstimatedLevel` inside ``model``'s wrappers at
-    ``max_level`` (8-bit units; None: no cap) until it is set again."""
+    ``max_level`` and raise it to at least ``min_level`` (8-bit units, the bound applied
+    after the cap; None: none) until they are set again."""
     found = _first_wrapped(model, EstimatedLevel)
     if found is None:
         raise ValueError("set_level_cap: the model is not a blind model in automatic mode")
     found.max_level = None if max_level is None else float(max_level)
+    found.min_level = None if min_level is None else float(min_level)
 
 
 def built_in_strength(model: nn.Module) -> float | None:

@@ -10,8 +10,9 @@
   (:class:`WhiteNoiseGraph`);
 * a blind model (``mallenet-s-real``, :class:`BlindMalleNet`), its noise-level estimator
   inside the graph: inputs ``noisy`` ``[N, 3, H, W]``, ``strength`` ``[1]`` and
-  ``max_level`` ``[N]`` (8-bit units: the estimated map is capped there before the
-  strength applies; +inf means no cap, and so does 75 at a strength of at least 1);
+  ``max_level`` and ``min_level`` ``[N]`` (8-bit units: the estimated map is capped at
+  ``max_level``, then raised to at least ``min_level``, before the strength applies; +inf and
+  0 mean neither, and a cap of 75 at a strength of at least 1 is none either);
   outputs ``denoised`` and ``level`` ``[N, 1, H, W]``,
   the level map the denoiser got (:class:`BlindGraph`).
 
@@ -60,7 +61,7 @@ __all__ = [
 # The ONNX opset of the exported graphs (docs/design.md: why 17).
 OPSET = 17
 # Bumped whenever the graphs change for the same weights, so cached files are re-exported.
-EXPORT_FORMAT = 2
+EXPORT_FORMAT = 3
 
 # What docs/models.md (the model cards) says each shipped model was trained on.
 _TRAINING_DATA = {
@@ -81,7 +82,8 @@ _WHITE_OUTPUTS = "denoised: float32 [N, C, H, W], not clipped"
 _BLIND_INPUTS = (
     "noisy: float32 [N, 3, H, W] in [0, 1]; strength: float32 [1], multiplies the estimated "
     "level map; max_level: float32 [N], 8-bit units, caps the estimated map before the "
-    "strength (+inf: no cap; 75 too when strength >= 1)"
+    "strength (+inf: no cap; 75 too when strength >= 1); min_level: float32 [N], 8-bit units, "
+    "the least level after the cap, before the strength (0: none)"
 )
 _BLIND_OUTPUTS = (
     "denoised: float32 [N, 3, H, W], not clipped; level: float32 [N, 1, H, W], the level map "
@@ -105,18 +107,25 @@ class WhiteNoiseGraph(nn.Module):
 
 class BlindGraph(nn.Module):
     """The exported blind graph: ``forward(noisy (N, 3, H, W), strength (1,),
-    max_level (N,)) -> (denoised (N, 3, H, W), level (N, 1, H, W))``, the same steps as
-    :meth:`BlindMalleNet.forward` with ``sigma=None`` (estimate, ``map_variation``, cap,
-    strength, clamp to [0, 75])."""
+    max_level (N,), min_level (N,)) -> (denoised (N, 3, H, W), level (N, 1, H, W))``, the
+    same steps as :meth:`BlindMalleNet.forward` with ``sigma=None`` (estimate,
+    ``map_variation``, cap, bound, strength, clamp to [0, 75])."""
 
     def __init__(self, model: BlindMalleNet):
         super().__init__()
         self.model = model
 
-    def forward(self, noisy: torch.Tensor, strength: torch.Tensor, max_level: torch.Tensor):
+    def forward(
+        self,
+        noisy: torch.Tensor,
+        strength: torch.Tensor,
+        max_level: torch.Tensor,
+        min_level: torch.Tensor,
+    ):
         model = self.model
         level = model._level_from_estimate(model.estimator(noisy))
         level = torch.minimum(level, max_level.reshape(-1, 1, 1, 1))
+        level = torch.maximum(level, min_level.reshape(-1, 1, 1, 1))
         level = (level * strength).clamp(SIGMA_MIN, SIGMA_MAX)
         return model.denoiser(noisy, level), level
 
@@ -203,9 +212,10 @@ def _graph_and_io(model: nn.Module):
     n, h, w = 2, 40, 56
     if isinstance(model, BlindMalleNet):
         graph = BlindGraph(model)
-        args = (torch.rand(n, 3, h, w), torch.ones(1), torch.full((n,), SIGMA_MAX))
-        inputs, outputs = ["noisy", "strength", "max_level"], ["denoised", "level"]
-        axes = {"noisy": {0: "N", 2: "H", 3: "W"}, "max_level": {0: "N"}}
+        args = (torch.rand(n, 3, h, w), torch.ones(1), torch.full((n,), SIGMA_MAX), torch.zeros(n))
+        inputs = ["noisy", "strength", "max_level", "min_level"]
+        outputs = ["denoised", "level"]
+        axes = {"noisy": {0: "N", 2: "H", 3: "W"}, "max_level": {0: "N"}, "min_level": {0: "N"}}
         axes |= {"denoised": {0: "N", 2: "H", 3: "W"}, "level": {0: "N", 2: "H", 3: "W"}}
     elif isinstance(model, MalleNet):
         graph = WhiteNoiseGraph(model)
