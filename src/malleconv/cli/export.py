@@ -8,7 +8,8 @@ _EPILOG = """\
 White-noise models (mallenet-s, mallenet-s-gray) take inputs noisy [N, C, H, W] in [0, 1],
 sigma [N] (8-bit units) and strength [1], and give denoised [N, C, H, W]; the blind model
 (mallenet-s-real) estimates its level map inside the graph and takes noisy [N, 3, H, W],
-strength [1] and max_level [N] (+inf: no cap), giving denoised and level [N, 1, H, W].
+strength [1], max_level and min_level [N] (+inf and 0: no cap, no bound), giving denoised
+and level [N, 1, H, W].
 Batch, height and width are dynamic. The automatic mode's choice between the two stays
 outside the graphs (docs/design.md, the ONNX export). The file's metadata holds the model
 card's facts (name, version, training data, sigma units, inputs).
