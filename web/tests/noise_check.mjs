@@ -10,7 +10,7 @@
 //                    (RGBA bytes, as the page decodes a photo), ...],
 //        "strength": 1}
 // Output: one JSON line, a list per case of {sigma, coarseSigma, ratio, floor: {fine,
-//         coarse, level}, route: {model, kind, sigma, cap, maxLevel, strength}}.
+//         coarse, level}, route: {model, kind, sigma, cap, maxLevel, minLevel, strength}}.
 import { readFileSync } from "node:fs";
 import { readImage, readRGBA, route, settingsFrom } from "../src/noise.js";
 
