@@ -134,6 +134,7 @@ def _calibration_reader(folder: Path, input_names: list[str], blind: bool, count
         if blind:
             feed = {"noisy": x, "strength": np.ones(1, np.float32)}
             feed["max_level"] = np.full(1, np.inf, np.float32)
+            feed["min_level"] = np.zeros(1, np.float32)
         else:
             feed = {"noisy": x, "sigma": np.full(1, sigma, np.float32)}
             feed["strength"] = np.ones(1, np.float32)

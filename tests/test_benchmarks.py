@@ -390,3 +390,27 @@ def test_photo_mode_runs_every_check_and_writes_its_report(tmp_path):
     assert "| film scans | 2 |" in text and "CleanPhotos/a.png" in text
     res = json.loads((out / "photo_mode.json").read_text())
     assert res["clean"]["clean photos"]["per_image"][0]["noise"] == "clean"
+
+
+def test_onnx_parity_calibration_feeds_every_input_of_both_graphs(tmp_path):
+    """The int8-static variant calibrates on feeds that must name every graph input."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    import onnx
+    from PIL import Image
+
+    import malleconv
+
+    parity = _load_benchmark("onnx_parity")
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(images / "a.png")
+    for name, blind in (("mallenet-s", False), ("mallenet-s-real", True)):
+        path = tmp_path / f"{name}.onnx"
+        malleconv.export_onnx(malleconv.load_model(name), path)
+        inputs = [i.name for i in onnx.load(str(path)).graph.input]
+        reader = parity._calibration_reader(images, inputs, blind, count=1)
+        feed = reader.get_next()
+        assert sorted(feed) == sorted(inputs), name
+        assert reader.get_next() is None
