@@ -66,11 +66,11 @@ from malleconv.data.datasets import downscale_half
 from malleconv.data.noise import SIGMA_MAX
 from malleconv.evaluation.protocol import make_noisy
 from malleconv.inference.auto import (
-    CLEAN_FLOOR,
     FLOOR_BASELINE,
     MIN_FLOOR,
     WHITE_MAX_RATIO,
     floor_noise,
+    level_bound,
 )
 from malleconv.inference.noise_floor import read_noise_floor
 from malleconv.inference.noise_level import read_noise
@@ -126,14 +126,6 @@ def cap_for(floor: float, factor: float, min_floor: float, baseline: float) -> f
     return None if floor < min_floor else factor * floor_noise(floor, baseline)
 
 
-def bound_for(floor, multiple: float, ratio: float) -> float | None:
-    """A lower bound on the level map: ``multiple`` times the coarse floor where the noise
-    is coarse (the coarse floor at least ``ratio`` times the fine one) and the image is not
-    clean (floor at least ``CLEAN_FLOOR``); else None."""
-    coarse = floor.coarse >= ratio * floor.fine and floor.level >= CLEAN_FLOOR
-    return multiple * floor.coarse if multiple > 0 and coarse else None
-
-
 @torch.no_grad()
 def measure(
     model: BlindMalleNet, crops, draws: int, columns: list[tuple], white: torch.nn.Module = None
@@ -161,7 +153,7 @@ def measure(
         row.setdefault("map", []).append(mean_level)
         row.setdefault("ratio", []).append(floor.coarse / max(floor.fine, 1e-6))
         for k, least, base, m, r in columns:
-            cap, bound = cap_for(floor.level, k, least, base), bound_for(floor, m, r)
+            cap, bound = cap_for(floor.level, k, least, base), level_bound(floor, m, r)
             out = _run(model, white, noisy, level_read, cap, bound)
             row.setdefault(column_name(k, least, base, m, r), []).append(psnr8(out, reference))
         print(kind, f"floor {floor.level:.2f} map {mean_level:.2f}", flush=True)

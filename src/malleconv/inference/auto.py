@@ -80,12 +80,16 @@ def level_cap(floor: NoiseFloor) -> float:
     return FLOOR_CAP * floor_noise(floor.level) if floor.level >= MIN_FLOOR else SIGMA_MAX
 
 
-def level_bound(floor: NoiseFloor) -> float | None:
-    """The least level the blind model gets on an image with this floor: :data:`FLOOR_BOUND`
-    times the coarse floor where that reads at least :data:`BOUND_RATIO` times the fine one
-    and the image is not read as clean (floor at least :data:`CLEAN_FLOOR`); else None."""
-    coarse = floor.coarse >= BOUND_RATIO * floor.fine and floor.level >= CLEAN_FLOOR
-    return FLOOR_BOUND * floor.coarse if FLOOR_BOUND > 0 and coarse else None
+def level_bound(
+    floor: NoiseFloor, multiple: float = FLOOR_BOUND, ratio: float = BOUND_RATIO
+) -> float | None:
+    """The least level the blind model gets on an image with this floor: ``multiple`` times
+    the coarse floor where that reads at least ``ratio`` times the fine one and the image is
+    not read as clean (floor at least :data:`CLEAN_FLOOR`); else None (also for
+    ``multiple`` 0). The defaults are the shipped :data:`FLOOR_BOUND` and
+    :data:`BOUND_RATIO`."""
+    coarse = floor.coarse >= ratio * floor.fine and floor.level >= CLEAN_FLOOR
+    return multiple * floor.coarse if multiple > 0 and coarse else None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from torch import nn
 from ..data.noise import SIGMA_MAX, SIGMA_MIN
 from .mallenet import MalleNet, MalleNetConfig, noise_level_map, pad_to_multiple
 
-__all__ = ["BlindMalleNet", "NoiseLevelEstimator", "noise_level_loss"]
+__all__ = ["BlindMalleNet", "NoiseLevelEstimator", "limit_level", "noise_level_loss"]
 
 
 @dataclass
@@ -83,6 +83,17 @@ def noise_level_loss(
     err = (estimate - target) / 10.0
     weight = torch.where(err < 0, under_weight, 1.0 - under_weight)
     return (weight * err.pow(2)).mean()
+
+
+def limit_level(level: torch.Tensor, max_level=None, min_level=None) -> torch.Tensor:
+    """``(B, 1, H, W)`` level map capped at ``max_level``, then raised to at least
+    ``min_level`` (each None, a float or a ``(B,)`` tensor, 8-bit units; None: no limit).
+    The one place the order is set, for the model and its exported graph alike."""
+    for limit, op in ((max_level, torch.minimum), (min_level, torch.maximum)):
+        if limit is not None:
+            limit = torch.as_tensor(limit, dtype=level.dtype, device=level.device)
+            level = op(level, limit.reshape(-1, 1, 1, 1))
+    return level
 
 
 class BlindMalleNet(nn.Module):
@@ -157,13 +168,7 @@ class BlindMalleNet(nn.Module):
     ):
         estimate = self.estimator(noisy) if (sigma is None or also_estimate) else None
         if sigma is None:
-            level = self._level_from_estimate(estimate)
-            if max_level is not None:
-                cap = torch.as_tensor(max_level, dtype=level.dtype, device=level.device)
-                level = torch.minimum(level, cap.reshape(-1, 1, 1, 1))
-            if min_level is not None:
-                low = torch.as_tensor(min_level, dtype=level.dtype, device=level.device)
-                level = torch.maximum(level, low.reshape(-1, 1, 1, 1))
+            level = limit_level(self._level_from_estimate(estimate), max_level, min_level)
         else:
             level = sigma if torch.is_tensor(sigma) else torch.tensor(float(sigma))
             level = noise_level_map(level, noisy) * 255.0

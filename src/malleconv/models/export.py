@@ -43,7 +43,7 @@ from torch import nn
 
 from ..data.noise import SIGMA_MAX, SIGMA_MIN
 from ..ops.slice_conv_export import EXPORT_TARGETS, export_mode
-from .blind import BlindMalleNet
+from .blind import BlindMalleNet, limit_level
 from .fuse import fuse_batchnorm
 from .mallenet import MalleNet
 from .registry import load_model, weights_dir
@@ -124,8 +124,7 @@ class BlindGraph(nn.Module):
     ):
         model = self.model
         level = model._level_from_estimate(model.estimator(noisy))
-        level = torch.minimum(level, max_level.reshape(-1, 1, 1, 1))
-        level = torch.maximum(level, min_level.reshape(-1, 1, 1, 1))
+        level = limit_level(level, max_level, min_level)
         level = (level * strength).clamp(SIGMA_MIN, SIGMA_MAX)
         return model.denoiser(noisy, level), level
 
