@@ -90,12 +90,28 @@ COARSE = CameraNoiseRanges(
 )
 
 
-def upscaled_draw(clean: np.ndarray, name: str, draw: int) -> tuple[np.ndarray, torch.Tensor]:
-    """Camera noise drawn on the image halved, then both scene and noisy image enlarged 2x
-    (bicubic): the noise of a small photo or video frame shown larger, blotches two pixels
-    wide (RNI15's Singer). Returns ``(reference uint8 H x W x 3, noisy (1, 3, H, W))``."""
+# Heavy camera noise (shot noise in the upper quarter of the default range, on a log scale),
+# JPEG-compressed at quality 50-80: with upscaled_draw, the grain of a small, noisy, heavily
+# compressed photo or video frame shown enlarged.
+_SHOT = CameraNoiseRanges().log_shot
+HEAVY = CameraNoiseRanges(
+    log_shot=(_SHOT[0] + 0.75 * (_SHOT[1] - _SHOT[0]), _SHOT[1]),
+    jpeg_prob=1.0,
+    jpeg_quality=(50, 80),
+)
+
+
+def upscaled_draw(
+    clean: np.ndarray, name: str, draw: int, ranges: CameraNoiseRanges | None = None
+) -> tuple[np.ndarray, torch.Tensor]:
+    """Camera noise (``ranges``, default the training synthesis's) drawn on the image
+    halved, then both scene and noisy image enlarged 2x (bicubic): the noise of a small
+    photo or video frame shown larger, blotches two pixels wide (RNI15's Singer). Returns
+    ``(reference uint8 H x W x 3, noisy (1, 3, H, W))``."""
     h, w = clean.shape[0] // 2 * 2, clean.shape[1] // 2 * 2
-    reference, noisy = camera_noise_draw(downscale_half(clean), f"{name}:half", draw)
+    reference, noisy = camera_noise_draw(
+        downscale_half(clean), f"{name}:half", draw, ranges or CameraNoiseRanges()
+    )
     scene = torch.from_numpy(reference.astype(np.float32) / 255).permute(2, 0, 1)[None]
     up = [F.interpolate(t, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
           for t in (scene, noisy)]
@@ -103,8 +119,9 @@ def upscaled_draw(clean: np.ndarray, name: str, draw: int) -> tuple[np.ndarray, 
     return reference, up[1]
 
 
-def cases(crops, draws: int):
-    """``(kind, reference uint8 H x W x 3, noisy (1, 3, H, W))`` for every crop."""
+def cases(crops, draws: int, heavy: bool = False):
+    """``(kind, reference uint8 H x W x 3, noisy (1, 3, H, W))`` for every crop; ``heavy``
+    adds the kind "camera, upscaled heavy" (:data:`HEAVY`, upscaled)."""
     sharp, soft = CameraNoiseRanges(optics_prob=0.0), CameraNoiseRanges(optics_prob=1.0)
     camera = (("camera", sharp), ("camera, softened", soft), ("camera, coarse", COARSE))
     for name, clean in crops:
@@ -115,6 +132,8 @@ def cases(crops, draws: int):
                 reference, noisy = camera_noise_draw(clean, name, draw, ranges)
                 yield kind, reference, noisy
             yield "camera, upscaled", *upscaled_draw(clean, name, draw)
+            if heavy:
+                yield "camera, upscaled heavy", *upscaled_draw(clean, name, draw, HEAVY)
         for sigma in WHITE_SIGMAS:
             yield f"white {sigma}", clean, make_noisy(clean, name, float(sigma))
 

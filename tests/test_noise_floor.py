@@ -175,3 +175,69 @@ def test_coarse_noise_gets_at_least_the_coarse_floor():
     decided: dict = {}
     denoise(noisy[0].permute(1, 2, 0).numpy(), report=decided)
     assert decided["bound"] == pytest.approx(route.bound, rel=1e-5)
+
+
+def test_merge_half_keeps_the_high_band_and_takes_the_low_band():
+    """``merge_half`` gives the full output back where the half pass agrees with its block
+    means (odd sizes too), and otherwise moves the 2x2 means to the half pass's."""
+    from malleconv.inference.auto import half_resolution, merge_half
+
+    g = torch.Generator().manual_seed(9)
+    for h, w in ((1, 1), (7, 10), (33, 32)):
+        full = torch.rand(2, 3, h, w, generator=g)
+        half = half_resolution(full)
+        assert half.shape == (2, 3, (h + 1) // 2, (w + 1) // 2)
+        torch.testing.assert_close(merge_half(full, full, half), full)
+        # A constant shift of the low band shifts every pixel.
+        torch.testing.assert_close(merge_half(full, full, half + 0.25), full + 0.25)
+    with pytest.raises(ValueError, match="differ"):
+        merge_half(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 5), torch.zeros(1, 3, 2, 2))
+
+
+def test_half_floor_is_the_floor_of_the_block_means():
+    from malleconv.inference.noise_floor import read_half_floor
+
+    x = _textured(96, 130)
+    means = F.avg_pool2d(x, 2)
+    half, direct = read_half_floor(x), read_noise_floor(means)
+    assert half.fine == pytest.approx(direct.fine, rel=1e-5)
+    assert half.coarse == pytest.approx(direct.coarse, rel=1e-5)
+    # The image as uint8 H x W x C reads as its float tensor does.
+    u8 = (x[0].permute(1, 2, 0) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+    assert read_half_floor(u8).level == pytest.approx(read_half_floor(torch.from_numpy(
+        u8).permute(2, 0, 1).float() / 255).level, rel=1e-5)
+    with pytest.raises(ValueError, match="NaN"):
+        read_half_floor(torch.full((1, 3, 16, 16), float("nan")))
+
+
+@torch.no_grad()
+def test_wide_grain_gets_the_half_resolution_pass():
+    """Grain two pixels wide reads far higher at half resolution than at full: the blind
+    route gets the bound and, at a reading ratio of at least ``half_ratio``, the pass over the
+    block means, with the cap and bound read at half resolution; the output is the merge."""
+    from malleconv.inference.auto import (
+        HalfPass,
+        half_resolution,
+        merge_half,
+    )
+
+    g = torch.Generator().manual_seed(10)
+    blotches = torch.randn(1, 3, 64, 64, generator=g) * 8 / 255
+    noisy = (_textured(128, 128) + F.interpolate(blotches, scale_factor=2)).clamp(0, 1)
+    model = _blind()
+    blind = EstimatedLevel(model)
+    auto = AutoDenoiser(_blind().denoiser, blind, ("w", "b"), half_ratio=1.5)
+    route = auto.route(noisy)
+    assert route.bound is not None and route.reading.ratio >= 1.5
+    assert route.half == HalfPass.of(noisy) and blind.half == route.half
+    out = blind(noisy)
+    full = model(noisy, max_level=route.cap, min_level=route.bound)
+    low = model(half_resolution(noisy), max_level=route.half.cap, min_level=route.half.bound)
+    torch.testing.assert_close(out, merge_half(full, noisy, low))
+    # Above the reading's ratio, or with the pass off (0), no pass; nor for white noise.
+    for ratio in (route.reading.ratio + 1, 0.0):
+        auto.half_ratio = ratio
+        assert auto.route(noisy).half is None and blind.half is None
+    auto.half_ratio = 1.5
+    white = _textured(128, 128) + torch.randn(1, 3, 128, 128, generator=g) * 10 / 255
+    assert auto.route(white).half is None

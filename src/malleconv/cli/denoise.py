@@ -287,6 +287,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{decided['floor']:.2f} (level at most {decided['cap']:.2f}"
                 + (f", at least {decided['bound']:.2f}" if "bound" in decided else "")
                 + ")"
+                + ("; low band from a half-resolution pass" if "half_pass" in decided else "")
             )
         extra = f", strength {strength:g}" if strength != 1.0 else ""
         tqdm.write(f"{src} -> {dst} (sigma {sigma:.2f}, {what}{extra})", file=sys.stdout)

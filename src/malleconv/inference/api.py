@@ -237,7 +237,9 @@ def denoise(
             in the automatic mode also ``"noise"`` (``"white noise"``, ``"camera noise"``
             or ``"clean"``: no measurable noise), ``"floor"`` (the noise floor read,
             :func:`~.noise_floor.read_noise_floor`) and ``"cap"`` (the most level the model
-            got, before the strength), and for a batch of several images every value is a
+            got, before the strength), where set ``"bound"`` (the least level) and
+            ``"half_pass"`` (True: the low band came from a half-resolution pass,
+            :class:`~.auto.HalfPass`), and for a batch of several images every value is a
             per-image list.
 
     Raises:
@@ -288,6 +290,8 @@ def denoise(
             report["cap"] = route.cap
             if route.bound is not None:
                 report["bound"] = route.bound
+            if route.half is not None:
+                report["half_pass"] = True
     given = fixed_sigma is not None and route is None
     level_map = estimated_levels(net)
     if level_map is not None:

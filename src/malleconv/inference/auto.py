@@ -20,6 +20,11 @@ unchanged. A floor below :data:`MIN_FLOOR` (flat areas flattened by JPEG or in-c
 smoothing) says nothing of the noise, and sets no cap. The other way round, the learned map
 under-reads noise whose grain is wider than a pixel, which the floor at half resolution
 sees: on the blind route such images get at least that floor (:func:`level_bound`).
+Where that grain is wider still (the image's noise reading, :func:`~.noise_level.read_noise`,
+at least :data:`HALF_PASS_RATIO` times higher at half resolution than at full: the blotches of
+a small photo or video frame shown enlarged), a denoiser of pixel-scale noise leaves it at
+any level; at half resolution it is pixel-scale again, so the blind model also denoises the
+image's 2x2 block means and the output's low band comes from that pass (:func:`merge_half`).
 """
 
 from __future__ import annotations
@@ -28,15 +33,16 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..data.noise import SIGMA_MAX
-from .noise_floor import NoiseFloor, read_noise_floor
+from .noise_floor import NoiseFloor, read_half_floor, read_noise_floor
 from .noise_level import NoiseReading, read_noise
 
 __all__ = ["BOUND_RATIO", "CLEAN_FLOOR", "FLOOR_BASELINE", "FLOOR_BOUND", "FLOOR_CAP",
-           "MIN_FLOOR", "WHITE_MAX_RATIO", "AutoDenoiser", "Route", "floor_noise", "level_bound",
-           "level_cap"]
+           "HALF_PASS_RATIO", "MIN_FLOOR", "WHITE_MAX_RATIO", "AutoDenoiser", "HalfPass", "Route",
+           "floor_noise", "half_resolution", "level_bound", "level_cap", "merge_half"]
 
 # Readings whose coarse / fine ratio is below this go to the white-noise model. Chosen on
 # the held-out split of benchmarks/noise_routing.py (docs/benchmarks/noise_routing.md).
@@ -65,6 +71,10 @@ CLEAN_FLOOR = 1.75
 # clean get a level of at least FLOOR_BOUND times the coarse floor (0: no bound).
 FLOOR_BOUND = 1.0
 BOUND_RATIO = 2.5
+# Images given that bound whose noise reading's coarse / fine ratio is at least this also
+# get the half-resolution pass (0: never). Chosen on the held-out split:
+# benchmarks/coarse_grain.py, docs/benchmarks/coarse_grain.md.
+HALF_PASS_RATIO = 5.5
 
 
 def floor_noise(floor: float, baseline: float = FLOOR_BASELINE) -> float:
@@ -93,6 +103,59 @@ def level_bound(
 
 
 @dataclass(frozen=True)
+class HalfPass:
+    """The half-resolution pass of one image: the cap and bound of its level map, read from
+    the image's own floor at half resolution (:func:`~.noise_floor.read_half_floor`) as
+    :func:`level_cap` and :func:`level_bound` read them at full resolution.
+
+    Attributes:
+        floor: the floor at half resolution.
+        cap: the most level the pass gets.
+        bound: the least level it gets, or None.
+    """
+
+    floor: NoiseFloor
+    cap: float
+    bound: float | None
+
+    @classmethod
+    def of(cls, image) -> HalfPass:
+        """The pass for ``image`` (anything :func:`~.noise_floor.read_noise_floor` takes)."""
+        floor = read_half_floor(image)
+        return cls(floor, level_cap(floor), level_bound(floor))
+
+
+def half_resolution(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` -> its 2x2 block means ``(B, C, ceil(H / 2), ceil(W / 2))``, an odd
+    last row or column repeated."""
+    pad = (0, x.shape[-1] % 2, 0, x.shape[-2] % 2)
+    return F.avg_pool2d(F.pad(x, pad, mode="replicate") if any(pad) else x, 2)
+
+
+def merge_half(full: torch.Tensor, noisy: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
+    """The output of the full-resolution pass with its low band taken from the pass over
+    the 2x2 block means.
+
+    Args:
+        full: ``(B, C, H, W)``, the denoiser's output at full resolution.
+        noisy: ``(B, C, H, W)``, its input (unused but for the shape check).
+        half: ``(B, C, ceil(H / 2), ceil(W / 2))``, the denoiser's output on
+            ``half_resolution(noisy)``.
+
+    Returns:
+        ``full + up(half - half_resolution(full))``, ``up`` bilinear (half-pixel centres) to
+        ``H x W``: where ``half`` equals the block means of ``full`` it returns ``full``.
+    """
+    if full.shape != noisy.shape:
+        raise ValueError(f"merge_half: output {tuple(full.shape)} and input "
+                         f"{tuple(noisy.shape)} differ")
+    diff = half.to(full.dtype) - half_resolution(full)
+    size = (full.shape[-2] + full.shape[-2] % 2, full.shape[-1] + full.shape[-1] % 2)
+    up = F.interpolate(diff, size=size, mode="bilinear", align_corners=False)
+    return full + up[..., : full.shape[-2], : full.shape[-1]]
+
+
+@dataclass(frozen=True)
 class Route:
     """What the automatic mode decided for one image.
 
@@ -106,6 +169,7 @@ class Route:
         cap: the most level the model gets (:data:`FLOOR_CAP` times the noise in the
             floor; 75, no cap, when the floor reads below :data:`MIN_FLOOR`).
         bound: the least level the blind model gets (:func:`level_bound`), or None.
+        half: the half-resolution pass (:class:`HalfPass`), or None.
     """
 
     model: nn.Module
@@ -115,6 +179,7 @@ class Route:
     floor: NoiseFloor
     cap: float
     bound: float | None = None
+    half: HalfPass | None = None
 
     @property
     def kind(self) -> str:
@@ -137,6 +202,8 @@ class AutoDenoiser(nn.Module):
         names: ``(white name, blind name)`` for reports.
         strength: multiplier on the white-noise level read (the blind model applies its own).
         max_ratio: readings with ``ratio`` below it count as white noise.
+        half_ratio: images given a lower bound whose reading's ``ratio`` is at least this
+            also get the half-resolution pass (0: never).
     """
 
     def __init__(
@@ -146,6 +213,7 @@ class AutoDenoiser(nn.Module):
         names: tuple[str, str] = ("white", "blind"),
         strength: float = 1.0,
         max_ratio: float = WHITE_MAX_RATIO,
+        half_ratio: float = HALF_PASS_RATIO,
     ):
         super().__init__()
         self.white = white
@@ -153,6 +221,7 @@ class AutoDenoiser(nn.Module):
         self.names = names
         self.strength = float(strength)
         self.max_ratio = float(max_ratio)
+        self.half_ratio = float(half_ratio)
 
     @property
     def config(self):
@@ -161,7 +230,8 @@ class AutoDenoiser(nn.Module):
     def route(self, image: torch.Tensor | object) -> Route:
         """Read one image (anything :func:`~.noise_level.read_noise` takes) and choose.
 
-        The blind model is also given this image's level cap, which it keeps until the
+        The blind model is also given this image's level cap (and bound and half-resolution
+        pass), which it keeps until the
         next ``route``: run the chosen model on this image (tile by tile if need be) before
         routing another.
         """
@@ -173,8 +243,10 @@ class AutoDenoiser(nn.Module):
         from .prepare import set_level_cap  # prepare imports this module
 
         bound = level_bound(floor)
-        set_level_cap(self.blind, cap, bound)
-        return Route(self.blind, self.names[1], None, reading, floor, cap, bound)
+        coarse = bound is not None and self.half_ratio > 0 and reading.ratio >= self.half_ratio
+        half = HalfPass.of(image) if coarse else None
+        set_level_cap(self.blind, cap, bound, half)
+        return Route(self.blind, self.names[1], None, reading, floor, cap, bound, half)
 
     def white_level(self, route: Route) -> float:
         """The level the white-noise model gets on ``route``: the reading, at most the cap,

@@ -24,7 +24,7 @@ import torch
 
 from .noise_level import _planes
 
-__all__ = ["NoiseFloor", "read_noise_floor"]
+__all__ = ["NoiseFloor", "read_half_floor", "read_noise_floor"]
 
 # The floor is a low percentile of per-block RMS: low enough to skip every textured block
 # of a busy photo, high enough that a few blocks of sky or wall suffice.
@@ -108,10 +108,21 @@ def read_noise_floor(image: np.ndarray | torch.Tensor) -> NoiseFloor:
     Raises:
         ValueError: unsupported shape, or NaN / infinite values.
     """
+    return _read_planes(_planes(image), "read_noise_floor")
+
+
+def read_half_floor(image: np.ndarray | torch.Tensor) -> NoiseFloor:
+    """:func:`read_noise_floor` of the image at half resolution: of its 2x2 block means (odd
+    last rows and columns dropped), the image that the automatic mode's half-resolution pass
+    denoises (:func:`~.auto.half_pass`). Takes what :func:`read_noise_floor` takes."""
+    return _read_planes((_haar(plane)[1] for plane in _planes(image)), "read_half_floor")
+
+
+def _read_planes(planes, caller: str) -> NoiseFloor:
     fine, coarse = [], []
-    for plane in _planes(image):
+    for plane in planes:
         if not np.isfinite(plane).all():
-            raise ValueError("read_noise_floor: the image contains NaN or infinite values")
+            raise ValueError(f"{caller}: the image contains NaN or infinite values")
         fine.append(_block_rms(plane, BLOCK))
         # Averaging 2x2 pixels halves white noise: doubled, it reads as at full resolution.
         coarse.append(_block_rms(_haar(plane)[1], COARSE_BLOCK) * np.float32(2.0))

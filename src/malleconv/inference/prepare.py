@@ -23,7 +23,7 @@ from ..models.precision import Autocast, check_precision
 from ..models.registry import load_model, weights_dir
 from ..models.wrapper import DenoiserWrapper
 from ..runtime import tune_allocator_once
-from .auto import AutoDenoiser
+from .auto import AutoDenoiser, half_resolution, merge_half
 from .tiling import model_device_dtype
 
 __all__ = [
@@ -110,7 +110,10 @@ class EstimatedLevel(DenoiserWrapper):
     ``forward(noisy (B, C, H, W), sigma) -> (B, C, H, W)``: ``sigma`` is ignored; the model
     estimates its own ``(B, 1, H, W)`` noise-level map, capped at ``max_level`` and raised to
     at least ``min_level`` (8-bit units, None for none; the automatic mode sets both per
-    image, :func:`set_level_cap`) and then multiplied by ``strength``. The mean level of each
+    image, :func:`set_level_cap`) and then multiplied by ``strength``. With a ``half`` pass
+    (:class:`~.auto.HalfPass`, set alike) it also denoises the input's 2x2 block means, with
+    that pass's cap and bound, and takes the output's low band from it
+    (:func:`~.auto.merge_half`). The mean level of each
     call is appended to ``levels``, so that a caller running it tile by tile (or under a
     self-ensemble) can report the level decided.
     """
@@ -120,16 +123,23 @@ class EstimatedLevel(DenoiserWrapper):
         self.strength = float(strength)
         self.max_level: float | None = None
         self.min_level: float | None = None
+        self.half = None
         self.levels: list[float] = []
 
-    def forward(self, noisy: torch.Tensor, sigma=None) -> torch.Tensor:
-        # Passed only when set, so blind models written before the bound still run.
-        bound = {} if self.min_level is None else {"min_level": self.min_level}
-        out, level = self.model(
-            noisy, None, strength=self.strength, max_level=self.max_level, return_level=True,
+    def _run(self, noisy, max_level, min_level):
+        # The bound is passed only when set, so blind models written before it still run.
+        bound = {} if min_level is None else {"min_level": min_level}
+        return self.model(
+            noisy, None, strength=self.strength, max_level=max_level, return_level=True,
             **bound,
         )
+
+    def forward(self, noisy: torch.Tensor, sigma=None) -> torch.Tensor:
+        out, level = self._run(noisy, self.max_level, self.min_level)
         self.levels.append(float(level.float().mean()))
+        if self.half is not None:
+            half, _ = self._run(half_resolution(noisy), self.half.cap, self.half.bound)
+            out = merge_half(out, noisy, half)
         return out
 
 
@@ -142,16 +152,18 @@ def estimated_levels(model: nn.Module) -> list[float] | None:
 
 
 def set_level_cap(
-    model: nn.Module, max_level: float | None, min_level: float | None = None
+    model: nn.Module, max_level: float | None, min_level: float | None = None, half=None
 ) -> None:
     """Cap the level map of the :class:`EstimatedLevel` inside ``model``'s wrappers at
     ``max_level`` and raise it to at least ``min_level`` (8-bit units, the bound applied
-    after the cap; None: none) until they are set again."""
+    after the cap; None: none), and give it the half-resolution pass ``half``
+    (:class:`~.auto.HalfPass`, None: none), until they are set again."""
     found = _first_wrapped(model, EstimatedLevel)
     if found is None:
         raise ValueError("set_level_cap: the model is not a blind model in automatic mode")
     found.max_level = None if max_level is None else float(max_level)
     found.min_level = None if min_level is None else float(min_level)
+    found.half = half
 
 
 def built_in_strength(model: nn.Module) -> float | None:
