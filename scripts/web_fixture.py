@@ -5,7 +5,10 @@
 * ``web-white-256.png``: the sample with white Gaussian noise of std 15 (fixed seed), which
   the automatic mode sends to ``mallenet-s``;
 * ``web-clean-256.png``: a clean picture, no noise: the sample reduced 2x (fine texture)
-  beside smooth gradients, a flat disc and fine synthetic patterns.
+  beside smooth gradients, a flat disc and fine synthetic patterns;
+* ``web-grain-256.png``: the sample with grain two pixels wide (heavy camera noise drawn on
+  the sample halved, JPEG-compressed, enlarged 2x), which gets the automatic mode's
+  half-resolution pass.
 
 The browser test (tests/test_web.py) denoises them in the page and with ``malleconv denoise``
 and compares the two (decision and pixels). Small so that the comparison takes seconds.
@@ -20,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from malleconv.data.camera_noise import add_camera_noise
+from malleconv.data.camera_noise import CameraNoiseRanges, add_camera_noise
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "src" / "malleconv" / "assets" / "sample.png"
@@ -30,6 +34,7 @@ DATA = ROOT / "tests" / "data"
 OUT = DATA / "web-noisy-256.png"
 WHITE = DATA / "web-white-256.png"
 CLEAN = DATA / "web-clean-256.png"
+GRAIN = DATA / "web-grain-256.png"
 
 
 def _write(path: Path, pixels: np.ndarray) -> None:
@@ -74,6 +79,14 @@ def main() -> None:
     white = clean + np.random.default_rng(15).normal(0.0, 15.0 / 255.0, clean.shape)
     _write(WHITE, _to_bytes(white))
     _write(CLEAN, _to_bytes(clean_picture(clean)))
+    # Seed 42: read as coarse grain (coarse / fine reading ratio 6.7, above HALF_PASS_RATIO).
+    small = F.avg_pool2d(x, 2)
+    heavy = CameraNoiseRanges(log_shot=(np.log(3e-3), np.log(1.2e-2)), jpeg_prob=1.0,
+                              jpeg_quality=(50, 80))
+    noisy_small = add_camera_noise(small, torch.Generator().manual_seed(42), heavy)
+    grain = F.interpolate(noisy_small - small, scale_factor=2, mode="bilinear",
+                          align_corners=False)
+    _write(GRAIN, _to_bytes((x + grain).clamp(0, 1)[0].permute(1, 2, 0).numpy()))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +40,7 @@ WEB = ROOT / "web"
 PHOTO = ROOT / "tests" / "data" / "web-noisy-256.png"
 WHITE = ROOT / "tests" / "data" / "web-white-256.png"  # white noise, std 15
 CLEAN_PHOTO = ROOT / "tests" / "data" / "web-clean-256.png"  # no noise: its own reference
+GRAIN = ROOT / "tests" / "data" / "web-grain-256.png"  # grain 2 px wide: the half pass
 CLEAN = ROOT / "src" / "malleconv" / "assets" / "sample.png"
 CHROMIUM = os.environ.get("MALLECONV_CHROMIUM", "/usr/bin/chromium")
 REQUIRED = os.environ.get("MALLECONV_WEB_TEST") == "required"
@@ -110,7 +112,8 @@ def _backend_option() -> list[str]:
 _DECISION = re.compile(
     r"\(sigma (?P<sigma>[\d.]+), (?P<text>(?P<kind>clean|white noise|camera noise): "
     r"(?P<model>[\w.-]+), (?P<how>[^,]+), noise floor (?P<floor>[\d.]+) "
-    r"\(level at most (?P<cap>[\d.]+)(?:, at least (?P<bound>[\d.]+))?\))"
+    r"\(level at most (?P<cap>[\d.]+)(?:, at least (?P<bound>[\d.]+))?\)"
+    r"(?P<half>; low band from a half-resolution pass)?)"
 )
 
 
@@ -169,6 +172,13 @@ def session(page_server, tmp_path_factory):
         {"open": str(PHOTO)},
         {"waitRuns": 1},
         {"download": str(tmp / "page_t128.png")},
+        # A fresh page for coarse grain (the half-resolution pass).
+        {"goto": page_server},
+        {"open": str(GRAIN)},
+        {"waitRuns": 1},
+        {"download": str(tmp / "page_grain.png")},
+        {"eval": "document.getElementById('decision').textContent"},  # steps[-2]
+        {"eval": "window.malleconv.runs"},  # steps[-1]
     ]
     start = time.perf_counter()
     result = web.drive({"url": page_server, "chromium": CHROMIUM, "steps": steps}, timeout=300)
@@ -178,6 +188,7 @@ def session(page_server, tmp_path_factory):
     result["auto"] = {
         "white": (white_run, result["steps"][18], tmp / "page_white.png"),
         "clean": (clean_run, result["steps"][22], tmp / "page_clean.png"),
+        "grain": (result["steps"][-1][0], result["steps"][-2], tmp / "page_grain.png"),
     }
     return result, tmp
 
@@ -216,7 +227,7 @@ def test_page_matches_the_command(session, tmp_path):
 def _check_decision(run: dict, decided: re.Match, photo: Path) -> None:
     """The page's automatic-mode decision on ``photo`` (``run["decision"]``) equals the
     command's printed one (``decided``) and Python's readings of the file."""
-    from malleconv.inference.auto import level_bound, level_cap
+    from malleconv.inference.auto import HalfPass, level_bound, level_cap
     from malleconv.inference.noise_floor import read_noise_floor
     from malleconv.inference.noise_level import read_noise
     from malleconv.io import read_image
@@ -234,6 +245,10 @@ def _check_decision(run: dict, decided: re.Match, photo: Path) -> None:
         "cap": level_cap(floor),
         "minLevel": level_bound(floor) or 0.0,
     }
+    half = HalfPass.of(pixels) if page["halfPass"] else None
+    if half is not None:
+        expected.update(halfMaxLevel=half.cap, halfMinLevel=half.bound or 0.0)
+    assert page["halfPass"] == (decided["half"] is not None)
     for key, value in expected.items():
         assert page[key] == pytest.approx(value, abs=1e-3), key
     # The command prints two decimals.
@@ -256,6 +271,7 @@ def test_page_decides_as_the_command(session, tmp_path):
     [
         ("white", WHITE, CLEAN, "mallenet-s", "white noise"),
         ("clean", CLEAN_PHOTO, CLEAN_PHOTO, "mallenet-s", "clean"),
+        ("grain", GRAIN, CLEAN, "mallenet-s-real", "camera noise"),
     ],
 )
 def test_page_runs_the_automatic_mode(session, tmp_path, name, photo, reference, model, kind):
@@ -279,16 +295,31 @@ def test_page_runs_the_automatic_mode(session, tmp_path, name, photo, reference,
         assert same > 0.999 and _psnr(page, cli) > 50
     if name == "white":
         assert _psnr(page, ref) > _psnr(_rgb(photo), ref) + 3.0  # it did denoise
+    elif name == "grain":
+        assert run["decision"]["halfPass"] and decided["half"] is not None
+        assert _psnr(page, ref) > _psnr(_rgb(photo), ref) + 3.0
     else:
         assert _psnr(page, ref) > 40  # and left the clean photo nearly as it was
 
 
-def _readings_in_node(cases: list[np.ndarray], tmp: Path, strength: float) -> list[dict]:
+def _readings_in_node(
+    cases: list[np.ndarray], tmp: Path, strength: float, merges=()
+) -> dict:
     """web/src/noise.js on each array (float ``H x W x C`` or uint8 ``H x W x 3``, the
-    latter as the page's RGBA bytes), through web/tests/noise_check.mjs."""
+    latter as the page's RGBA bytes), and web/src/half.js on each ``(full, half)`` pair of
+    float32 ``(C, H, W)`` / ``(C, ceil(H / 2), ceil(W / 2))`` arrays of ``merges``, through
+    web/tests/noise_check.mjs."""
     from malleconv.cli import web
 
-    spec = {"settings": web.auto_settings(), "strength": strength, "cases": []}
+    spec = {"settings": web.auto_settings(), "strength": strength, "cases": [], "merges": []}
+    for i, (full, half) in enumerate(merges):
+        paths = [tmp / f"merge{i}_{k}.f32" for k in ("full", "half")]
+        for path, a in zip(paths, (full, half), strict=True):
+            path.write_bytes(np.ascontiguousarray(a, np.float32).tobytes())
+        c, h, w = full.shape
+        spec["merges"].append(
+            {"file": str(paths[0]), "half": str(paths[1]), "channels": c, "height": h, "width": w}
+        )
     for i, a in enumerate(cases):
         h, w, c = a.shape
         path = tmp / f"case{i}.bin"
@@ -321,8 +352,10 @@ def test_noise_readings_match_python(tmp_path):
     from torch import nn
 
     from malleconv.inference.auto import (
+        HALF_PASS_RATIO,
         WHITE_MAX_RATIO,
         AutoDenoiser,
+        HalfPass,
         Route,
         level_bound,
         level_cap,
@@ -351,10 +384,18 @@ def test_noise_readings_match_python(tmp_path):
     # Noise two pixels wide (drawn at half size, enlarged): the blind route's lower bound.
     blotches = rng.normal(0, 8, (128, 128, 3)).repeat(2, axis=0).repeat(2, axis=1)
     cases.append(np.clip(_rgb(CLEAN).astype(float) + blotches, 0, 255).round().astype(np.uint8))
+    # Grain wider still (smoothed, enlarged): the half-resolution pass.
+    wide = rng.normal(0, 12, (64, 64, 3))
+    wide = (wide + np.roll(wide, 1, 0) + np.roll(wide, 1, 1) + np.roll(wide, 1, (0, 1))) / 2
+    wide = wide.repeat(4, axis=0).repeat(4, axis=1)
+    cases.append(np.clip(_rgb(CLEAN).astype(float) + wide, 0, 255).round().astype(np.uint8))
     strength = 0.8
-    out = _readings_in_node(cases, tmp_path, strength)
+    merges = [(rng.random((3, h, w), dtype=np.float32), rng.random((3, (h + 1) // 2, (w + 1) // 2),
+              dtype=np.float32)) for h, w in ((1, 1), (5, 8), (17, 12))]
+    js_all = _readings_in_node(cases, tmp_path, strength, merges)
+    out = js_all["cases"]
     auto = AutoDenoiser(nn.Identity(), nn.Identity(), strength=strength)
-    bounded = 0
+    bounded = halved = 0
     for a, js in zip(cases, out, strict=True):
         reading, floor = read_noise(a), read_noise_floor(a)
         got = (js["sigma"], js["coarseSigma"], js["floor"]["fine"], js["floor"]["coarse"])
@@ -377,7 +418,23 @@ def test_noise_readings_match_python(tmp_path):
             assert chosen["minLevel"] == pytest.approx(0.0 if bound is None else bound, rel=1e-12)
             assert chosen["strength"] == strength
             bounded += bound is not None
-    assert bounded  # the lower bound was decided alike at least once
+            passes = bound is not None and reading.ratio >= HALF_PASS_RATIO
+            assert chosen["halfPass"] == passes
+            halved += passes
+        half = HalfPass.of(a)
+        got = (js["halfFloor"]["fine"], js["halfFloor"]["coarse"])
+        assert got == pytest.approx((half.floor.fine, half.floor.coarse), abs=1e-9, rel=1e-12)
+        levels = (js["halfLevels"]["maxLevel"], js["halfLevels"]["minLevel"])
+        assert levels == pytest.approx((half.cap, half.bound or 0.0), rel=1e-12)
+    assert bounded and halved  # the bound and the half pass were decided alike at least once
+    from malleconv.inference.auto import half_resolution, merge_half
+
+    for (full, half), js in zip(merges, js_all["merges"], strict=True):
+        f, hf = torch.from_numpy(full)[None], torch.from_numpy(half)[None]
+        low = half_resolution(f)[0].numpy().ravel()
+        np.testing.assert_allclose(js["low"], low, rtol=0, atol=1e-7)
+        merged = merge_half(f, f, hf)[0].numpy().ravel()
+        np.testing.assert_allclose(js["merged"], merged, rtol=0, atol=2e-6)
 
 
 def test_prepare_rewrites_the_settings_when_they_change(tmp_path, monkeypatch):

@@ -149,7 +149,8 @@ function decisionText(d, level) {
   const strength = d.strength !== 1 ? `, strength ${d.strength}` : "";
   const bound = d.minLevel > 0 ? `, at least ${d.minLevel.toFixed(2)}` : "";
   return `Automatic mode: ${lead}${d.kind}: ${d.model}, ${how}, noise floor ` +
-    `${d.floor.toFixed(2)} (level at most ${d.cap.toFixed(2)}${bound})${strength}.`;
+    `${d.floor.toFixed(2)} (level at most ${d.cap.toFixed(2)}${bound})` +
+    `${d.halfPass ? "; low band from a half-resolution pass" : ""}${strength}.`;
 }
 
 function engineText(backend, threads) {

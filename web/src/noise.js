@@ -21,13 +21,13 @@ for (let v = 0; v < 256; v++) BYTE_TO_FLOAT[v] = v / 255;
 /**
  * The settings from models/auto.json (written by `malleconv web --prepare`) in the form
  * this module takes: {whiteMaxRatio, floorCap, floorBaseline, cleanFloor, minFloor, floorBound,
- * boundRatio, sigmaMin, sigmaMax, madToStd,
+ * boundRatio, halfPassRatio, sigmaMin, sigmaMax, madToStd,
  * floorPercentile, block, coarseBlock, dark, bright, whiteModel, blindModel}.
  */
 export function settingsFrom(json) {
   const need = [
     "white_max_ratio", "floor_cap", "floor_baseline", "clean_floor", "min_floor", "floor_bound",
-    "bound_ratio", "sigma_min", "sigma_max", "mad_to_std",
+    "bound_ratio", "half_pass_ratio", "sigma_min", "sigma_max", "mad_to_std",
     "floor_percentile", "block", "coarse_block", "dark", "bright", "white_model", "blind_model",
   ];
   const missing = need.filter((k) => typeof json[k] !== (k.endsWith("model") ? "string" : "number"));
@@ -38,6 +38,7 @@ export function settingsFrom(json) {
     whiteMaxRatio: json.white_max_ratio, floorCap: json.floor_cap, cleanFloor: json.clean_floor,
     minFloor: json.min_floor, floorBaseline: json.floor_baseline,
     floorBound: json.floor_bound, boundRatio: json.bound_ratio,
+    halfPassRatio: json.half_pass_ratio,
     sigmaMin: json.sigma_min, sigmaMax: json.sigma_max, madToStd: json.mad_to_std,
     floorPercentile: json.floor_percentile, block: json.block, coarseBlock: json.coarse_block,
     dark: json.dark, bright: json.bright,
@@ -275,29 +276,69 @@ export function readRGBA(rgba, width, height, s) {
 }
 
 /**
+ * read_half_floor: the noise floor ({fine, coarse, level}) of the image's 2x2 block means
+ * (odd last rows and columns dropped), the image the half-resolution pass denoises. `planes`
+ * as readImage's.
+ */
+export function readHalfFloor(planes, width, height, s) {
+  const halves = planes.map((plane) => {
+    const get = typeof plane === "function" ? plane : (i) => plane[i];
+    return haar(get, width, height).mean;
+  });
+  return readImage(halves, width >> 1, height >> 1, s).floor;
+}
+
+/** readHalfFloor() of RGBA bytes (alpha ignored). */
+export function readHalfFloorRGBA(rgba, width, height, s) {
+  const planes = [0, 1, 2].map((c) => (i) => BYTE_TO_FLOAT[rgba[4 * i + c]]);
+  return readHalfFloor(planes, width, height, s);
+}
+
+// auto.py's level_cap: the most level on an image with this floor.
+function capOf(floor, s) {
+  const level = floor.level;
+  // A floor below minFloor (flat areas flattened by JPEG or smoothing) sets no cap. The cap
+  // applies to the noise in the floor: a clean photo's own floor taken out in quadrature
+  // (auto.py's floor_noise).
+  const noise = Math.sqrt(Math.max(level * level - s.floorBaseline * s.floorBaseline, 0));
+  return level >= s.minFloor ? s.floorCap * noise : s.sigmaMax;
+}
+
+// auto.py's level_bound: noise coarser than one pixel, which the learned map under-reads,
+// gets at least floorBound times the coarse floor, unless the image reads as clean (0: none).
+function boundOf(floor, s) {
+  const coarse = floor.coarse >= s.boundRatio * floor.fine && floor.level >= s.cleanFloor;
+  return s.floorBound > 0 && coarse ? s.floorBound * floor.coarse : 0;
+}
+
+/**
  * AutoDenoiser.route and white_level: which model runs and with what.
  * Returns {model, kind, sigma (the white level the model gets, or null for the blind
  * model), cap, maxLevel (the blind model's cap, or null), minLevel (its least level: 0 for
- * none), strength (what the graph gets)}.
+ * none), halfPass (true: the blind model also denoises the 2x2 block means, whose cap and
+ * bound halfLevels() gives from readHalfFloor()), strength (what the graph gets)}.
  */
 export function route(reading, strength, s) {
-  // A floor below minFloor (flat areas flattened by JPEG or smoothing) sets no cap.
   const level = reading.floor.level;
-  // The cap applies to the noise in the floor: a clean photo's own floor taken out in
-  // quadrature (auto.py's floor_noise).
-  const noise = Math.sqrt(Math.max(level * level - s.floorBaseline * s.floorBaseline, 0));
-  const cap = level >= s.minFloor ? s.floorCap * noise : s.sigmaMax;
+  const cap = capOf(reading.floor, s);
   const white = reading.ratio < s.whiteMaxRatio;
   const clean = level >= s.minFloor && level < s.cleanFloor;
   const kind = clean ? "clean" : white ? "white noise" : "camera noise";
   if (white) {
     const sigma = Math.min(Math.min(reading.sigma, cap) * strength, s.sigmaMax);
     // The strength is in the level: the graph gets strength 1, as the command runs it.
-    return { model: s.whiteModel, kind, sigma, cap, maxLevel: null, minLevel: 0, strength: 1 };
+    return { model: s.whiteModel, kind, sigma, cap, maxLevel: null, minLevel: 0,
+      halfPass: false, strength: 1 };
   }
-  // auto.py's level_bound: noise coarser than one pixel, which the learned map under-reads,
-  // gets at least floorBound times the coarse floor, unless the image reads as clean.
-  const coarse = reading.floor.coarse >= s.boundRatio * reading.floor.fine && level >= s.cleanFloor;
-  const minLevel = s.floorBound > 0 && coarse ? s.floorBound * reading.floor.coarse : 0;
-  return { model: s.blindModel, kind, sigma: null, cap, maxLevel: cap, minLevel, strength };
+  const minLevel = boundOf(reading.floor, s);
+  // Grain wider still: the half-resolution pass (auto.py's AutoDenoiser.route).
+  const halfPass = minLevel > 0 && s.halfPassRatio > 0 && reading.ratio >= s.halfPassRatio;
+  return { model: s.blindModel, kind, sigma: null, cap, maxLevel: cap, minLevel, halfPass,
+    strength };
+}
+
+/** HalfPass: the cap and least level (0: none) of the half-resolution pass, from the floor
+ * at half resolution (readHalfFloor). */
+export function halfLevels(halfFloor, s) {
+  return { maxLevel: capOf(halfFloor, s), minLevel: boundOf(halfFloor, s) };
 }

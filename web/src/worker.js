@@ -16,9 +16,11 @@
 //                level, decision},
 //               {type: "error", id, message}
 // decision: {model, kind, sigma, coarseSigma, ratio, floor, floorFine, floorCoarse, cap,
-//            maxLevel, white (the level mallenet-s gets, or null), strength, readSeconds}
+//            maxLevel, minLevel, halfPass, halfMaxLevel, halfMinLevel, white (the level
+//            mallenet-s gets, or null), strength, readSeconds}
 
-import { readRGBA, route, settingsFrom } from "./noise.js";
+import { halfResolution, mergeHalf } from "./half.js";
+import { halfLevels, readHalfFloorRGBA, readRGBA, route, settingsFrom } from "./noise.js";
 import { blendTiles, planTiles, toByte } from "./tiling.js";
 
 const MODELS_URL = new URL("../models/", import.meta.url).href;
@@ -124,11 +126,18 @@ async function run(msg) {
   }
   const r = reading.value;
   const choice = route(r, strength, settings);
+  // Grain wider than a pixel: the half-resolution pass, its cap and bound read at half
+  // resolution (once per photo, as the reading).
+  if (choice.halfPass && reading.half === undefined) {
+    reading.half = halfLevels(readHalfFloorRGBA(rgba, width, height, settings), settings);
+  }
+  const half = choice.halfPass ? reading.half : null;
   const decision = {
     model: choice.model, kind: choice.kind, sigma: r.sigma, coarseSigma: r.coarseSigma,
     ratio: r.ratio, floor: r.floor.level, floorFine: r.floor.fine,
     floorCoarse: r.floor.coarse, cap: choice.cap, maxLevel: choice.maxLevel,
-    minLevel: choice.minLevel,
+    minLevel: choice.minLevel, halfPass: choice.halfPass,
+    halfMaxLevel: half ? half.maxLevel : null, halfMinLevel: half ? half.minLevel : null,
     white: choice.sigma, strength,
     readSeconds: (performance.now() - started) / 1000,
   };
@@ -155,6 +164,11 @@ async function run(msg) {
     ? new ort.Tensor("float32", Float32Array.of(choice.sigma), [1])
     : new ort.Tensor("float32", Float32Array.of(choice.maxLevel), [1]);
   const minLevelT = new ort.Tensor("float32", Float32Array.of(choice.minLevel), [1]);
+  const halfFeeds = half && {
+    strength: strengthT,
+    max_level: new ort.Tensor("float32", Float32Array.of(half.maxLevel), [1]),
+    min_level: new ort.Tensor("float32", Float32Array.of(half.minLevel), [1]),
+  };
   const levels = [];
 
   async function denoiseTile(y0, x0) {
@@ -179,7 +193,15 @@ async function run(msg) {
     const data = await out.denoised.getData();
     noisy.dispose?.();
     for (const t of Object.values(out)) t.dispose?.();
-    return data;
+    if (!halfFeeds) return data;
+    // The pass over the tile's 2x2 block means; its output's low band replaces the tile's.
+    const small = halfResolution(x, 3, th, tw);
+    const input = new ort.Tensor("float32", small.data, [1, 3, small.height, small.width]);
+    const low = await net.run({ ...halfFeeds, noisy: input });
+    const merged = mergeHalf(Float32Array.from(data), await low.denoised.getData(), 3, th, tw);
+    input.dispose?.();
+    for (const t of Object.values(low)) t.dispose?.();
+    return merged;
   }
 
   // Finished rows go straight into the output bytes; alpha is copied from the input.
