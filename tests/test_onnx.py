@@ -11,6 +11,7 @@ OpenVINO's bfloat16 cost are in ``benchmarks/onnx_parity.py``.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from conftest import synthetic_image
 
 from malleconv.ops import export_mode, slice_conv
 
+ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ["mallenet-s", "mallenet-s-gray", "mallenet-s-real"]
 BACKENDS = ["onnxruntime", "openvino"]
 SIZES = [(1, 1), (37, 53), (64, 96)]
@@ -215,6 +217,20 @@ def test_denoise_matches_torch(backend, graphs):
         b = malleconv.denoise(noisy, report=got, backend=backend, **options)
         assert want == got, options
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1, options
+
+
+def test_half_resolution_pass(backend, graphs):
+    """Coarse grain (the browser test's fixture) gets the half-resolution pass on every
+    backend, as with PyTorch."""
+    import malleconv
+    from malleconv.io import read_image
+
+    noisy = read_image(ROOT / "tests" / "data" / "web-grain-256.png").pixels
+    want, got = {}, {}
+    a = malleconv.denoise(noisy, report=want)
+    b = malleconv.denoise(noisy, report=got, backend=backend)
+    assert want == got and got["half_pass"] is True
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
 def test_blind_route_and_tiles(backend, graphs):
