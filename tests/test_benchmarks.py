@@ -414,3 +414,23 @@ def test_onnx_parity_calibration_feeds_every_input_of_both_graphs(tmp_path):
         feed = reader.get_next()
         assert sorted(feed) == sorted(inputs), name
         assert reader.get_next() is None
+
+
+def test_coarse_grain_chooses_the_largest_free_gain_and_writes_its_report(tmp_path, image_folder):
+    coarse_grain = _load_benchmark("coarse_grain")
+    result = {
+        "clean": {"none": 50.0, "a": 50.0, "b": 50.0, "c": 49.9},
+        "camera": {"none": 33.0, "a": 32.9, "b": 33.0, "c": 34.0},
+        "upscaled": {"none": 30.0, "a": 31.5, "b": 30.5, "c": 31.0},
+    }
+    # a costs camera 0.1 dB, c costs the clean crops 0.1 dB: b, the only free gain.
+    assert coarse_grain.choose(result, ["a", "b", "c"]) == "b"
+    assert coarse_grain.choose({k: {"none": 1.0, "a": 1.0} for k in result}, ["a"]) is None
+    out = tmp_path / "report"
+    argv = ["--data", str(image_folder), "--holdout", "2", "--crop", "64", "--draws", "1",
+            "--ratio", "2", "5", "--out", str(out)]
+    assert coarse_grain.main(argv) == 0
+    res = json.loads((out / "coarse_grain.json").read_text())
+    assert set(res["result"]) >= {"clean", "camera", "camera, upscaled heavy", "white 25"}
+    assert res["ratios"] == [2.0, 5.0]
+    assert "| camera, upscaled heavy |" in (out / "coarse_grain.md").read_text()
