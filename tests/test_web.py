@@ -465,6 +465,39 @@ def test_page_tiles_match_the_command(session, tmp_path):
         assert np.mean(page == cli) > 0.999 and _psnr(page, cli) > 50
 
 
+def test_page_runs_on_webgpu(page_server, tmp_path):
+    """The page's WebGPU path (onnxruntime-web's WebGPU build and execution provider), on
+    the software WebGPU adapter Debian's chromium ships (SwiftShader): the output equals the
+    command's as the WebAssembly path's does. Correctness only: SwiftShader is no measure of
+    a GPU's speed. A small crop, since it runs about 60x slower than WebAssembly here."""
+    from malleconv.cli import web
+
+    crop = tmp_path / "crop.png"
+    Image.fromarray(_rgb(PHOTO)[:96, :128]).save(crop)
+    probe = "(async () => !!(navigator.gpu && await navigator.gpu.requestAdapter()))()"
+    spec = {"url": page_server + "?backend=webgpu", "chromium": CHROMIUM, "webgpu": True}
+    if not web.drive({**spec, "steps": [{"eval": probe}]}, timeout=120)["steps"][0]:
+        if REQUIRED:
+            pytest.fail("MALLECONV_WEB_TEST=required but chromium offers no WebGPU adapter")
+        pytest.skip("chromium offers no WebGPU adapter here (no SwiftShader Vulkan)")
+    steps = [{"open": str(crop)}, {"waitRuns": 1}, {"download": str(tmp_path / "page.png")},
+             {"eval": "window.malleconv.runs"}]
+    result = web.drive({**spec, "timeout": 300_000, "steps": steps}, timeout=400)
+    run = result["steps"][-1][0]
+    assert run["backend"] == "webgpu" and run["tiles"] == 1
+    page = _rgb(tmp_path / "page.png")
+    cli, decided = _command_decided(tmp_path / "cli.png", photo=crop)
+    _check_decision(run, decided, crop)
+    clean = _rgb(CLEAN)[:96, :128]
+    same = float(np.mean(page == cli))
+    print(f"WebGPU (SwiftShader): page {_psnr(page, clean):.3f} dB, command "
+          f"{_psnr(cli, clean):.3f} dB; identical bytes {same:.4%}; {run['seconds']:.1f} s")
+    assert abs(_psnr(page, clean) - _psnr(cli, clean)) < 0.5
+    assert _psnr(page, clean) > _psnr(_rgb(crop), clean) + 1.0  # it did denoise
+    if _backend_option():
+        assert same > 0.999 and _psnr(page, cli) > 50
+
+
 def test_strength_changes_the_output(session):
     result, tmp = session
     full, half = _rgb(tmp / "page_s1.png"), _rgb(tmp / "page_s05.png")

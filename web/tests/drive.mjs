@@ -5,6 +5,8 @@
 //   node web/tests/drive.mjs SPEC.json      (or the spec as JSON on stdin with "-")
 //
 // SPEC: {"url": "...", "chromium": "/usr/bin/chromium", "timeout": ms, "viewport": [w, h],
+//        "webgpu": true (optional: a WebGPU adapter, SwiftShader's software Vulkan, which
+//                  Debian's chromium ships: the page's WebGPU path runs with no GPU),
 //        "sampleMemory": ms (optional: sample the browser's memory this often),
 //        "steps": [
 //          {"goto": "url"}                  load another URL (a fresh page state)
@@ -38,10 +40,15 @@ const ARGS = [
   "--disable-default-apps", "--disable-extensions", "--metrics-recording-only",
 ];
 
+// WebGPU on SwiftShader: chromium's CPU implementation of Vulkan, for checking what the
+// page computes on its WebGPU path (not how fast a GPU would run it).
+const WEBGPU_ARGS = ["--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader",
+  "--enable-features=Vulkan"];
+
 const log = [];
 const browser = await chromium.launch({
   executablePath: spec.chromium ?? "/usr/bin/chromium",
-  args: ARGS,
+  args: spec.webgpu ? [...ARGS.filter((a) => a !== "--disable-gpu"), ...WEBGPU_ARGS] : ARGS,
   headless: true,
   timeout,
 });
