@@ -241,3 +241,27 @@ def test_wide_grain_gets_the_half_resolution_pass():
     auto.half_ratio = 1.5
     white = _textured(128, 128) + torch.randn(1, 3, 128, 128, generator=g) * 10 / 255
     assert auto.route(white).half is None
+
+
+def test_a_prepared_model_reports_each_image_own_level():
+    """``denoise`` with a prepared automatic mode reused across images reports each image's
+    own level, not a running mean over every image it has seen."""
+    from malleconv.inference.prepare import prepare_auto
+
+    g = torch.Generator().manual_seed(11)
+    blotches = torch.randn(1, 3, 48, 48, generator=g) * 12 / 255
+    coarse = (_textured(96, 96) + F.interpolate(blotches, scale_factor=2)).clamp(0, 1)
+    mild = (_textured(96, 96, seed=1) + F.avg_pool2d(
+        torch.randn(1, 3, 98, 98, generator=g), 3, stride=1) * 4 / 255).clamp(0, 1)
+    images = [x[0].permute(1, 2, 0).numpy() for x in (coarse, mild)]
+    alone = []
+    for image in images:
+        decided: dict = {}
+        denoise(image, report=decided)
+        alone.append(decided["sigma"])
+    net = prepare_auto()
+    for image, want in zip(images, alone, strict=True):
+        decided = {}
+        denoise(image, model=net, report=decided)
+        assert decided["sigma"] == pytest.approx(want, rel=1e-6)
+    assert abs(alone[0] - alone[1]) > 0.5  # the two images do read apart

@@ -295,6 +295,7 @@ def denoise(
     given = fixed_sigma is not None and route is None
     level_map = estimated_levels(net)
     if level_map is not None:
+        level_map.clear()  # a prepared model passed in keeps its list between calls
         fixed_sigma = 0.0  # handed on, never used: the model estimates its own level
     elif given:
         fixed_sigma = min(fixed_sigma * strength, SIGMA_MAX)
