@@ -74,7 +74,7 @@ def measure(blind, white, crops, draws: int, ratios: list[float]) -> dict:
         if bound is not None:
             half = HalfPass.of(noisy)
             low = blind(half_resolution(noisy), max_level=half.cap, min_level=half.bound)
-            merged = merge_half(base, noisy, low)
+            merged = merge_half(base, low)
         plain, with_pass = psnr8(base, reference), psnr8(merged, reference)
         row.setdefault("none", []).append(plain)
         row.setdefault("ratio", []).append(min(reading.ratio, 99.0))

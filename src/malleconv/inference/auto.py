@@ -132,25 +132,24 @@ def half_resolution(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(F.pad(x, pad, mode="replicate") if any(pad) else x, 2)
 
 
-def merge_half(full: torch.Tensor, noisy: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
+def merge_half(full: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
     """The output of the full-resolution pass with its low band taken from the pass over
     the 2x2 block means.
 
     Args:
         full: ``(B, C, H, W)``, the denoiser's output at full resolution.
-        noisy: ``(B, C, H, W)``, its input (unused but for the shape check).
         half: ``(B, C, ceil(H / 2), ceil(W / 2))``, the denoiser's output on
-            ``half_resolution(noisy)``.
+            ``half_resolution`` of the same input.
 
     Returns:
         ``full + up(half - half_resolution(full))``, ``up`` bilinear (half-pixel centres) to
         ``H x W``: where ``half`` equals the block means of ``full`` it returns ``full``.
     """
-    if full.shape != noisy.shape:
-        raise ValueError(f"merge_half: output {tuple(full.shape)} and input "
-                         f"{tuple(noisy.shape)} differ")
-    diff = half.to(full.dtype) - half_resolution(full)
     size = (full.shape[-2] + full.shape[-2] % 2, full.shape[-1] + full.shape[-1] % 2)
+    if tuple(half.shape[-2:]) != (size[0] // 2, size[1] // 2):
+        raise ValueError(f"merge_half: a half-resolution output of {tuple(full.shape[-2:])} "
+                         f"is {(size[0] // 2, size[1] // 2)}, got {tuple(half.shape[-2:])}")
+    diff = half.to(full.dtype) - half_resolution(full)
     up = F.interpolate(diff, size=size, mode="bilinear", align_corners=False)
     return full + up[..., : full.shape[-2], : full.shape[-1]]
 

@@ -139,7 +139,7 @@ class EstimatedLevel(DenoiserWrapper):
         self.levels.append(float(level.float().mean()))
         if self.half is not None:
             half, _ = self._run(half_resolution(noisy), self.half.cap, self.half.bound)
-            out = merge_half(out, noisy, half)
+            out = merge_half(out, half)
         return out
 
 
