@@ -54,6 +54,23 @@ def _torch_prelu(enabled: bool):
         PReLU.forward = ours
 
 
+@contextlib.contextmanager
+def _eager_prelu_backward(enabled: bool):
+    """Make malleconv's PReLU backward run its eager passes instead of the compiled one
+    (for comparison)."""
+    from malleconv.layers import blocks
+
+    if not enabled:
+        yield
+        return
+    compiled = blocks._compiled_backward
+    blocks._compiled_backward = False
+    try:
+        yield
+    finally:
+        blocks._compiled_backward = compiled
+
+
 def _synthetic_folder(root: Path, n: int = 16, size: int = 256) -> Path:
     rng = np.random.default_rng(0)
     for i in range(n):
@@ -83,6 +100,12 @@ def main(argv=None) -> int:
         action="store_true",
         help="also measure each variant with torch's own nn.PReLU forward/backward, "
         "side by side with malleconv's PReLU",
+    )
+    ap.add_argument(
+        "--eager-prelu-too",
+        action="store_true",
+        help="also measure each variant with malleconv's PReLU backward in eager passes "
+        "instead of compiled, side by side",
     )
     ap.add_argument(
         "--no-tune-allocator",
@@ -115,12 +138,14 @@ def main(argv=None) -> int:
         )
         results[name] = {}
         for label in args.variants:
-            for torch_prelu in (False, True) if args.torch_prelu_too else (False,):
-                key = label + (", torch PReLU" if torch_prelu else "")
+            prelus = ["ours"] + ["eager"] * args.eager_prelu_too + ["torch"] * args.torch_prelu_too
+            for prelu in prelus:
+                key = label + {"ours": "", "eager": ", eager PReLU backward",
+                               "torch": ", torch PReLU"}[prelu]
                 c = copy.deepcopy(cfg)
                 c["train"].update(VARIANTS[label])
                 try:
-                    with _torch_prelu(torch_prelu):
+                    with _torch_prelu(prelu == "torch"), _eager_prelu_backward(prelu == "eager"):
                         results[name][key] = measure(c, data, steps=args.steps)
                 except RuntimeError as err:  # e.g. bf16 unsupported
                     print(f"{name} {key}: {err}", file=sys.stderr)

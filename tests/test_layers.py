@@ -129,3 +129,43 @@ def test_prelu_gradcheck_and_frozen_parts(num_parameters):
     layer(xc).sum().backward()
     dims = (0, 2, 3) if num_parameters > 1 else (0, 1, 2, 3)
     torch.testing.assert_close(layer.weight.grad, xc.clamp(max=0).sum(dims).view(-1))
+
+
+@pytest.mark.parametrize("num_parameters", [1, 16])
+def test_prelu_compiled_backward_equals_eager_and_falls_back(num_parameters, monkeypatch):
+    """On float32 CPU tensors the backward runs compiled (one fused pass); it gives the
+    eager passes' input gradient exactly and the slope's to float rounding (another order of
+    summation), and if compiling fails the eager passes run, with a warning, from then on."""
+    from malleconv.layers import blocks
+
+    torch.manual_seed(0)
+    layer = blocks.PReLU(num_parameters)
+    with torch.no_grad():
+        layer.weight.uniform_(-0.5, 0.5)
+    x = torch.randn(4, 16, 24, 20).contiguous(memory_format=torch.channels_last)
+    g = torch.randn(4, 16, 24, 20)
+
+    def grads():
+        xi = x.clone().requires_grad_()
+        layer.weight.grad = None
+        layer(xi).backward(g)
+        return xi.grad, layer.weight.grad.clone()
+
+    monkeypatch.setattr(blocks, "_compiled_backward", None)
+    if not blocks._fused_backward():
+        pytest.skip("MALLECONV_COMPILED_PRELU=0")
+    fused = grads()
+    monkeypatch.setattr(blocks, "_compiled_backward", False)
+    eager = grads()
+    torch.testing.assert_close(fused[0], eager[0], rtol=0, atol=0)
+    torch.testing.assert_close(fused[1], eager[1], rtol=1e-4, atol=1e-5)
+
+    def broken(*args):
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(blocks, "_compiled_backward", broken)
+    with pytest.warns(RuntimeWarning, match="compiled backward failed"):
+        fallback = grads()
+    assert blocks._compiled_backward is False
+    torch.testing.assert_close(fallback[0], eager[0], rtol=0, atol=0)
+    torch.testing.assert_close(fallback[1], eager[1], rtol=0, atol=0)

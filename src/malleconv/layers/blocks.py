@@ -12,12 +12,44 @@ from ..ops.slice_conv_export import export_target, in_export_mode
 __all__ = ["InvertedBottleneck", "PReLU", "make_norm", "make_act"]
 
 
+def _prelu_backward(grad: torch.Tensor, x: torch.Tensor, slope: torch.Tensor, dims: tuple):
+    """PReLU's gradients: ``grad`` where ``x > 0`` else ``slope * grad``, and the slope's,
+    the sum over ``dims`` of ``grad * x`` where ``x <= 0``. Shapes as ``x``; ``slope``
+    broadcasts to it."""
+    negative = x <= 0
+    grad_x = torch.where(negative, grad * slope, grad)
+    grad_w = torch.where(negative, grad * x, torch.zeros_like(x)).sum(dims)
+    return grad_x, grad_w
+
+
+# _prelu_backward compiled by torch.compile into one fused loop (and a reduction), built on
+# first use; False once compiling failed (no C++ compiler, say) or when turned off by
+# MALLECONV_COMPILED_PRELU=0, and the eager passes run instead.
+_compiled_backward = None
+
+
+def _fused_backward():
+    global _compiled_backward
+    if _compiled_backward is None:
+        import os
+
+        if os.environ.get("MALLECONV_COMPILED_PRELU", "1") == "0":
+            _compiled_backward = False
+        else:
+            _compiled_backward = torch.compile(_prelu_backward, dynamic=True, fullgraph=True)
+    return _compiled_backward
+
+
 class _PReLUFunction(torch.autograd.Function):
-    """PReLU with a per-channel slope: ATen's forward, and a backward built from fast kernels.
+    """PReLU with a per-channel slope: ATen's forward, and a faster backward.
 
     ATen's fused ``_prelu_kernel_backward`` is many times slower on channels-last CPU
-    tensors than a few elementwise passes; this backward is one ReLU mask
-    (``threshold_backward``), a subtraction, an ``addcmul`` and a reduction.
+    tensors than a few elementwise passes. On float32 CPU tensors the backward is
+    :func:`_prelu_backward` compiled by ``torch.compile`` into one fused pass (the step-time
+    gain: ``benchmarks/train_speed.py --eager-prelu-too``, docs/training.md); elsewhere, or
+    where compiling fails, the eager passes: one ReLU mask (``threshold_backward``), a
+    subtraction, an ``addcmul`` and a reduction. The two agree to float rounding (the
+    slope's gradient sums in another order).
     """
 
     @staticmethod
@@ -28,15 +60,28 @@ class _PReLUFunction(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
+        global _compiled_backward
         x, weight = ctx.saved_tensors
         slope = weight.view(1, -1, *([1] * (x.dim() - 2))) if weight.numel() > 1 else weight
+        dims = tuple(d for d in range(x.dim()) if d != 1 or weight.numel() == 1)
+        fused = _fused_backward()
+        plain = x.device.type == "cpu" and x.dtype == grad.dtype == weight.dtype == torch.float32
+        if fused and plain and all(ctx.needs_input_grad[:2]):
+            try:
+                grad_x, grad_w = fused(grad, x, slope, dims)
+                return grad_x, grad_w.view_as(weight)
+            except Exception as err:  # noqa: BLE001 - any compiler failure: eager from now on
+                import warnings
+
+                warnings.warn(f"PReLU: the compiled backward failed ({err}); using eager "
+                              "passes", RuntimeWarning, stacklevel=2)
+                _compiled_backward = False
         grad_pos = torch.ops.aten.threshold_backward(grad, x, 0)  # grad where x > 0, else 0
         grad_neg = grad - grad_pos
         grad_x = torch.addcmul(grad_pos, grad_neg, slope) if ctx.needs_input_grad[0] else None
         grad_w = None
         if ctx.needs_input_grad[1]:
-            dims = [d for d in range(x.dim()) if d != 1 or weight.numel() == 1]
-            grad_w = (grad_neg * x).sum(dims).view_as(weight).to(weight.dtype)
+            grad_w = (grad_neg * x).sum(list(dims)).view_as(weight).to(weight.dtype)
         return grad_x, grad_w
 
 
