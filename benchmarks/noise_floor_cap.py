@@ -69,8 +69,8 @@ from malleconv.inference.auto import (
     FLOOR_BASELINE,
     MIN_FLOOR,
     WHITE_MAX_RATIO,
-    floor_noise,
     level_bound,
+    level_cap,
 )
 from malleconv.inference.noise_floor import read_noise_floor
 from malleconv.inference.noise_level import read_noise
@@ -138,13 +138,6 @@ def cases(crops, draws: int, heavy: bool = False):
             yield f"white {sigma}", clean, make_noisy(clean, name, float(sigma))
 
 
-def cap_for(floor: float, factor: float, min_floor: float, baseline: float) -> float | None:
-    """The cap the automatic mode sets: ``factor`` times the noise in the floor
-    (:func:`~malleconv.inference.auto.floor_noise` with ``baseline``), none below
-    ``min_floor``."""
-    return None if floor < min_floor else factor * floor_noise(floor, baseline)
-
-
 @torch.no_grad()
 def measure(
     model: BlindMalleNet, crops, draws: int, columns: list[tuple], white: torch.nn.Module = None
@@ -172,7 +165,7 @@ def measure(
         row.setdefault("map", []).append(mean_level)
         row.setdefault("ratio", []).append(floor.coarse / max(floor.fine, 1e-6))
         for k, least, base, m, r in columns:
-            cap, bound = cap_for(floor.level, k, least, base), level_bound(floor, m, r)
+            cap, bound = level_cap(floor, k, least, base), level_bound(floor, m, r)
             out = _run(model, white, noisy, level_read, cap, bound)
             row.setdefault(column_name(k, least, base, m, r), []).append(psnr8(out, reference))
         print(kind, f"floor {floor.level:.2f} map {mean_level:.2f}", flush=True)

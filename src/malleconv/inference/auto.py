@@ -83,11 +83,19 @@ def floor_noise(floor: float, baseline: float = FLOOR_BASELINE) -> float:
     return math.sqrt(max(floor * floor - baseline * baseline, 0.0))
 
 
-def level_cap(floor: NoiseFloor) -> float:
-    """The most level either model gets on an image with this floor: :data:`FLOOR_CAP`
-    times the noise in it (:func:`floor_noise`), or 75 (no cap) when it reads below
-    :data:`MIN_FLOOR`."""
-    return FLOOR_CAP * floor_noise(floor.level) if floor.level >= MIN_FLOOR else SIGMA_MAX
+def level_cap(
+    floor: NoiseFloor,
+    factor: float = FLOOR_CAP,
+    min_floor: float = MIN_FLOOR,
+    baseline: float = FLOOR_BASELINE,
+) -> float:
+    """The most level either model gets on an image with this floor: ``factor`` times the
+    noise in it (:func:`floor_noise` with ``baseline``), or 75 (no cap) when it reads below
+    ``min_floor``. The defaults are the shipped :data:`FLOOR_CAP`, :data:`MIN_FLOOR` and
+    :data:`FLOOR_BASELINE`."""
+    if floor.level < min_floor:
+        return SIGMA_MAX
+    return factor * floor_noise(floor.level, baseline)
 
 
 def level_bound(
