@@ -415,5 +415,21 @@ def test_camera_noise_ranges_come_from_the_config(folder):
     assert float((soft[0][..., 1:] - soft[0][..., :-1]).abs().mean()) < 0.7 * float(
         (sharp[0][..., 1:] - sharp[0][..., :-1]).abs().mean()
     )
+    # Enlarged small photos: the targets are the enlarged small scenes, the grain wider.
+    wide_cfg = load_config(
+        None,
+        [
+            "data.patch_size=32",
+            "data.batch_size=8",
+            "data.camera_noise_prob=1.0",
+            "data.camera_noise.enlarge_prob=1",
+            "data.camera_noise.enlarge_factor=[2, 2]",
+        ],
+    )
+    wide = StepBatches.from_config(patches, wide_cfg)[0]
+    assert float((wide[0][..., 1:] - wide[0][..., :-1]).abs().mean()) < 0.7 * float(
+        (sharp[0][..., 1:] - sharp[0][..., :-1]).abs().mean()
+    )
+    assert wide[2].shape == (8, 1, 32, 32) and float(wide[2].mean()) > 1.0
     with pytest.raises(ValueError, match="unknown config key 'data.camera_noise.iso'"):
         load_config(None, ["data.camera_noise.iso=100"])

@@ -12,6 +12,7 @@ from malleconv.data.camera_noise import (
     camera_noise_draw,
     demosaic_bilinear,
     demosaic_malvar,
+    enlarge_camera_noise,
     local_noise_std,
     mosaic_masks,
     soften_scene,
@@ -191,6 +192,31 @@ def test_soften_scene_blurs_the_finest_scale_only_when_asked():
     assert any(kept) or not all(kept)
     with pytest.raises(ValueError, match="optics_prob"):
         CameraNoiseRanges(optics_prob=1.5)
+
+
+def test_enlarged_photos_carry_wider_grain_on_their_enlarged_small_scene():
+    clean = _flat(0.45, size=96)
+    off = CameraNoiseRanges(jpeg_prob=0.0)
+    scene, noisy = enlarge_camera_noise(clean, torch.Generator().manual_seed(0), off)
+    # Off by default: the images' own camera noise, drawn as add_camera_noise draws it.
+    assert torch.equal(scene, clean)
+    gen = torch.Generator().manual_seed(0)
+    # Each image's choice and factor come before its noise.
+    torch.rand((), generator=gen), torch.rand((), generator=gen, dtype=torch.float64)
+    assert torch.equal(noisy[:1], add_camera_noise(clean[:1], gen, off))
+
+    ranges = CameraNoiseRanges(jpeg_prob=0.0, enlarge_prob=1.0, enlarge_factor=(2.5, 2.5))
+    scene, noisy = enlarge_camera_noise(clean, torch.Generator().manual_seed(0), ranges)
+    again = enlarge_camera_noise(clean, torch.Generator().manual_seed(0), ranges)
+    assert torch.equal(scene, again[0]) and torch.equal(noisy, again[1])
+    assert torch.allclose(scene, clean, atol=1e-6)  # a flat scene stays flat
+    assert torch.equal(noisy, (noisy * 255).round() / 255)  # an 8-bit image
+    native = add_camera_noise(clean, torch.Generator().manual_seed(0), off)
+    wide = _neighbour_correlation((noisy - scene)[..., 8:-8, 8:-8])
+    assert wide > _neighbour_correlation((native - clean)[..., 8:-8, 8:-8]) + 0.15
+    assert wide > 0.8
+    with pytest.raises(ValueError, match="enlarge_factor"):
+        CameraNoiseRanges(enlarge_factor=(3.0, 2.0))
 
 
 def test_validation_draws_are_named_and_soften_the_reference_with_the_scene():

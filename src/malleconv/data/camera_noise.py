@@ -53,6 +53,7 @@ __all__ = [
     "OPPONENT",
     "CameraNoiseRanges",
     "add_camera_noise",
+    "enlarge_camera_noise",
     "camera_noise_draw",
     "demosaic_bilinear",
     "demosaic_malvar",
@@ -92,6 +93,10 @@ class CameraNoiseRanges:
     # scale, where downscaled training photos are sharp. Off by default (0).
     optics_prob: float = 0.0
     optics_sigma: tuple[float, float] = (0.5, 1.1)
+    # A small photo or video frame shown enlarged (:func:`enlarge_camera_noise`): its grain is
+    # several pixels wide, where a camera's own is one or two. Off by default (0).
+    enlarge_prob: float = 0.0
+    enlarge_factor: tuple[float, float] = (1.5, 3.0)
 
     def __post_init__(self):
         for f in fields(self):
@@ -216,6 +221,54 @@ def add_camera_noise(
     for i in range(clean.shape[0]):
         out[i] = _camera_noise_one(clean[i : i + 1], generator, ranges)[0]
     return out
+
+
+def enlarge_camera_noise(
+    clean: torch.Tensor,
+    generator: torch.Generator,
+    ranges: CameraNoiseRanges = CameraNoiseRanges(),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Camera noise on each image, with probability ``ranges.enlarge_prob`` as a photo
+    taken at ``1 / factor`` the size and enlarged back.
+
+    An enlarged small, noisy photo (a phone's thumbnail, a video frame, an old web image)
+    carries grain ``factor`` pixels wide; a denoiser of pixel-scale noise, and a noise
+    estimator trained on it, read such blotches as texture. An enlarged image is drawn at
+    ``round(H / factor) x round(W / factor)`` (area downscale), goes through
+    :func:`add_camera_noise`, and scene and noisy image are both enlarged back (bicubic) and
+    the noisy one quantised to 8 bits; ``factor`` is uniform in ``ranges.enlarge_factor``.
+    The other images get :func:`add_camera_noise` as they are.
+
+    Args:
+        clean: ``(B, 3, H, W)`` float32 sRGB in ``[0, 1]`` on the CPU, ``H`` and ``W`` at
+            least 3.
+        generator: CPU ``torch.Generator``: two draws per image for the choice and factor,
+            then the camera noise's own draws, image by image.
+        ranges: See :class:`CameraNoiseRanges`.
+
+    Returns:
+        ``(scene, noisy)``, both ``(B, 3, H, W)`` float32 in ``[0, 1]``: the clean target
+        (the enlarged small scene where enlarged, ``clean`` elsewhere) and the noisy images.
+    """
+    if clean.dim() != 4 or clean.shape[1] != 3:
+        raise ValueError(f"clean must be (B, 3, H, W), got {tuple(clean.shape)}")
+    h, w = clean.shape[-2:]
+    scene, noisy = clean.clone(), torch.empty_like(clean)
+    for i in range(clean.shape[0]):
+        enlarged = bool(torch.rand((), generator=generator) < ranges.enlarge_prob)
+        factor = _uniform(generator, *ranges.enlarge_factor)
+        image = clean[i : i + 1]
+        if not enlarged or factor <= 1.0:
+            noisy[i] = _camera_noise_one(image, generator, ranges)[0]
+            continue
+        size = (max(3, round(h / factor)), max(3, round(w / factor)))
+        small = F.interpolate(image, size=size, mode="area")
+        small_noisy = _camera_noise_one(small, generator, ranges)
+        up = [F.interpolate(t, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+              for t in (small, small_noisy)]
+        scene[i] = up[0][0]
+        noisy[i] = (up[1][0] * 255).round() / 255
+    return scene, noisy
 
 
 def soften_scene(

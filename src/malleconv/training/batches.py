@@ -22,6 +22,7 @@ import torch
 from ..data.camera_noise import (
     CameraNoiseRanges,
     add_camera_noise,
+    enlarge_camera_noise,
     local_noise_std,
     soften_scene,
 )
@@ -320,7 +321,14 @@ class StepBatches(torch.utils.data.Dataset):
                 clean = clean.clone()
                 clean[idx] = scene.to(clean.device)
             # The camera pipeline draws from a CPU generator: made on the host, then moved.
-            cam = add_camera_noise(scene, cam_gen, self.camera_noise).to(clean.device)
+            if self.camera_noise.enlarge_prob > 0:
+                # The enlarged patches' targets are their enlarged small scenes.
+                scene, cam = enlarge_camera_noise(scene, cam_gen, self.camera_noise)
+                clean = clean.clone()
+                clean[idx] = scene.to(clean.device)
+                cam = cam.to(clean.device)
+            else:
+                cam = add_camera_noise(scene, cam_gen, self.camera_noise).to(clean.device)
             noisy[idx] = cam
             level[idx] = local_noise_std(cam, clean[idx]).clamp(max=75.0)
         if plain.any():
