@@ -236,3 +236,11 @@ def test_validation_draws_are_named_and_soften_the_reference_with_the_scene():
     )
     again = camera_noise_draw(clean, "a.png", 1, soft_ranges)
     assert np.array_equal(again[0], soft_reference) and torch.equal(again[1], soft_noisy)
+    # Enlarged draws: the reference is the enlarged small scene, the noise the same draw's.
+    wide_ranges = CameraNoiseRanges(enlarge_prob=1.0)
+    wide_reference, wide_noisy = camera_noise_draw(clean, "a.png", 1, wide_ranges)
+    scene, expected = enlarge_camera_noise(
+        x, torch.Generator().manual_seed(seed_for("a.png", 1)), wide_ranges
+    )
+    assert torch.equal(wide_noisy, expected) and wide_reference.dtype == np.uint8
+    assert np.array_equal(wide_reference, (scene[0].permute(1, 2, 0).numpy() * 255).round())

@@ -369,7 +369,8 @@ def camera_noise_draw(
     """Draw ``draw`` of camera noise on the named clean image, as validation splits use it.
 
     The scene is softened first when ``ranges.optics_prob`` is set (:func:`soften_scene`),
-    then goes through :func:`add_camera_noise`; each from a generator seeded by
+    then goes through :func:`add_camera_noise`, or :func:`enlarge_camera_noise` when
+    ``ranges.enlarge_prob`` is set; each from a generator seeded by
     :func:`~malleconv.data.noise.seed_for` of ``name`` and ``draw``, so a draw is the same in
     every run and every script.
 
@@ -381,7 +382,8 @@ def camera_noise_draw(
 
     Returns:
         ``(reference, noisy)``: the ``H x W x 3`` uint8 scene the noise was added to (``clean``
-        itself unless softened), and the ``(1, 3, H, W)`` float32 noisy image in ``[0, 1]``.
+        itself unless softened or enlarged), and the ``(1, 3, H, W)`` float32 noisy image in
+        ``[0, 1]``.
     """
     reference = clean
     scene = torch.from_numpy(clean.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
@@ -390,8 +392,12 @@ def camera_noise_draw(
         soft = soften_scene(scene, optics, ranges)[0].permute(1, 2, 0).numpy()
         reference = (soft * 255).round().clip(0, 255).astype(np.uint8)
         scene = torch.from_numpy(reference.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-    noisy = add_camera_noise(scene, torch.Generator().manual_seed(seed_for(name, draw)), ranges)
-    return reference, noisy
+    generator = torch.Generator().manual_seed(seed_for(name, draw))
+    if ranges.enlarge_prob > 0:
+        scene, noisy = enlarge_camera_noise(scene, generator, ranges)
+        reference = (scene[0].permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
+        return reference, noisy
+    return reference, add_camera_noise(scene, generator, ranges)
 
 
 def local_noise_std(noisy: torch.Tensor, clean: torch.Tensor, sigma: float = 4.0) -> torch.Tensor:
