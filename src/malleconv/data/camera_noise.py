@@ -28,7 +28,9 @@ and the noisy image carries exactly the camera-like noise. Every random choice c
 the ``torch.Generator`` passed in, so a batch is a pure function of its seed.
 
 :func:`soften_scene` optionally blurs the clean scene first (target and input alike), as a
-camera's lens, anti-aliasing filter and demosaicing blur its own pixels.
+camera's lens, anti-aliasing filter and demosaicing blur its own pixels;
+:func:`enlarge_camera_noise` optionally draws an image as a smaller photo enlarged back, whose
+grain is wider than a pixel.
 
 Parameter ranges (:class:`CameraNoiseRanges`) are the published ones above; the JPEG
 quality range starts at 60 rather than 30 because camera JPEGs are high quality.
