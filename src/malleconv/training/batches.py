@@ -318,17 +318,16 @@ class StepBatches(torch.utils.data.Dataset):
                     int(seq.generate_state(1, np.uint64)[0] >> 1)
                 )
                 scene = soften_scene(scene, optics_gen, self.camera_noise)
-                clean = clean.clone()
-                clean[idx] = scene.to(clean.device)
             # The camera pipeline draws from a CPU generator: made on the host, then moved.
             if self.camera_noise.enlarge_prob > 0:
                 # The enlarged patches' targets are their enlarged small scenes.
                 scene, cam = enlarge_camera_noise(scene, cam_gen, self.camera_noise)
+            else:
+                cam = add_camera_noise(scene, cam_gen, self.camera_noise)
+            if self.camera_noise.optics_prob > 0 or self.camera_noise.enlarge_prob > 0:
                 clean = clean.clone()
                 clean[idx] = scene.to(clean.device)
-                cam = cam.to(clean.device)
-            else:
-                cam = add_camera_noise(scene, cam_gen, self.camera_noise).to(clean.device)
+            cam = cam.to(clean.device)
             noisy[idx] = cam
             level[idx] = local_noise_std(cam, clean[idx]).clamp(max=75.0)
         if plain.any():
