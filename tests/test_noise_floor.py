@@ -177,6 +177,24 @@ def test_coarse_noise_gets_at_least_the_coarse_floor():
     assert decided["bound"] == pytest.approx(route.bound, rel=1e-5)
 
 
+def test_no_bound_where_even_the_flattest_blocks_are_busy():
+    """A photo with no flat area (gravel, grass filling the frame) reads high in both floors,
+    the coarse one well above the fine one as coarse grain does: its fine floor withholds the
+    bound, which would paint the texture over."""
+    from malleconv.inference.auto import BOUND_MAX_FINE, BOUND_RATIO, level_bound
+
+    rng = np.random.default_rng(5)
+    busy = rng.normal(0, 30, (128, 128, 3)).repeat(2, axis=0).repeat(2, axis=1)
+    busy = np.clip(128 + busy + rng.normal(0, 7, busy.shape), 0, 255).round().astype(np.uint8)
+    floor = read_noise_floor(busy)
+    assert floor.fine >= BOUND_MAX_FINE and floor.coarse >= BOUND_RATIO * floor.fine
+    assert level_bound(floor) is None
+    assert level_bound(floor, max_fine=np.inf) == pytest.approx(floor.coarse)
+    blind = EstimatedLevel(_blind())
+    route = AutoDenoiser(_blind().denoiser, blind, ("w", "b")).route(busy)
+    assert route.sigma is None and route.bound is None and blind.min_level is None
+
+
 def test_merge_half_keeps_the_high_band_and_takes_the_low_band():
     """``merge_half`` gives the full output back where the half pass agrees with its block
     means (odd sizes too), and otherwise moves the 2x2 means to the half pass's."""

@@ -390,13 +390,17 @@ def test_noise_readings_match_python(tmp_path):
     wide = (wide + np.roll(wide, 1, 0) + np.roll(wide, 1, 1) + np.roll(wide, 1, (0, 1))) / 2
     wide = wide.repeat(4, axis=0).repeat(4, axis=1)
     cases.append(np.clip(_rgb(CLEAN).astype(float) + wide, 0, 255).round().astype(np.uint8))
+    # Busy at every scale, no flat area (gravel): the fine floor withholds the bound.
+    busy = rng.normal(0, 30, (128, 128, 3)).repeat(2, axis=0).repeat(2, axis=1)
+    busy = 128 + busy + rng.normal(0, 7, busy.shape)
+    cases.append(np.clip(busy, 0, 255).round().astype(np.uint8))
     strength = 0.8
     merges = [(rng.random((3, h, w), dtype=np.float32), rng.random((3, (h + 1) // 2, (w + 1) // 2),
               dtype=np.float32)) for h, w in ((1, 1), (5, 8), (17, 12))]
     js_all = _readings_in_node(cases, tmp_path, strength, merges)
     out = js_all["cases"]
     auto = AutoDenoiser(nn.Identity(), nn.Identity(), strength=strength)
-    bounded = halved = 0
+    bounded = halved = withheld = 0
     for a, js in zip(cases, out, strict=True):
         reading, floor = read_noise(a), read_noise_floor(a)
         got = (js["sigma"], js["coarseSigma"], js["floor"]["fine"], js["floor"]["coarse"])
@@ -419,6 +423,7 @@ def test_noise_readings_match_python(tmp_path):
             assert chosen["minLevel"] == pytest.approx(0.0 if bound is None else bound, rel=1e-12)
             assert chosen["strength"] == strength
             bounded += bound is not None
+            withheld += bound is None and level_bound(floor, max_fine=np.inf) is not None
             passes = bound is not None and reading.ratio >= HALF_PASS_RATIO
             assert chosen["halfPass"] == passes
             halved += passes
@@ -427,7 +432,8 @@ def test_noise_readings_match_python(tmp_path):
         assert got == pytest.approx((half.floor.fine, half.floor.coarse), abs=1e-9, rel=1e-12)
         levels = (js["halfLevels"]["maxLevel"], js["halfLevels"]["minLevel"])
         assert levels == pytest.approx((half.cap, half.bound or 0.0), rel=1e-12)
-    assert bounded and halved  # the bound and the half pass were decided alike at least once
+    # The bound, its fine-floor limit and the half pass were each decided alike at least once.
+    assert bounded and halved and withheld
     from malleconv.inference.auto import half_resolution, merge_half
 
     for (full, half), js in zip(merges, js_all["merges"], strict=True):

@@ -21,13 +21,13 @@ for (let v = 0; v < 256; v++) BYTE_TO_FLOAT[v] = v / 255;
 /**
  * The settings from models/auto.json (written by `malleconv web --prepare`) in the form
  * this module takes: {whiteMaxRatio, floorCap, floorBaseline, cleanFloor, minFloor, floorBound,
- * boundRatio, halfPassRatio, sigmaMin, sigmaMax, madToStd,
+ * boundRatio, boundMaxFine, halfPassRatio, sigmaMin, sigmaMax, madToStd,
  * floorPercentile, block, coarseBlock, dark, bright, whiteModel, blindModel}.
  */
 export function settingsFrom(json) {
   const need = [
     "white_max_ratio", "floor_cap", "floor_baseline", "clean_floor", "min_floor", "floor_bound",
-    "bound_ratio", "half_pass_ratio", "sigma_min", "sigma_max", "mad_to_std",
+    "bound_ratio", "bound_max_fine", "half_pass_ratio", "sigma_min", "sigma_max", "mad_to_std",
     "floor_percentile", "block", "coarse_block", "dark", "bright", "white_model", "blind_model",
   ];
   const missing = need.filter((k) => typeof json[k] !== (k.endsWith("model") ? "string" : "number"));
@@ -37,7 +37,7 @@ export function settingsFrom(json) {
   return {
     whiteMaxRatio: json.white_max_ratio, floorCap: json.floor_cap, cleanFloor: json.clean_floor,
     minFloor: json.min_floor, floorBaseline: json.floor_baseline,
-    floorBound: json.floor_bound, boundRatio: json.bound_ratio,
+    floorBound: json.floor_bound, boundRatio: json.bound_ratio, boundMaxFine: json.bound_max_fine,
     halfPassRatio: json.half_pass_ratio,
     sigmaMin: json.sigma_min, sigmaMax: json.sigma_max, madToStd: json.mad_to_std,
     floorPercentile: json.floor_percentile, block: json.block, coarseBlock: json.coarse_block,
@@ -305,9 +305,11 @@ function capOf(floor, s) {
 }
 
 // auto.py's level_bound: noise coarser than one pixel, which the learned map under-reads,
-// gets at least floorBound times the coarse floor, unless the image reads as clean (0: none).
+// gets at least floorBound times the coarse floor, unless the image reads as clean or its fine
+// floor is boundMaxFine or more (no flat area: the floor reads texture) (0: none).
 function boundOf(floor, s) {
-  const coarse = floor.coarse >= s.boundRatio * floor.fine && floor.level >= s.cleanFloor;
+  const coarse = floor.coarse >= s.boundRatio * floor.fine && floor.fine < s.boundMaxFine
+    && floor.level >= s.cleanFloor;
   return s.floorBound > 0 && coarse ? s.floorBound * floor.coarse : 0;
 }
 

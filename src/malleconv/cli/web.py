@@ -141,6 +141,7 @@ def auto_settings() -> dict:
         "min_floor": float(auto.MIN_FLOOR),
         "floor_bound": float(auto.FLOOR_BOUND),
         "bound_ratio": float(auto.BOUND_RATIO),
+        "bound_max_fine": float(auto.BOUND_MAX_FINE),
         "half_pass_ratio": float(auto.HALF_PASS_RATIO),
         "sigma_min": float(SIGMA_MIN),
         "sigma_max": float(SIGMA_MAX),

@@ -19,7 +19,8 @@ photo keeps the level its noise needs, a clean one gets a level near 0 and comes
 unchanged. A floor below :data:`MIN_FLOOR` (flat areas flattened by JPEG or in-camera
 smoothing) says nothing of the noise, and sets no cap. The other way round, the learned map
 under-reads noise whose grain is wider than a pixel, which the floor at half resolution
-sees: on the blind route such images get at least that floor (:func:`level_bound`).
+sees: on the blind route such images get at least that floor (:func:`level_bound`), unless
+their fine floor is high too (no flat area even at the pixel scale: the floor reads texture).
 Where that grain is wider still (the image's noise reading, :func:`~.noise_level.read_noise`,
 at least :data:`HALF_PASS_RATIO` times higher at half resolution than at full: the blotches of
 a small photo or video frame shown enlarged), a denoiser of pixel-scale noise leaves it at
@@ -40,8 +41,9 @@ from ..data.noise import SIGMA_MAX
 from .noise_floor import NoiseFloor, read_half_floor, read_noise_floor
 from .noise_level import NoiseReading, read_noise
 
-__all__ = ["BOUND_RATIO", "CLEAN_FLOOR", "FLOOR_BASELINE", "FLOOR_BOUND", "FLOOR_CAP",
-           "HALF_PASS_RATIO", "MIN_FLOOR", "WHITE_MAX_RATIO", "AutoDenoiser", "HalfPass", "Route",
+__all__ = ["BOUND_MAX_FINE", "BOUND_RATIO", "CLEAN_FLOOR", "FLOOR_BASELINE", "FLOOR_BOUND",
+           "FLOOR_CAP", "HALF_PASS_RATIO", "MIN_FLOOR", "WHITE_MAX_RATIO", "AutoDenoiser",
+           "HalfPass", "Route",
            "floor_noise", "half_resolution", "level_bound", "level_cap", "merge_half"]
 
 # Readings whose coarse / fine ratio is below this go to the white-noise model. Chosen on
@@ -71,6 +73,11 @@ CLEAN_FLOOR = 1.75
 # clean get a level of at least FLOOR_BOUND times the coarse floor (0: no bound).
 FLOOR_BOUND = 1.0
 BOUND_RATIO = 2.5
+# ... unless their fine floor reads BOUND_MAX_FINE or more: then even the flattest blocks are
+# busy at the pixel scale, as in a photo of gravel or grass with no flat area at all, and the
+# coarse floor reads texture, not grain. Chosen on the held-out split with its most textured
+# windows: benchmarks/bound_texture.py, docs/benchmarks/bound_texture.md.
+BOUND_MAX_FINE = 6.0
 # Images given that bound whose noise reading's coarse / fine ratio is at least this also
 # get the half-resolution pass (0: never). Chosen on the held-out split:
 # benchmarks/coarse_grain.py, docs/benchmarks/coarse_grain.md.
@@ -99,14 +106,18 @@ def level_cap(
 
 
 def level_bound(
-    floor: NoiseFloor, multiple: float = FLOOR_BOUND, ratio: float = BOUND_RATIO
+    floor: NoiseFloor,
+    multiple: float = FLOOR_BOUND,
+    ratio: float = BOUND_RATIO,
+    max_fine: float = BOUND_MAX_FINE,
 ) -> float | None:
     """The least level the blind model gets on an image with this floor: ``multiple`` times
-    the coarse floor where that reads at least ``ratio`` times the fine one and the image is
-    not read as clean (floor at least :data:`CLEAN_FLOOR`); else None (also for
-    ``multiple`` 0). The defaults are the shipped :data:`FLOOR_BOUND` and
-    :data:`BOUND_RATIO`."""
-    coarse = floor.coarse >= ratio * floor.fine and floor.level >= CLEAN_FLOOR
+    the coarse floor where that reads at least ``ratio`` times the fine one, the fine floor
+    reads below ``max_fine`` and the image is not read as clean (floor at least
+    :data:`CLEAN_FLOOR`); else None (also for ``multiple`` 0). The defaults are the shipped
+    :data:`FLOOR_BOUND`, :data:`BOUND_RATIO` and :data:`BOUND_MAX_FINE`."""
+    coarse = (floor.coarse >= ratio * floor.fine and floor.fine < max_fine
+              and floor.level >= CLEAN_FLOOR)
     return multiple * floor.coarse if multiple > 0 and coarse else None
 
 
