@@ -407,6 +407,35 @@ def test_step_batches_dead_leaves(tmp_path):
         StepBatches(patches, 4, [0, 75], seed=5, dead_leaves_prob=1.5)
 
 
+def test_step_batches_texture_prob_picks_busy_crops(tmp_path):
+    """texture_prob: a patch is the busiest of a few crops of its image (its texture), and
+    with it off the batches are those of a run without the option."""
+    from malleconv.training.batches import StepBatches, _diagonal_energy
+
+    # Left half flat grey, right half fine texture: a busy crop lies mostly on the right.
+    img = np.full((64, 128, 3), 120, np.uint8)
+    img[:, 64:] = _image(3, (64, 64, 3))
+    write_image(tmp_path / "t" / "a.png", img)
+    patches = ImageFolderPatches(tmp_path / "t", 32)
+    plain = StepBatches(patches, 8, [0, 75], seed=4)
+    off = StepBatches(patches, 8, [0, 75], seed=4, texture_prob=0.0)
+    busy = StepBatches(patches, 8, [0, 75], seed=4, texture_prob=1.0)
+    energy = {"plain": [], "busy": []}
+    for step in range(5):
+        base = plain[step]
+        for x, y in zip(off[step], base):
+            torch.testing.assert_close(x, y)
+        clean, _, sigma, _ = busy[step]
+        torch.testing.assert_close(sigma, base[2])  # noise levels are not touched
+        for name, patch in (("plain", base[0]), ("busy", clean)):
+            energy[name] += [_diagonal_energy(p.permute(1, 2, 0)) for p in patch]
+    # The busiest of 4 crops has the most texture: never less than the plain crop's.
+    assert np.mean(energy["busy"]) > 1.3 * np.mean(energy["plain"])
+    assert all(b >= p - 1e-9 for b, p in zip(energy["busy"], energy["plain"]))
+    with pytest.raises(ValueError, match="texture_prob"):
+        StepBatches(patches, 4, [0, 75], seed=5, texture_prob=1.5)
+
+
 def test_step_batches_quarter_size_mosaics(tmp_path):
     from malleconv.data.datasets import downscale_half
     from malleconv.training.batches import StepBatches

@@ -39,6 +39,17 @@ from ..io import to_float
 __all__ = ["StepBatches"]
 
 
+# With texture_prob, a patch is the busiest of this many random crops of its image.
+TEXTURE_CANDIDATES = 4
+
+
+def _diagonal_energy(arr) -> float:
+    """Mean square of the finest Haar diagonal detail of a ``P x P x C`` patch (numpy or
+    torch): texture and noise have it, flat areas and straight edges little."""
+    a, b, c, d = arr[0::2, 0::2], arr[0::2, 1::2], arr[1::2, 0::2], arr[1::2, 1::2]
+    return float(((a - b - c + d) ** 2).mean())
+
+
 class StepBatches(torch.utils.data.Dataset):
     """Item ``s`` is the training batch of step ``s``: ``(clean, noisy, sigma, full_size)``.
 
@@ -63,7 +74,10 @@ class StepBatches(torch.utils.data.Dataset):
     the others. With ``camera_noise_prob`` and ``clean_prob`` a patch's white noise is
     replaced, with those probabilities, by camera noise (drawn from the ranges
     ``camera_noise``, :class:`~malleconv.data.camera_noise.CameraNoiseRanges`) or by none
-    (:meth:`_mix_noise_kinds`).
+    (:meth:`_mix_noise_kinds`). With ``texture_prob > 0`` a full-size or halved patch is, with
+    that probability, the busiest of :data:`TEXTURE_CANDIDATES` random crops of its image (most
+    energy in the finest diagonal detail): more of the training on texture, which the noise
+    estimator must learn not to read as noise.
     """
 
     def __init__(
@@ -84,6 +98,7 @@ class StepBatches(torch.utils.data.Dataset):
         camera_noise_prob: float = 0.0,
         clean_prob: float = 0.0,
         camera_noise: CameraNoiseRanges | None = None,
+        texture_prob: float = 0.0,
     ):
         self.patches = patches
         self.batch_size = batch_size
@@ -117,6 +132,9 @@ class StepBatches(torch.utils.data.Dataset):
             self.camera_noise_prob + self.clean_prob > 1.0
         ):
             raise ValueError("camera_noise_prob and clean_prob must be >= 0 with a sum <= 1")
+        self.texture_prob = float(texture_prob)
+        if not 0.0 <= self.texture_prob <= 1.0:
+            raise ValueError(f"texture_prob must be in [0, 1], got {texture_prob}")
         self.device: torch.device | None = None  # set by on_device()
         self.images = patches.images
         self.halves: list[np.ndarray] = []
@@ -152,6 +170,7 @@ class StepBatches(torch.utils.data.Dataset):
             camera_noise_prob=float(d["camera_noise_prob"]),
             clean_prob=float(d["clean_prob"]),
             camera_noise=CameraNoiseRanges.from_mapping(d["camera_noise"]),
+            texture_prob=float(d["texture_prob"]),
         )
 
     def __len__(self) -> int:
@@ -210,9 +229,16 @@ class StepBatches(torch.utils.data.Dataset):
             arr = np.repeat(arr[..., :1], self.patches.channels, axis=2)
         return arr
 
-    def _crop(self, image_index: int, rng: np.random.Generator) -> tuple[torch.Tensor, bool]:
+    def _crop(
+        self,
+        image_index: int,
+        rng: np.random.Generator,
+        busy_rng: np.random.Generator | None = None,
+    ) -> tuple[torch.Tensor, bool]:
         """A random ``(C, P, P)`` float patch of one image with one of the 8 symmetries, and
-        whether it was cut from the full-size image."""
+        whether it was cut from the full-size image. With ``busy_rng`` (``texture_prob``) a
+        full-size or halved patch is, with that probability, the busiest of
+        :data:`TEXTURE_CANDIDATES` crops, the others drawn from ``busy_rng``."""
         p = self.patches.patch_size
         source = "full"
         # Drawn only when enabled, so runs without it keep their random streams; halves take
@@ -232,6 +258,9 @@ class StepBatches(torch.utils.data.Dataset):
         else:
             img = self.images[image_index] if source == "full" else self.halves[image_index]
             arr = self._cut(img, p, rng)
+            if busy_rng is not None and busy_rng.random() < self.texture_prob:
+                others = [self._cut(img, p, busy_rng) for _ in range(TEXTURE_CANDIDATES - 1)]
+                arr = max([arr, *others], key=_diagonal_energy)
         return self._finish(arr, rng), source == "full"
 
     def _finish(self, arr, rng: np.random.Generator) -> torch.Tensor:
@@ -273,7 +302,10 @@ class StepBatches(torch.utils.data.Dataset):
                     full_size.append(False)
                     continue
             rng = np.random.default_rng((self.seed, 11, step, self.rank, n))
-            crop, full = self._crop(i, rng)
+            # Its own stream, so runs without it keep their crops.
+            busy_rng = (np.random.default_rng((self.seed, 37, step, self.rank, n))
+                        if self.texture_prob > 0 else None)
+            crop, full = self._crop(i, rng, busy_rng)
             crops.append(crop)
             full_size.append(full)
         clean = torch.stack(crops)

@@ -56,6 +56,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
         # The camera noise's parameter ranges (data.camera_noise.CameraNoiseRanges, with the
         # published sources of each default), e.g. data.camera_noise.smooth_sigma=[0.3,2.0].
         "camera_noise": CameraNoiseRanges().as_mapping(),
+        # Probability of a full-size or halved patch being the busiest of a few random crops
+        # of its image (training.batches.TEXTURE_CANDIDATES): more texture, clean or noisy.
+        "texture_prob": 0.0,
         # Keep the training images on the training device and make the batches there
         # (StepBatches.on_device): no loader workers, for GPUs. Same batches on the CPU.
         "on_device": False,
@@ -201,7 +204,7 @@ def _validate(cfg: dict) -> None:
     dead_leaves_prob = float(cfg["data"]["dead_leaves_prob"])
     if not 0.0 <= dead_leaves_prob <= 1.0:
         raise ValueError(f"data.dead_leaves_prob must be in [0, 1], got {dead_leaves_prob}")
-    for key in ("camera_noise_prob", "clean_prob"):
+    for key in ("camera_noise_prob", "clean_prob", "texture_prob"):
         if not 0.0 <= float(cfg["data"][key]) <= 1.0:
             raise ValueError(f"data.{key} must be in [0, 1], got {cfg['data'][key]}")
     if float(cfg["data"]["camera_noise_prob"]) + float(cfg["data"]["clean_prob"]) > 1.0:
