@@ -169,3 +169,29 @@ def test_prelu_compiled_backward_equals_eager_and_falls_back(num_parameters, mon
     assert blocks._compiled_backward is False
     torch.testing.assert_close(fallback[0], eager[0], rtol=0, atol=0)
     torch.testing.assert_close(fallback[1], eager[1], rtol=0, atol=0)
+
+
+def test_prelu_compiled_backward_keeps_compiling_past_dynamos_default_limit(monkeypatch):
+    """A network meets many layouts and sizes (channels-last or not, one slope or one per
+    channel, a batch equal to the channel count): each is a graph of its own, and more than
+    dynamo's default of 8 must not fail the compiled backward into the eager passes."""
+    import warnings
+
+    from malleconv.layers import blocks
+
+    monkeypatch.setattr(blocks, "_compiled_backward", None)
+    if not blocks._fused_backward():
+        pytest.skip("MALLECONV_COMPILED_PRELU=0")
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for channels_last in (False, True):
+            for single in (False, True):
+                for batch, channels, h, w in ((2, 8, 6, 10), (8, 8, 6, 10), (2, 8, 1, 10),
+                                              (2, 8, 6, 1), (2, 4, 48, 48)):
+                    layer = blocks.PReLU(1 if single else channels)
+                    x = torch.randn(batch, channels, h, w)
+                    if channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    layer(x.requires_grad_()).sum().backward()
+    assert blocks._compiled_backward not in (None, False)

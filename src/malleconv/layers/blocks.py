@@ -26,6 +26,10 @@ def _prelu_backward(grad: torch.Tensor, x: torch.Tensor, slope: torch.Tensor, di
 # first use; False once compiling failed (no C++ compiler, say) or when turned off by
 # MALLECONV_COMPILED_PRELU=0, and the eager passes run instead.
 _compiled_backward = None
+# Each memory layout, reduction and coincidence of sizes (batch equal to channels, say) is a
+# graph of its own; a network meets a dozen or so. Dynamo's default of 8 per function, hit with
+# fullgraph=True, is a hard failure that would send the rest of the process to the eager passes.
+_RECOMPILE_LIMIT = 64
 
 
 def _fused_backward():
@@ -68,7 +72,8 @@ class _PReLUFunction(torch.autograd.Function):
         plain = x.device.type == "cpu" and x.dtype == grad.dtype == weight.dtype == torch.float32
         if fused and plain and all(ctx.needs_input_grad[:2]):
             try:
-                grad_x, grad_w = fused(grad, x, slope, dims)
+                with torch._dynamo.config.patch(recompile_limit=_RECOMPILE_LIMIT):
+                    grad_x, grad_w = fused(grad, x, slope, dims)
                 return grad_x, grad_w.view_as(weight)
             except Exception as err:  # noqa: BLE001 - any compiler failure: eager from now on
                 import warnings
