@@ -102,7 +102,7 @@ def measure(blind, white, inputs, limits: list[float]) -> dict:
         cap = level_cap(floor)
         if reading.ratio < WHITE_MAX_RATIO:
             plain = psnr8(white(noisy, min(reading.sigma, cap, SIGMA_MAX)), reference)
-            outputs = {limit: plain for limit in limits}
+            outputs = dict.fromkeys([None, *limits], plain)
             row.setdefault("bound", []).append(0.0)
         else:
             half_floor = read_half_floor(noisy) if reading.ratio >= HALF_PASS_RATIO else None
@@ -122,7 +122,7 @@ def measure(blind, white, inputs, limits: list[float]) -> dict:
             row.setdefault("bound", []).append(float(given))
             if given:
                 row.setdefault("fine", []).append(floor.fine)
-        row.setdefault("none", []).append(outputs.get(None, outputs[limits[0]]))
+        row.setdefault("none", []).append(outputs[None])
         for limit in limits:
             row.setdefault(column(limit), []).append(outputs[limit])
         print(kind, f"floor {floor.fine:.2f} / {floor.coarse:.2f}",
