@@ -7,6 +7,7 @@ with ``--model``: it runs in milliseconds.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -148,6 +149,53 @@ def test_missing_model_file_is_a_usage_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "nope.safetensors" in err
+
+
+def test_damaged_or_mismatched_model_files_are_usage_errors(tmp_path, capsys, weights):
+    """A model file that cannot be loaded gets one line naming it, exit 2, no traceback."""
+    src = _save(tmp_path / "in.png")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not weights")
+    junk.with_suffix(".json").write_text(weights.with_suffix(".json").read_text())
+    other = save_model(create_model("plain-cnn"), tmp_path / "other.safetensors", half=False)
+    other.with_suffix(".json").write_text(weights.with_suffix(".json").read_text())
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(weights.read_bytes())
+    broken.with_suffix(".json").write_text("{not json")
+    for model, reason in ((junk, "not a safetensors weights file"),
+                          (other, "the weights do not fit the network"),
+                          (broken, "not a model description")):
+        code = main(["denoise", str(src), "-o", str(tmp_path / "o.png"), "--model", str(model)])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert f"{model.stem}." in err and reason in err and "Traceback" not in err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_output_through_a_link_onto_the_input_is_refused(tmp_path, capsys, weights):
+    """The same file reached through a linked folder or a hard link is the input."""
+    real = tmp_path / "real"
+    src = _save(real / "in.png")
+    before = src.read_bytes()
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    os.link(src, tmp_path / "hard.png")
+    for out in (tmp_path / "link" / "in.png", tmp_path / "hard.png"):
+        code, _, err = _run(capsys, weights, src, "-o", out, "--overwrite")
+        assert code == 1 and "refusing to write the output onto the input file" in err
+    assert src.read_bytes() == before
+
+
+def test_reading_and_writing_warnings_are_the_commands(tmp_path, capsys, weights):
+    """Warnings of reading or writing a file come as the command's own lines, naming it."""
+    import tifffile
+
+    pages = np.stack([_noisy(i)[..., 0] for i in range(2)])
+    tifffile.imwrite(tmp_path / "pages.tif", pages, photometric="minisblack")
+    code, _, err = _run(capsys, weights, tmp_path / "pages.tif", "-o", tmp_path / "out.tif")
+    assert code == 0
+    assert "malleconv denoise: warning: " in err and "pages.tif: holds 2 frames" in err
+    assert "UserWarning" not in err
+    np.testing.assert_array_equal(read_image(tmp_path / "out.tif").pixels.shape, pages[0].shape)
 
 
 def test_bad_tile_and_device_are_usage_errors(tmp_path, capsys, weights):

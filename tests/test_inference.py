@@ -165,6 +165,28 @@ def test_bad_tile_arguments(model):
         denoise_tensor(model, x, 25.0, tile=64, overlap=40)
 
 
+@pytest.mark.parametrize("tile, overlap, name", [
+    (8, 2, "tile"), (-1, 0, "tile"), (20.5, 4, "tile"), (True, 0, "tile"), ("64", 8, "tile"),
+    (16, 16, "overlap"), (64, -3, "overlap"), (None, -3, "overlap"), (64, 4.5, "overlap"),
+])
+def test_denoise_checks_tile_and_overlap_as_the_command_does(model, tile, overlap, name):
+    """Both the whole-image and the streamed path refuse what ``--tile`` refuses."""
+    with pytest.raises(ValueError, match=f"^{name} must"):
+        denoise(_image(np.uint8, 3, 40, 40), 25, model, tile=tile, overlap=overlap)
+
+
+def test_tile_zero_means_no_tiling(model):
+    img = _image(np.uint8, 3, 40, 40)
+    np.testing.assert_array_equal(denoise(img, 25, model, tile=0), denoise(img, 25, model))
+
+
+def test_big_endian_arrays_come_back_big_endian(model):
+    img = _image(np.uint16, 3)
+    out = denoise(img.astype(">u2"), 25, model)
+    assert out.dtype == np.dtype(">u2")
+    np.testing.assert_array_equal(out, denoise(img, 25, model))
+
+
 def test_denoise_tensor_restores_training_mode_and_returns_normal_tensor():
     net = _random_model()
     net.train()
@@ -359,6 +381,10 @@ def test_missing_model_and_bad_device(tmp_path, model):
         denoise(_image(np.uint8, 3), 25, tmp_path / "missing.safetensors")
     with pytest.raises(ValueError, match="device"):
         denoise(_image(np.uint8, 3), 25, model, device="meta")
+    with pytest.raises(ValueError, match="device 'gpu'"):
+        denoise(_image(np.uint8, 3), 25, "mallenet-s", device="gpu")
+    with pytest.raises(ValueError, match="sigma"):
+        denoise(_image(np.uint8, 3), True, model)
 
 
 def test_package_exports():

@@ -354,3 +354,77 @@ def test_list_images_errors(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(ValueError, match="notes.txt"):
         list_images([tmp_path / "notes.txt"])
+
+
+# ------------------------------------------------------------------------------------------
+# Files that hold more, or other, than one plain image
+
+
+def test_png_colour_key_becomes_alpha(tmp_path):
+    """A tRNS colour key on gray or RGB (8 and 16 bit) is transparency, kept as alpha."""
+    import png
+
+    rgb = _rgb(20)
+    key = tuple(int(v) for v in rgb[0, 0])
+    PILImage.fromarray(rgb).save(tmp_path / "rgb.png", transparency=key)
+    gray = rgb[..., 0]
+    PILImage.fromarray(gray).save(tmp_path / "gray.png", transparency=int(gray[0, 0]))
+    rgb16 = _rgb(21, np.uint16)
+    png.Writer(W, H, greyscale=False, bitdepth=16, transparent=tuple(map(int, rgb16[1, 2]))).write(
+        open(tmp_path / "rgb16.png", "wb"), rgb16.reshape(H, -1).tolist()  # noqa: SIM115
+    )
+    gray16 = rgb16[..., 0]
+    png.Writer(W, H, greyscale=True, bitdepth=16, transparent=int(gray16[3, 4])).write(
+        open(tmp_path / "gray16.png", "wb"), gray16.tolist()  # noqa: SIM115
+    )
+    for name, colour, where in (("rgb", rgb, (0, 0)), ("gray", gray, (0, 0)),
+                                ("rgb16", rgb16, (1, 2)), ("gray16", gray16, (3, 4))):
+        pixels = read_image(tmp_path / f"{name}.png").pixels
+        top = np.iinfo(colour.dtype).max
+        assert pixels.dtype == colour.dtype and pixels.shape[-1] == (4 if colour.ndim == 3 else 2)
+        np.testing.assert_array_equal(pixels[..., :-1].squeeze(-1) if colour.ndim == 2
+                                      else pixels[..., :-1], colour)
+        keyed = (colour == colour[where]).all(-1) if colour.ndim == 3 else colour == colour[where]
+        np.testing.assert_array_equal(pixels[..., -1], np.where(keyed, 0, top))
+
+
+def test_float_tiff_outside_zero_one_is_an_error_naming_the_file(tmp_path):
+    floats = np.linspace(0, 1, H * W, dtype=np.float32).reshape(H, W)
+    tifffile.imwrite(tmp_path / "scaled.tif", floats * 255)
+    with pytest.raises(ImageReadError, match=r"scaled\.tif: float pixel values span 0\.\.255"):
+        read_image(tmp_path / "scaled.tif")
+    # Rounding just past the range (under one 8-bit step) is clipped, not refused.
+    tifffile.imwrite(tmp_path / "rounded.tif", floats * 1.002 - 0.001)
+    pixels = read_image(tmp_path / "rounded.tif").pixels
+    assert pixels.min() == 0 and pixels.max() == 65535
+
+
+def test_only_the_first_frame_is_read_with_a_warning(tmp_path):
+    pages = np.stack([_rgb(30 + i)[..., 0] for i in range(3)])
+    tifffile.imwrite(tmp_path / "pages.tif", pages, photometric="minisblack")
+    frames = [PILImage.fromarray(_rgb(40 + i)) for i in range(2)]
+    frames[0].save(tmp_path / "anim.png", save_all=True, append_images=frames[1:])
+    with pytest.warns(UserWarning, match=r"pages\.tif: holds 3 frames or pages; only the first"):
+        np.testing.assert_array_equal(read_image(tmp_path / "pages.tif").pixels, pages[0])
+    with pytest.warns(UserWarning, match=r"anim\.png: holds 2 frames"):
+        np.testing.assert_array_equal(read_image(tmp_path / "anim.png").pixels, _rgb(40))
+
+
+def test_bmp_write_drops_alpha_with_a_warning(tmp_path):
+    rgba = np.dstack([_rgb(50), np.full((H, W), 7, np.uint8)])
+    with pytest.warns(UserWarning, match=r"x\.bmp: BMP keeps no alpha channel"):
+        write_image(tmp_path / "x.bmp", rgba)
+    np.testing.assert_array_equal(read_image(tmp_path / "x.bmp").pixels, rgba[..., :3])
+
+
+def test_a_hidden_file_named_on_its_own_is_listed(tmp_path):
+    (tmp_path / ".shot.png").write_bytes(b"")
+    assert [r.as_posix() for _, r in list_images([tmp_path / ".shot.png"])] == [".shot.png"]
+    (tmp_path / "b.png").write_bytes(b"")
+    assert [r.as_posix() for _, r in list_images([tmp_path])] == ["b.png"]
+
+
+def test_write_into_a_folder_that_is_a_file_says_so(tmp_path):
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(NotADirectoryError, match=r"cannot create the folder .*taken is a file"):
+        write_image(tmp_path / "taken" / "sub" / "x.png", _rgb(51))

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from ..inference.prepare import BACKENDS, DEFAULT_BACKEND
@@ -147,6 +148,14 @@ def _plan(args, pairs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
     return plan
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``b`` exists and is the file ``a`` (a hard link, say)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 # White-noise estimates (models without a noise-level estimator of their own) below this
 # get a hint after the summary: white noise that weak is rare in practice, so a low reading
 # more likely means correlated camera noise that the wavelet estimator cannot see.
@@ -224,14 +233,16 @@ def run(args: argparse.Namespace) -> int:
         text = msg if str(src) in msg else f"{src}: {msg}"
         tqdm.write(f"malleconv denoise: {kind}: {text}", file=sys.stderr)
 
+    relayed: set[str] = set()
     for src, dst in bar:
-        key = Path(os.path.abspath(dst))
+        # realpath: a folder reached through a symbolic link is the same folder.
+        key = Path(os.path.realpath(dst))
         if key in claimed:
             report(src, f"output {dst} is also the output of {claimed[key]}")
             failed += 1
             continue
         claimed[key] = src
-        if key == Path(os.path.abspath(src)):
+        if key == Path(os.path.realpath(src)) or _same_file(src, dst):
             report(src, "refusing to write the output onto the input file")
             failed += 1
             continue
@@ -251,31 +262,40 @@ def run(args: argparse.Namespace) -> int:
                 )
             tiles_bar.update(n - tiles_bar.n)
 
-        try:
-            img = read_image(src)
-            decided: dict = {}
-            pixels = denoise(
-                img.pixels,
-                sigma=fixed_sigma,
-                model=model,
-                device=device,
-                strength=strength,
-                report=decided,
-                tile=tile,
-                overlap=args.tile_overlap,
-                self_ensemble=args.self_ensemble,
-                precision=args.precision,
-                progress=progress,
-                backend=args.backend,
-            )
-            write_image(dst, pixels, icc_profile=img.icc_profile, overwrite=args.overwrite)
-        except (ImageReadError, ValueError, TypeError, OSError, RuntimeError, MemoryError) as err:
-            report(src, str(err))
-            failed += 1
-            continue
-        finally:
-            if tiles_bar is not None:
-                tiles_bar.close()
+        # Reading and writing warn with the file's name (frames dropped, alpha a format
+        # cannot keep): relayed as the command's own warnings, each text once.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                img = read_image(src)
+                decided: dict = {}
+                pixels = denoise(
+                    img.pixels,
+                    sigma=fixed_sigma,
+                    model=model,
+                    device=device,
+                    strength=strength,
+                    report=decided,
+                    tile=tile,
+                    overlap=args.tile_overlap,
+                    self_ensemble=args.self_ensemble,
+                    precision=args.precision,
+                    progress=progress,
+                    backend=args.backend,
+                )
+                write_image(dst, pixels, icc_profile=img.icc_profile, overwrite=args.overwrite)
+            except (ImageReadError, ValueError, TypeError, OSError, RuntimeError,
+                    MemoryError) as err:
+                report(src, str(err))
+                failed += 1
+                continue
+            finally:
+                if tiles_bar is not None:
+                    tiles_bar.close()
+                for w in caught:
+                    if str(w.message) not in relayed:
+                        relayed.add(str(w.message))
+                        report(src, str(w.message), "warning")
         done += 1
         sigma, how = decided["sigma"], decided["how"]
         if how == "estimated" and "noise" not in decided and sigma < LOW_AUTO_SIGMA:

@@ -64,6 +64,9 @@ def parse_sigma(sigma) -> float | None:
     """
     if sigma is None or (isinstance(sigma, str) and sigma.strip().lower() == "auto"):
         return None
+    if isinstance(sigma, bool):  # float(True) is 1.0: almost surely not a level meant
+        raise ValueError(f"sigma must be a number in [{SIGMA_MIN:g}, {SIGMA_MAX:g}] (8-bit "
+                         f"units) or 'auto', got {sigma!r}")
     try:
         value = float(sigma)
     except (TypeError, ValueError):
@@ -83,6 +86,8 @@ def check_strength(strength) -> float:
         ValueError: not a number, or outside ``(0, 10]`` (NaN included).
     """
     try:
+        if isinstance(strength, bool):
+            raise TypeError
         value = float(strength)
     except (TypeError, ValueError):
         raise ValueError(f"strength must be a positive number, got {strength!r}") from None

@@ -29,7 +29,7 @@ from .prepare import (
     model_channels,
     prepare_model,
 )
-from .tiling import ProgressFn, denoise_tensor, stream_tiles
+from .tiling import ProgressFn, check_tiling, denoise_tensor, stream_tiles
 
 __all__ = ["denoise"]
 
@@ -208,9 +208,9 @@ def denoise(
             :func:`~.prepare.prepare_model` prepares it: named models are loaded once
             (cached by name / path, file time and device), BatchNorm folded, channels-last;
             a module is used as it is.
-        tile: Tile side for bounded memory on big images, None for whole images (see
-            :func:`denoise_tensor`).
-        overlap: Tile overlap in pixels.
+        tile: Tile side for bounded memory on big images (at least 16), None or 0 for whole
+            images (see :func:`denoise_tensor`).
+        overlap: Tile overlap in pixels, ``0 <= overlap <= tile // 2``.
         device: Where a named model runs (default "cpu"). For an ``nn.Module`` the model's
             own device is used; a different explicit device is an error.
         self_ensemble: Average the model over the 8 flips / rotations of the image
@@ -243,15 +243,25 @@ def denoise(
             per-image list.
 
     Raises:
-        ValueError: sigma outside [0, 75], strength outside (0, 10], a strength other than 1
+        ValueError: sigma outside [0, 75], strength outside (0, 10], tile or overlap not an
+            integer or out of range, an unknown device, a strength other than 1
             with no sigma for a prepared automatic-mode model (it carries its own, see
             :func:`~.prepare.prepare_auto`), a sigma for a blind model prepared in automatic
             mode (it would ignore it), unknown precision, unsupported shape, NaN /
             infinite values, colour image with a gray model, CUDA requested but not available.
         FileNotFoundError: the model has no weights file.
     """
+    if isinstance(image, np.ndarray) and not image.dtype.isnative:
+        # Big-endian arrays (from a FITS or a raw file, say): run on native ones, return
+        # the byte order given.
+        native = image.astype(image.dtype.newbyteorder("="))
+        out = denoise(native, sigma, model, tile, overlap, device, strength=strength,
+                      self_ensemble=self_ensemble, precision=precision, progress=progress,
+                      report=report, backend=backend)
+        return out.astype(image.dtype)
     fixed_sigma = parse_sigma(sigma)
     strength = check_strength(strength)
+    tile, overlap = check_tiling(tile, overlap)
     check_precision(precision)
     if isinstance(model, nn.Module):
         _check_prepared_model(model, fixed_sigma, strength)

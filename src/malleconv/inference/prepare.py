@@ -209,7 +209,10 @@ def _cached_model(name_or_path: str, device: str, _key: tuple) -> nn.Module:
 
 
 def _resolve_device(device) -> torch.device:
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device {device!r}: {err}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(dev)!r} requested but CUDA is not available")
     return dev

@@ -20,10 +20,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ProgressFn", "denoise_tensor", "model_device_dtype", "stream_tiles"]
+__all__ = ["MIN_TILE", "ProgressFn", "check_tiling", "denoise_tensor", "model_device_dtype",
+           "stream_tiles"]
 
 ProgressFn = Callable[[int, int], None]
 """``progress(done, total)``: called after each tile with the tiles done and their total."""
@@ -57,6 +59,44 @@ def _window(length: int, ramp: torch.Tensor, left: bool, right: bool) -> torch.T
         if right:
             w[length - n :] = torch.minimum(w[length - n :], ramp.flip(0))
     return w
+
+
+# Smaller tiles are mostly border: the output would differ from a whole-image run.
+MIN_TILE = 16
+
+
+def check_tiling(tile, overlap) -> tuple[int | None, int]:
+    """``tile`` and ``overlap`` as :func:`denoise_tensor` and ``denoise`` take them, checked:
+    ``tile`` None or 0 (no tiling) or an integer of at least :data:`MIN_TILE`; ``overlap`` an
+    integer in ``[0, tile // 2]`` (any integer >= 0 when not tiling).
+
+    Returns:
+        ``(tile or None, overlap)`` as ints.
+
+    Raises:
+        ValueError: either is not an integer (floats with no fraction pass; bools do not),
+            or out of range; the message names the argument.
+    """
+    tile = None if tile is None else _integer("tile", tile)
+    overlap = _integer("overlap", overlap)
+    if not tile:
+        if overlap < 0:
+            raise ValueError(f"overlap must be at least 0, got {overlap}")
+        return None, overlap
+    if tile < MIN_TILE:
+        raise ValueError(f"tile must be 0 or None (no tiling) or at least {MIN_TILE} pixels, "
+                         f"got {tile}")
+    if not 0 <= overlap <= tile // 2:
+        raise ValueError(f"overlap must be in [0, tile // 2 = {tile // 2}], got {overlap}")
+    return tile, overlap
+
+
+def _integer(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if not float(value).is_integer():
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(value)
 
 
 def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -96,7 +136,7 @@ def denoise_tensor(
         noisy: ``(B, C, H, W)`` float tensor, values in [0, 1] (not clipped).
         sigma: Noise level in 8-bit units: a float, a ``(B,)`` tensor or a
             ``(B, 1, H, W)`` map. Models that are not conditioned on it ignore it.
-        tile: Tile side in pixels (at least 16), or None to run the whole image at once.
+        tile: Tile side in pixels (at least 16), or None (or 0) to run the whole image at once.
             Images no larger than a tile run whole; along a side shorter than ``tile`` the
             tile is as long as the side.
         overlap: Minimum overlap of neighbouring tiles, also the length of the blending
@@ -115,13 +155,7 @@ def denoise_tensor(
     b, c, h, w = noisy.shape
     if h == 0 or w == 0 or b == 0:
         raise ValueError(f"cannot denoise an empty tensor of shape {tuple(noisy.shape)}")
-    if tile is not None:
-        tile = int(tile)
-        overlap = int(overlap)
-        if tile < 16:
-            raise ValueError(f"tile must be at least 16 pixels, got {tile}")
-        if not 0 <= overlap <= tile // 2:
-            raise ValueError(f"overlap must be in [0, tile // 2 = {tile // 2}], got {overlap}")
+    tile, overlap = check_tiling(tile, overlap)
     device, dtype = model_device_dtype(model)
     was_training = model.training
     model.eval()

@@ -63,7 +63,15 @@ def atomic_write(
             errno.EEXIST, "file exists (pass overwrite=True to replace it)", str(path)
         )
     folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        # mkdir names only the last part; the file in the way may be any parent.
+        blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()),
+                        folder)
+        raise NotADirectoryError(
+            errno.ENOTDIR, f"cannot create the folder {folder}: {blocking} is a file", str(path)
+        ) from None
     fd, tmp = _open_temp(folder, path.name)
     os.close(fd)
     try:

@@ -56,7 +56,7 @@ def list_images(
 ) -> list[tuple[Path, Path]]:
     """Expand files, folders and glob patterns into ``(file, relative path)`` pairs.
 
-    * A file is returned with its name as relative path.
+    * A file is returned with its name as relative path (hidden or not).
     * A folder yields its image files (:func:`is_image_file`), relative to the folder;
       subfolders are searched when ``recursive`` is True. Hidden files and folders are skipped.
     * A glob pattern (``*``, ``?``, ``[``) yields matching image files and the images of
@@ -93,7 +93,9 @@ def list_images(
                     hint = " (it has subfolders: use recursive=True to search them)"
                 raise ValueError(f"{path}: folder holds no image file{hint}")
         elif path.is_file():
-            if not is_image_file(path):
+            # Named on its own, a hidden file is what the user asked for: only folders and
+            # patterns skip hidden names.
+            if Path(path.name).suffix.lower() not in IMAGE_EXTENSIONS:
                 raise ValueError(
                     f"{path}: not an image file (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})"
                 )

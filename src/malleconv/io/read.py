@@ -28,6 +28,11 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _EXIF_ORIENTATION_TAG = 0x0112
 
 
+class _PixelValueError(ValueError):
+    """The file decodes, but its values cannot be read as an image's (no other decoder will
+    do better): reported as it is, without trying Pillow after tifffile."""
+
+
 class ImageReadError(ValueError):
     """An image file exists but cannot be decoded (corrupt, truncated or unsupported)."""
 
@@ -72,11 +77,13 @@ def read_image(path: str | os.PathLike[str]) -> Image:
     """Read an image file into an :class:`Image`.
 
     EXIF (or TIFF) orientation is applied, so ``pixels`` is upright. Palette images become RGB
-    (RGBA when they carry transparency), 1-bit images become 8-bit gray, CMYK becomes RGB (the
-    CMYK ICC profile is then dropped), 16-bit PNG and TIFF stay 16-bit. TIFF files are decoded
-    with tifffile, falling back to Pillow for what tifffile cannot decode (e.g. JPEG-compressed
-    TIFF without imagecodecs). Float TIFFs are assumed to hold values in ``[0, 1]`` and are
-    converted to ``uint16``.
+    (RGBA when they carry transparency), a PNG colour key (tRNS on gray or RGB) becomes an
+    alpha channel, 1-bit images become 8-bit gray, CMYK becomes RGB (the CMYK ICC profile is
+    then dropped), 16-bit PNG and TIFF stay 16-bit. TIFF files are decoded with tifffile,
+    falling back to Pillow for what tifffile cannot decode (e.g. JPEG-compressed TIFF without
+    imagecodecs). Float TIFFs must hold values in ``[0, 1]`` (within one 8-bit step, then
+    clipped) and are converted to ``uint16``. Of a file with several frames or pages
+    (animations, multi-page TIFF) the first is read, with a warning.
 
     Args:
         path: Image file (PNG, JPEG, TIFF, BMP, WebP, or anything else Pillow decodes).
@@ -86,7 +93,8 @@ def read_image(path: str | os.PathLike[str]) -> Image:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ImageReadError: the file cannot be decoded; the message names the file and the reason.
+        ImageReadError: the file cannot be decoded, or its float values lie outside
+            ``[0, 1]``; the message names the file and the reason.
     """
     path = Path(path)
     if not path.exists():
@@ -102,6 +110,8 @@ def read_image(path: str | os.PathLike[str]) -> Image:
             pixels, icc = _read_tiff(path)
         except MemoryError:
             raise
+        except _PixelValueError as exc:
+            raise ImageReadError(f"{path}: {exc}") from exc
         except Exception as exc:  # tifffile raises many types on odd files; Pillow may cope
             tiff_error = exc
     if pixels is None:
@@ -109,6 +119,8 @@ def read_image(path: str | os.PathLike[str]) -> Image:
             pixels, icc = _read_pillow(path)
         except MemoryError:
             raise
+        except _PixelValueError as exc:
+            raise ImageReadError(f"{path}: {exc}") from exc
         except Exception as exc:
             reason = _describe(exc)
             if tiff_error is not None:
@@ -159,13 +171,25 @@ def _apply_orientation(pixels: np.ndarray, orientation: int | None) -> np.ndarra
 def _int_to_uint16(arr: np.ndarray) -> np.ndarray:
     lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
     if lo < 0 or hi > 65535:
-        raise ValueError(f"integer pixel values span {lo}..{hi}, outside 0..65535")
+        raise _PixelValueError(f"integer pixel values span {lo}..{hi}, outside 0..65535")
     return arr.astype(np.uint16)
+
+
+# Float pixels may stray this far outside [0, 1] (the rounding of an editor's or a
+# converter's arithmetic) and are clipped; beyond it the file holds another scale (0..255,
+# HDR), which clipping would turn into a white or black image.
+FLOAT_RANGE_SLACK = 1.0 / 255.0
 
 
 def _float_to_uint16(arr: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
-        raise ValueError("float image contains NaN or infinite values")
+        raise _PixelValueError("float image contains NaN or infinite values")
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if lo < -FLOAT_RANGE_SLACK or hi > 1.0 + FLOAT_RANGE_SLACK:
+        raise _PixelValueError(
+            f"float pixel values span {lo:.4g}..{hi:.4g}, but float images are read as "
+            "0 (black) to 1 (white); rescale the file to 0..1, or save it as 8- or 16-bit"
+        )
     return from_float(arr, np.uint16)
 
 
@@ -195,6 +219,8 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, bytes | None]:
         if len(tif.pages) == 0:
             raise ValueError("no image in TIFF file")
         page = tif.pages[0]
+        # Reduced-resolution pages (previews, pyramid levels) are views of the first.
+        _warn_frames(path, sum(1 for p in tif.pages if not getattr(p, "is_reduced", False)))
         photometric = page.photometric
         if photometric not in (
             photometric_enum.MINISBLACK,
@@ -305,8 +331,14 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, bytes | None]:
         icc = im.info.get("icc_profile") or None
         if im.format == "PNG" and ihdr is not None and ihdr[0] == 16 and ihdr[1] in (2, 4, 6):
             orientation = _exif_orientation(im)
+            key = im.info.get("transparency") if ihdr[1] == 2 else None
             im.close()
-            return _apply_orientation(_read_png16_colour(path, ihdr[1]), orientation), icc
+            pixels = _read_png16_colour(path, ihdr[1])
+            if isinstance(key, tuple) and len(key) == 3:  # a 16-bit RGB colour key (tRNS)
+                opaque = np.any(pixels != np.asarray(key, np.uint16), axis=-1)
+                pixels = np.dstack([pixels, np.where(opaque, 65535, 0).astype(np.uint16)])
+            return _apply_orientation(pixels, orientation), icc
+        _warn_frames(path, getattr(im, "n_frames", 1))
         im.load()
         try:
             upright = ImageOps.exif_transpose(im)
@@ -317,9 +349,20 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, bytes | None]:
     return arr, icc if keep_icc else None
 
 
+def _warn_frames(path: Path, frames: int) -> None:
+    if frames > 1:
+        warnings.warn(
+            f"{path}: holds {frames} frames or pages; only the first is read", stacklevel=4
+        )
+
+
 def _pil_to_array(im: PILImage.Image) -> tuple[np.ndarray, bool]:
     """Convert a Pillow image to a uint8/uint16 array; also say whether its ICC profile applies."""
     mode = im.mode
+    if mode in ("L", "RGB") and "transparency" in im.info:
+        # A PNG colour key (tRNS): pixels of that value are transparent; Pillow's
+        # conversion turns the key into an alpha channel.
+        return np.array(im.convert("LA" if mode == "L" else "RGBA")), True
     if mode in ("L", "LA", "RGB", "RGBA"):
         return np.array(im), True
     if mode == "1":
@@ -338,7 +381,12 @@ def _pil_to_array(im: PILImage.Image) -> tuple[np.ndarray, bool]:
         # The ICC profile of a CMYK file describes CMYK values, not the RGB we return.
         return np.array(im.convert("RGB")), False
     if mode.startswith("I;16"):
-        return np.array(im).astype(np.uint16), True
+        gray = np.array(im).astype(np.uint16)
+        key = im.info.get("transparency")
+        if isinstance(key, int):  # a 16-bit gray colour key, kept at 16 bits
+            alpha = np.where(gray == key, 0, 65535).astype(np.uint16)
+            return np.stack([gray, alpha], -1), True
+        return gray, True
     if mode == "I":
         return _int_to_uint16(np.array(im)), True
     if mode == "F":

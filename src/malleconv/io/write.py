@@ -45,7 +45,8 @@ def write_image(
     * JPEG has no alpha: the alpha channel is dropped with a warning. ``quality >= 90`` also
       turns chroma subsampling off (4:4:4), which matters for denoising outputs.
     * WebP is lossless when ``quality == 100``.
-    * BMP cannot carry an ICC profile; it is silently not written.
+    * BMP cannot carry an ICC profile; it is silently not written. Nor, as Pillow writes it,
+      an alpha channel that readers honour: it is dropped with a warning, as for JPEG.
     * TIFF is written with zlib (deflate) compression.
 
     Args:
@@ -75,8 +76,10 @@ def write_image(
     pixels = _check_pixels(pixels)
     if pixels.dtype == np.uint16 and ext not in SIXTEEN_BIT_EXTENSIONS:
         pixels = _uint16_to_uint8(pixels)
-    if ext in (".jpg", ".jpeg") and pixels.ndim == 3 and pixels.shape[2] in (2, 4):
-        warnings.warn(f"{path}: JPEG has no alpha channel; dropping it", stacklevel=2)
+    if ext in (".jpg", ".jpeg", ".bmp") and pixels.ndim == 3 and pixels.shape[2] in (2, 4):
+        # Pillow writes RGBA BMP as 32-bit BI_RGB, whose fourth byte readers ignore.
+        fmt = "JPEG" if ext != ".bmp" else "BMP"
+        warnings.warn(f"{path}: {fmt} keeps no alpha channel; dropping it", stacklevel=2)
         pixels = drop_alpha(pixels)
 
     with atomic_write(path, overwrite=overwrite) as f:
@@ -144,8 +147,6 @@ def _write_pillow(f, pixels: np.ndarray, ext: str, icc: bytes | None, quality: i
         params.update(quality=quality, lossless=quality >= 100, method=4)
     else:
         fmt = "BMP"
-        if im.mode == "LA":
-            im = im.convert("RGBA")
     im.save(f, format=fmt, **params)
 
 

@@ -217,19 +217,45 @@ def load_model(
         )
     spec_path = weights.with_suffix(".json")
     if spec_path.is_file():
-        spec = json.loads(spec_path.read_text())
-        model = _build(spec["arch"], spec["config"])
-        model.model_name = spec.get("name", spec["arch"])
-        model.arch = spec["arch"]
+        model = _from_description(spec_path)
     elif name is not None:
         model = create_model(name)
     else:
         raise FileNotFoundError(f"{weights}: missing model description {spec_path}")
-    state = load_file(str(weights))
+    try:
+        state = load_file(str(weights))
+    except Exception as err:  # safetensors raises its own error type for a damaged file
+        raise ValueError(f"{weights}: not a safetensors weights file ({err})") from None
     ref = model.state_dict()
     state = {k: v.to(ref[k].dtype) if k in ref else v for k, v in state.items()}
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        # The first lines say which tensors are missing, unexpected or of another shape.
+        reason = " ".join(str(err).split())[:400]
+        raise ValueError(
+            f"{weights}: the weights do not fit the network that {spec_path.name} "
+            f"describes ({reason})"
+        ) from None
     return model.to(device).eval()
+
+
+def _from_description(spec_path: Path) -> nn.Module:
+    """The untrained network a weights file's JSON description names (``arch``, ``config``);
+    a ValueError naming the file when the description cannot be read."""
+    try:
+        spec = json.loads(spec_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{spec_path}: not a model description (invalid JSON: {err})") from None
+    if not isinstance(spec, dict) or "arch" not in spec or "config" not in spec:
+        raise ValueError(f"{spec_path}: a model description needs \"arch\" and \"config\"")
+    try:
+        model = _build(spec["arch"], spec["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{spec_path}: cannot build {spec['arch']!r} ({err})") from None
+    model.model_name = spec.get("name", spec["arch"])
+    model.arch = spec["arch"]
+    return model
 
 
 def model_stats(model: nn.Module, size: int = 256) -> dict:
