@@ -1,6 +1,6 @@
 """Where ONNX Runtime spends a ``mallenet-s`` run, per operator type, for each export target.
 
-    python research/onnx_profile.py [--size 512] [--threads 1] [--targets cpu web]
+    python research/onnx_profile.py [--size 512] [--threads 1] [--targets cpu openvino web]
         [--out docs/research]
 
 Exports ``mallenet-s`` once per ``--targets`` (:func:`malleconv.export_onnx`, ``target=``),
@@ -8,7 +8,8 @@ runs each graph on a ``--size`` square of noise (sigma 25) with all graph optimi
 ONNX Runtime's profiler on, and sums the profiled kernel time of the last run by operator
 type (after ONNX Runtime's own rewrites: ``ReorderInput`` / ``ReorderOutput`` are its
 conversions to and from the blocked NCHWc layout of its x86 convolutions). The question it
-answered: what does the ``Max`` form of PReLU cost in that provider, and does the ``cpu``
+answered: what do the ``Max`` form of PReLU (``openvino``; ``web`` until export format 4)
+and ONNX ``PRelu`` (``web``, what the page runs) cost in that provider, and does the ``cpu``
 form (two 1x1 depthwise convolutions) remove it (docs/design.md, the ONNX export). Writes
 ``onnx_profile.md`` / ``.json``.
 """
@@ -65,7 +66,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--targets", nargs="+", default=["cpu", "web"], choices=["cpu", "web"])
+    ap.add_argument("--targets", nargs="+", default=["cpu", "openvino", "web"],
+                    choices=["cpu", "openvino", "web"])
     ap.add_argument("--out", default="docs/research")
     args = ap.parse_args(argv)
     from malleconv.models.export import export_onnx

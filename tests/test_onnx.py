@@ -62,7 +62,7 @@ def test_export_forms_of_prelu_equal_prelu(target):
         with export_mode(target):
             got = act(x)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
-    if target == "web":  # each output is x or a x as PReLU computes them
+    if target != "cpu":  # PRelu itself (web), or x or a x as PReLU computes them (openvino)
         assert torch.equal(got, want)
 
 
@@ -280,14 +280,17 @@ def test_cli_export(cache, tmp_path, capsys):
     assert out.stat().st_size > 10_000
     assert main(argv + [str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
-    web = tmp_path / "web.onnx"
+    web, openvino = tmp_path / "web.onnx", tmp_path / "openvino.onnx"
     assert main(argv + [str(web), "--target", "web"]) == 0
+    assert main(argv + [str(openvino), "--target", "openvino"]) == 0
     import onnx
 
-    ops = {str(web): set(), str(out): set()}
-    for path, kinds in ops.items():
-        kinds.update(node.op_type for node in onnx.load(path).graph.node)
-    assert "Max" in ops[str(web)] and "Max" not in ops[str(out)]
+    ops = {path: {node.op_type for node in onnx.load(path).graph.node}
+           for path in (web, openvino, out)}
+    # PReLU: ONNX PRelu for the page, Max and Mul for OpenVINO, 1x1 convolutions for ORT.
+    assert "PRelu" in ops[web] and "Max" not in ops[web]
+    assert "Max" in ops[openvino] and "PRelu" not in ops[openvino]
+    assert not {"PRelu", "Max"} & ops[out]
     assert main(["export", "--model", "no-such-model", "-o", str(tmp_path / "x.onnx")]) == 2
     assert main(["export", "--model", "auto", "-o", str(tmp_path / "x.onnx")]) == 2
     assert "mallenet-s-real" in capsys.readouterr().err

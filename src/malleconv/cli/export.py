@@ -37,8 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=("cpu", "web", "openvino"),
         default="cpu",
         help="what the graph is tuned for: cpu, ONNX Runtime's CPU provider (default); web, "
-        "onnxruntime-web and runtimes without its blocked layout; openvino, the web form "
-        "for OpenVINO. Same results to float rounding (docs/design.md, the ONNX export)",
+        "onnxruntime-web (the page); openvino, OpenVINO. Only PReLU is written differently; "
+        "same results to float rounding (docs/design.md, the ONNX export)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(func=run)

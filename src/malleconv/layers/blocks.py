@@ -152,6 +152,10 @@ class PReLU(nn.PReLU):
         if in_export_mode():
             if export_target() == "cpu":
                 return _prelu_as_convs(x, self.weight)
+            if export_target() == "web":
+                # ONNX PRelu: one pass in onnxruntime-web's WebAssembly kernels, where the
+                # two of Max and Mul cost more (docs/design.md, the ONNX export).
+                return F.prelu(x, self.weight.detach())
             return _prelu_as_max(x, self.weight)
         if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
             return _PReLUFunction.apply(x, self.weight)

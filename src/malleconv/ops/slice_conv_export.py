@@ -38,9 +38,9 @@ _STATE = threading.local()
 
 # What the exported graph is tuned for: "cpu", ONNX Runtime's x86 CPU provider, whose
 # blocked channel layout (NCHWc) only chains through convolutions, Relu and Add, so
-# element-wise steps are written as those; "web", runtimes without that layout
-# (onnxruntime-web's WebAssembly), where plain element-wise operators are cheaper;
-# "openvino", the same graph as "web": OpenVINO fuses those operators itself.
+# element-wise steps are written as those; "web", onnxruntime-web's WebAssembly (no blocked
+# layout), where one PRelu pass beats Max and Mul; "openvino", plain element-wise operators,
+# which OpenVINO fuses itself. Only PReLU differs between them (layers.blocks.PReLU).
 EXPORT_TARGETS = ("cpu", "web", "openvino")
 
 
