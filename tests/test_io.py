@@ -428,3 +428,17 @@ def test_write_into_a_folder_that_is_a_file_says_so(tmp_path):
     (tmp_path / "taken").write_text("x")
     with pytest.raises(NotADirectoryError, match=r"cannot create the folder .*taken is a file"):
         write_image(tmp_path / "taken" / "sub" / "x.png", _rgb(51))
+
+
+def test_a_folder_that_cannot_be_written_is_named_not_the_temporary_file(tmp_path, monkeypatch):
+    real_open = os.open
+
+    def read_only(path, flags, mode=0o777):
+        if flags & os.O_CREAT:
+            raise OSError(30, "Read-only file system", path)
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(OSError, match="cannot write into the folder") as info:
+        write_image(tmp_path / "x.png", _rgb(52))
+    assert info.value.filename == str(tmp_path) and ".tmp" not in str(info.value)

@@ -31,6 +31,9 @@ def _open_temp(folder: Path, name: str) -> tuple[int, Path]:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:
             continue
+        except OSError as err:  # read-only or full: say where, not the temporary name
+            raise type(err)(err.errno, f"cannot write into the folder ({err.strerror})",
+                            str(folder)) from None
     raise FileExistsError(errno.EEXIST, "could not create a temporary file", str(folder))
 
 
