@@ -161,6 +161,54 @@ def test_evaluation_errors(sets, tmp_path):
         evaluate(identity, [tmp_path / "empty"], [25], progress=False)
 
 
+def test_outputs_of_one_stem_keep_their_names_and_sigmas_count_once(sets, tmp_path):
+    """``a.png`` and ``a.jpg`` are saved apart; a repeated sigma is scored once."""
+    twins = tmp_path / "twins"
+    write_image(twins / "a.png", _smooth_rgb(6))
+    write_image(twins / "a.bmp", _smooth_rgb(7))
+    write_image(twins / "b.png", _smooth_rgb(8))
+    saved = tmp_path / "saved"
+    summary = evaluate(gaussian_blur, [twins], [25, 25.0], out_dir=tmp_path / "res",
+                       save_images=saved, progress=False)
+    assert list(summary["twins"]) == [25.0]
+    names = sorted(p.name for p in (saved / "twins" / "25").iterdir())
+    assert names == ["a.bmp.png", "a.png.png", "b.png"]
+    rows = (tmp_path / "res" / "per_image.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3
+
+
+def test_evaluation_refuses_before_any_work(sets, tmp_path):
+    """A result folder that is a file, or an image too small for SSIM, fails at once,
+    naming it, before a single image is denoised."""
+    calls = []
+
+    def counting(noisy, sigma):
+        calls.append(1)
+        return noisy
+
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(NotADirectoryError, match="taken is a file"):
+        evaluate(counting, sets, [25], out_dir=tmp_path / "taken", progress=False)
+    small = tmp_path / "small"
+    write_image(small / "a.png", _smooth_rgb(9))
+    write_image(small / "z.png", _smooth_rgb(10)[:7])
+    with pytest.raises(ValueError, match=r"z\.png: 48x7 pixels; SSIM needs"):
+        evaluate(counting, [small], [25], progress=False)
+    assert not calls
+
+
+def test_eval_command_usage_errors(sets, capsys, monkeypatch):
+    from malleconv.cli.main import main
+
+    assert main(["eval", "--data", str(sets[0]), "--sigma", "25", "--threads", "-1"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "bm3d", None)
+    assert main(["eval", "--method", "bm3d", "--data", str(sets[0]), "--sigma", "25"]) == 2
+    assert "--method bm3d" in capsys.readouterr().err
+    assert main(["info", "--model", "mallenet-tiny", "--size", "0"]) == 2
+    assert "--size must be at least 1" in capsys.readouterr().err
+
+
 def test_format_table():
     summary = {
         "Set12": {15.0: {"psnr": 32.456, "ssim": 0.89123, "images": 12, "seconds_per_image": 0}},

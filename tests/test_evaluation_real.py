@@ -57,6 +57,11 @@ def test_find_pairs_sorted_and_errors(pairs_dir, tmp_path):
     write_image(tmp_path / "empty" / "x.png", _scene(6)[0])
     with pytest.raises(ValueError, match="no image pairs"):
         find_pairs(tmp_path / "empty")
+    # Two files of one name: which is the photo? Said, not one silently dropped.
+    (pairs_dir / "lonely_real.png").unlink()
+    write_image(pairs_dir / "a_scene_real.bmp", _scene(7)[0])
+    with pytest.raises(ValueError, match=r"a_scene_real\.(bmp|png) and a_scene_real\.(bmp|png)"):
+        find_pairs(pairs_dir)
 
 
 def test_scores_match_an_independent_computation(pairs_dir, tmp_path):

@@ -280,6 +280,11 @@ def test_cli_export(cache, tmp_path, capsys):
     assert out.stat().st_size > 10_000
     assert main(argv + [str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
+    # The export's temporary file has a name of its own: a user's FILE.onnx.tmp is not touched.
+    mine = tmp_path / "s.onnx.tmp"
+    mine.write_text("mine")
+    assert main(argv + [str(out), "--overwrite"]) == 0
+    assert mine.read_text() == "mine"
     web, openvino = tmp_path / "web.onnx", tmp_path / "openvino.onnx"
     assert main(argv + [str(web), "--target", "web"]) == 0
     assert main(argv + [str(openvino), "--target", "openvino"]) == 0

@@ -48,8 +48,15 @@ def test_demo_command(tmp_path, capsys):
         assert (tmp_path / name).is_file()
     comparison = read_image(tmp_path / "sample_comparison.png").pixels
     assert comparison.shape == (256, 768, 3)
-    # A second run without --overwrite must not replace the outputs.
+    # A second run without --overwrite must not replace the outputs, nor write the one missing
+    # (a folder would then mix two runs); the message names the option.
+    (tmp_path / "sample_noisy.png").unlink()
+    before = (tmp_path / "sample_denoised.png").read_bytes()
+    capsys.readouterr()
     assert main(["demo", "--out", str(tmp_path)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert not (tmp_path / "sample_noisy.png").exists()
+    assert (tmp_path / "sample_denoised.png").read_bytes() == before
 
 
 def test_shipped_gray_model_denoises_gray_sample(sample_and_noisy):

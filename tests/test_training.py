@@ -2,6 +2,7 @@
 
 import copy
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -165,6 +166,33 @@ def test_errors(tmp_path, image_folder):
         load_config(cfg_file)
 
 
+@pytest.mark.parametrize("override, message", [
+    ("optim.lr=0", "optim.lr must be positive"),
+    ("optim.lr=fast", "optim.lr must be a number"),
+    ("train.steps=abc", "train.steps must be a whole number"),
+    ("data.batch_size=[1]", "data.batch_size must be a whole number"),
+    ("data.sigma=[5]", "data.sigma must be a list of 2 numbers"),
+    ("data=3", "'data' is a section"),
+    ("train.steps=[1", "not valid YAML"),
+    ("optim.warmup_steps=-5", "optim.warmup_steps must be at least 0"),
+    ("optim.betas=[2, 3]", "optim.betas must lie in"),
+    ("train.ema=5", "train.ema must be in"),
+    ("data.val_holdout=-1", "data.val_holdout must be at least 0"),
+    ("train.val_sigmas=[500]", "train.val_sigmas must lie in"),
+    ("model.nmae=mallenet-tiny", "unknown config key 'model.nmae'"),
+    ("train.frozen=3", "train.frozen must be a list of strings"),
+])
+def test_config_values_are_checked_and_the_key_named(override, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_config(None, [override])
+
+
+def test_config_reads_exponents_without_a_dot_as_numbers():
+    """YAML 1.1 reads ``1e-4`` as a string; a number-valued key takes it as the number."""
+    cfg = load_config(None, ["optim.lr=1e-4", "model.overrides.widths=[8, 8]"])
+    assert cfg["optim"]["lr"] == 1e-4 and cfg["model"]["overrides"]["widths"] == [8, 8]
+
+
 def test_cli_train_and_profile(image_folder, tmp_path, capsys):
     from malleconv.cli import main
 
@@ -177,6 +205,27 @@ def test_cli_train_and_profile(image_folder, tmp_path, capsys):
     assert Path(out / "mallenet-tiny.json").is_file()
     assert "psnr_25" in (out / "metrics.csv").read_text().splitlines()[0]
     assert main(["train", "--data", str(tmp_path / "nope"), "--out", str(out)]) == 2
+
+    # A second run into the same folder would replace the first: refused unless --resume.
+    weights = (out / "mallenet-tiny.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (out / "mallenet-tiny.safetensors").read_bytes() == weights
+    # A damaged checkpoint, or one of another model, is named in a one-line error.
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    assert main([*args, "--resume", str(junk)]) == 2
+    assert "junk.pt: not a training checkpoint" in capsys.readouterr().err
+    other = [a if a != "model.name=mallenet-tiny" else "model.name=mallenet-s" for a in args]
+    other[other.index(str(out))] = str(tmp_path / "other")
+    assert main([*other, "--resume", str(out / "checkpoints" / "last.pt")]) == 2
+    assert "a checkpoint of another model" in capsys.readouterr().err
+    # --resume with no checkpoint yet starts the run, and says so.
+    fresh = [*args, "--resume"]
+    fresh[fresh.index(str(out))] = str(tmp_path / "fresh")
+    assert main(fresh) == 0
+    assert "no checkpoint at" in capsys.readouterr().err
 
 
 def _warm_start(image_folder, out, seed, **model_overrides):

@@ -35,6 +35,11 @@ def run(args: argparse.Namespace) -> int:
         check_sigma(args.sigma)
     except ValueError as err:
         raise ValueError(f"--sigma: {err}") from None
+    out = Path(args.out)
+    names = ("sample_noisy.png", "sample_denoised.png", "sample_comparison.png")
+    existing = [str(out / n) for n in names if (out / n).exists()]
+    if existing and not args.overwrite:  # all three or none: never a mix of two runs
+        raise FileExistsError(f"{', '.join(existing)} exist(s): pass --overwrite to replace")
     clean8 = read_image(sample_path()).pixels
     clean = clean8.astype(np.float32) / 255
     gen = torch.Generator().manual_seed(args.seed)
@@ -44,7 +49,6 @@ def run(args: argparse.Namespace) -> int:
     result = denoise(noisy, sigma=args.sigma, model=args.model)
     seconds = time.perf_counter() - start
     noisy8, result8 = from_float(noisy), from_float(result)
-    out = Path(args.out)
     side = np.concatenate([noisy8, result8, clean8], axis=1)
     ow = args.overwrite
     write_image(out / "sample_noisy.png", noisy8, overwrite=ow)

@@ -193,7 +193,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..evaluation import classical_denoiser, evaluate, format_table
 
-    if args.threads:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     dirs = [_resolve_dir(d) for d in args.data]
     args.sigma = _parse_sigmas(args.sigma, args.real)
@@ -204,7 +206,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--precision applies to models, not to --method")
         if args.strength != 1.0:
             raise ValueError("--strength applies to models, not to --method")
-        denoiser = classical_denoiser(args.method)
+        try:
+            denoiser = classical_denoiser(args.method)
+        except ImportError as err:  # an optional package (bm3d, scikit-image) not installed
+            raise ValueError(f"--method {args.method}: {err}") from None
         label = args.method
     else:
         from ..inference import default_model, model_channels

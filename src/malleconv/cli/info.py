@@ -30,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
         from ..models import load_model, model_stats
 
         model = load_model(args.model, pretrained=False)
+        if args.size < 1:
+            raise ValueError(f"--size must be at least 1, got {args.size}")
         stats = model_stats(model, args.size)
         print(f"model      {args.model}")
         print(f"params     {stats['params']:,}")

@@ -158,7 +158,8 @@ def ensure_auto(root: Path) -> Path:
     """``root/models/auto.json``: :func:`auto_settings`, rewritten (atomically) when the
     file is missing or holds other values."""
     import json
-    import os
+
+    from ..io import atomic_write_text
 
     target = root / "models" / "auto.json"
     settings = auto_settings()
@@ -168,10 +169,7 @@ def ensure_auto(root: Path) -> Path:
     except (OSError, ValueError):
         pass
     print(f"writing the automatic mode's settings to {target}", file=sys.stderr, flush=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(settings, indent=2) + "\n")
-    os.replace(tmp, target)
+    atomic_write_text(target, json.dumps(settings, indent=2) + "\n", overwrite=True)
     return target
 
 

@@ -11,9 +11,9 @@ import math
 
 import numpy as np
 
-__all__ = ["gaussian_window", "psnr", "ssim"]
+__all__ = ["SSIM_WINDOW", "gaussian_window", "psnr", "ssim"]
 
-_SSIM_WINDOW = 11
+SSIM_WINDOW = 11
 _SSIM_SIGMA = 1.5
 _SSIM_K1 = 0.01
 _SSIM_K2 = 0.03
@@ -45,7 +45,7 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
     return 10.0 * math.log10(data_range**2 / mse)
 
 
-def gaussian_window(size: int = _SSIM_WINDOW, sigma: float = _SSIM_SIGMA) -> np.ndarray:
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = _SSIM_SIGMA) -> np.ndarray:
     """Normalised 1-D Gaussian of length ``size`` (the SSIM window is its outer product)."""
     x = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
     w = np.exp(-0.5 * (x / sigma) ** 2)
@@ -77,9 +77,9 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
         data_range: Dynamic range of the values (255 for 8-bit values).
     """
     a, b = _as_pair(a, b)
-    if min(a.shape[:2]) < _SSIM_WINDOW:
+    if min(a.shape[:2]) < SSIM_WINDOW:
         raise ValueError(
-            f"SSIM needs images of at least {_SSIM_WINDOW} x {_SSIM_WINDOW} pixels, "
+            f"SSIM needs images of at least {SSIM_WINDOW} x {SSIM_WINDOW} pixels, "
             f"got {a.shape[:2]}"
         )
     if a.ndim == 2:

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -33,7 +34,7 @@ import torch
 
 from malleconv.data.datasets import load_clean
 from malleconv.data.noise import add_gaussian_noise, check_sigma, seed_for
-from malleconv.evaluation.metrics import psnr, ssim
+from malleconv.evaluation.metrics import SSIM_WINDOW, psnr, ssim
 from malleconv.io import atomic_write_text, from_float, list_images, to_float, write_image
 
 __all__ = [
@@ -50,6 +51,36 @@ Denoiser = Callable[[torch.Tensor, float | None], torch.Tensor]
 in ``[0, 1]``, not clipped), ``sigma`` the noise level in 8-bit units, or None when the
 denoiser is to find it itself (``tell_sigma=False``, real noise with ``"auto"``); returns
 ``1 x C x H x W``. A denoiser may expose ``last_sigma``, the level it used on its last call."""
+
+
+def output_names(names: list[str]) -> dict[str, str]:
+    """PNG file names for saved outputs: ``name``'s stem plus ``.png``, or, where two inputs
+    share a stem (``a.png``, ``a.jpg``), the whole name plus ``.png``, so none replaces
+    another."""
+    stems = Counter(Path(n).with_suffix("").as_posix() for n in names)
+    return {n: (Path(n).with_suffix("").as_posix() if stems[Path(n).with_suffix("").as_posix()]
+                == 1 else n) + ".png" for n in names}
+
+
+def check_ssim_size(image: np.ndarray, file) -> None:
+    """A ValueError naming ``file`` when ``image`` is too small for SSIM's window: said
+    before any image of the set is denoised, not after."""
+    h, w = image.shape[:2]
+    if min(h, w) < SSIM_WINDOW:
+        raise ValueError(f"{file}: {w}x{h} pixels; SSIM needs images of at least "
+                         f"{SSIM_WINDOW} x {SSIM_WINDOW}")
+
+
+def make_folder(folder) -> Path:
+    """``folder``, created if missing; an error naming the file in the way if one is."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is a file, not a folder for the results")
+    blocking = next((p for p in folder.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise NotADirectoryError(f"cannot create the folder {folder}: {blocking} is a file")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def load_test_image(path: str | os.PathLike[str], *, gray: bool = False) -> np.ndarray:
@@ -125,7 +156,9 @@ def evaluate(
         out_dir: If given, write ``per_image.csv`` (dataset, image, sigma, psnr, ssim, seconds)
             and ``summary.json`` there (atomically, replacing earlier results).
         save_images: If given, save each uint8 output as PNG under
-            ``save_images/<dataset>/<sigma>/<image name>.png`` (existing files are replaced).
+            ``save_images/<dataset>/<sigma>/<image stem>.png`` (existing files are replaced;
+            images whose stems coincide, ``a.png`` and ``a.jpg``, keep their extension:
+            ``a.png.png``, ``a.jpg.png``).
         progress: Show a progress bar on stderr.
 
     Returns:
@@ -138,7 +171,7 @@ def evaluate(
     """
     from tqdm.auto import tqdm
 
-    sigma_values = [float(s) for s in sigmas]
+    sigma_values = list(dict.fromkeys(float(s) for s in sigmas))  # each once, in order
     for s in sigma_values:
         check_sigma(s)
     if not sigma_values:
@@ -147,12 +180,17 @@ def evaluate(
     if not dirs:
         raise ValueError("data_dirs is empty")
     names = _dataset_names(dirs)
+    if out_dir is not None:
+        make_folder(out_dir)  # before the work: a file in the way fails now, not at the end
 
     summary: dict[str, dict[float, dict[str, float]]] = {}
     rows: list[dict[str, object]] = []
     for dataset, folder in zip(names, dirs):
         entries = list_images([folder], recursive=False)
         clean_images = [(rel.as_posix(), load_test_image(f, gray=gray)) for f, rel in entries]
+        for (file, _), (_, clean8) in zip(entries, clean_images):
+            check_ssim_size(clean8, file)
+        outputs = output_names([name for name, _ in clean_images])
         summary[dataset] = {}
         bar = tqdm(total=len(clean_images) * len(sigma_values), desc=dataset, disable=not progress)
         for sigma in sigma_values:
@@ -174,8 +212,8 @@ def evaluate(
                     }
                 )
                 if save_images is not None:
-                    target = Path(save_images) / dataset / sigma_label(sigma) / name
-                    write_image(target.with_suffix(".png"), output8, overwrite=True)
+                    target = Path(save_images) / dataset / sigma_label(sigma) / outputs[name]
+                    write_image(target, output8, overwrite=True)
                 bar.update(1)
             p_all, s_all, t_all = zip(*scores)
             summary[dataset][sigma] = {

@@ -31,7 +31,9 @@ from malleconv.evaluation.metrics import psnr, ssim
 from malleconv.evaluation.protocol import (
     Denoiser,
     _dataset_names,
+    check_ssim_size,
     load_test_image,
+    make_folder,
     run_denoiser,
     sigma_label,
     write_results,
@@ -51,10 +53,16 @@ def find_pairs(
     ``folder`` that has a ``SCENE<clean_suffix>.*`` partner, sorted by scene name.
 
     Raises:
-        ValueError: a noisy image without its reference, or no pair at all.
+        ValueError: a noisy image without its reference, two files of one name (other
+            extensions), or no pair at all.
     """
     folder = Path(folder)
-    by_stem = {f.stem: f for f, _ in list_images([folder], recursive=False)}
+    by_stem: dict[str, Path] = {}
+    for f, _ in list_images([folder], recursive=False):
+        if f.stem in by_stem:  # s_real.png beside s_real.jpg: which one is the photo?
+            raise ValueError(f"{folder}: {by_stem[f.stem].name} and {f.name} share a name; "
+                             "keep one of them")
+        by_stem[f.stem] = f
     pairs, missing = [], []
     for stem in sorted(by_stem):
         if not stem.endswith(noisy_suffix):
@@ -124,16 +132,20 @@ def evaluate_real(
     levels: list[float | str] = []
     for s in sigmas:
         if isinstance(s, str) and s.strip().lower() == "auto":
-            levels.append("auto")
+            level: float | str = "auto"
         else:
             check_sigma(float(s))
-            levels.append(float(s))
+            level = float(s)
+        if level not in levels:  # each once: a repeat would score the same images twice
+            levels.append(level)
     if not levels:
         raise ValueError("sigmas is empty")
     dirs = [Path(d) for d in data_dirs]
     if not dirs:
         raise ValueError("data_dirs is empty")
     names = _dataset_names(dirs)
+    if out_dir is not None:
+        make_folder(out_dir)  # before the work: a file in the way fails now, not at the end
 
     summary: dict[str, dict[str, dict[str, float]]] = {}
     rows: list[dict[str, object]] = []
@@ -142,7 +154,10 @@ def evaluate_real(
             (scene, load_test_image(noisy, gray=gray), load_test_image(clean, gray=gray))
             for scene, noisy, clean in find_pairs(folder, noisy_suffix, clean_suffix)
         ]
-        for scene, noisy8, clean8 in pairs:
+        for (_, noisy_file, _), (scene, noisy8, clean8) in zip(
+            find_pairs(folder, noisy_suffix, clean_suffix), pairs
+        ):
+            check_ssim_size(noisy8, noisy_file)
             if noisy8.shape != clean8.shape:
                 raise ValueError(
                     f"{folder}: {scene}: noisy {noisy8.shape} and reference {clean8.shape} "

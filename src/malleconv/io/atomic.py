@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "temporary_path"]
 
 # Temporary files start with a dot so that folder listings (see ``list_images``) skip them.
 _TMP_SUFFIX = ".tmp"
@@ -35,6 +35,27 @@ def _open_temp(folder: Path, name: str) -> tuple[int, Path]:
             raise type(err)(err.errno, f"cannot write into the folder ({err.strerror})",
                             str(folder)) from None
     raise FileExistsError(errno.EEXIST, "could not create a temporary file", str(folder))
+
+
+def temporary_path(path: str | os.PathLike[str]) -> Path:
+    """A new, empty, hidden file next to ``path`` (``.NAME.XXXXXXXX.tmp``, a name no other
+    call gets) for a writer that needs a file name, to be moved onto ``path`` with
+    ``os.replace`` when complete, or removed. Missing parent folders are created; a file in
+    the way of one is named in the error."""
+    path = Path(path)
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        # mkdir names only the last part; the file in the way may be any parent.
+        blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()),
+                        folder)
+        raise NotADirectoryError(
+            errno.ENOTDIR, f"cannot create the folder {folder}: {blocking} is a file", str(path)
+        ) from None
+    fd, tmp = _open_temp(folder, path.name)
+    os.close(fd)
+    return tmp
 
 
 @contextlib.contextmanager
@@ -65,18 +86,7 @@ def atomic_write(
         raise FileExistsError(
             errno.EEXIST, "file exists (pass overwrite=True to replace it)", str(path)
         )
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        # mkdir names only the last part; the file in the way may be any parent.
-        blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()),
-                        folder)
-        raise NotADirectoryError(
-            errno.ENOTDIR, f"cannot create the folder {folder}: {blocking} is a file", str(path)
-        ) from None
-    fd, tmp = _open_temp(folder, path.name)
-    os.close(fd)
+    tmp = temporary_path(path)
     try:
         # Reopened by name (not os.fdopen) so that f.name is a path: tifffile needs one.
         if binary:

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from ..data.noise import SIGMA_MAX, SIGMA_MIN
+from ..io.atomic import temporary_path
 from ..ops.slice_conv_export import EXPORT_TARGETS, export_mode
 from .blind import BlindMalleNet, limit_level
 from .fuse import fuse_batchnorm
@@ -315,8 +316,7 @@ def export_onnx(
         )
     net = fuse_batchnorm(net).eval()
     graph, args, inputs, outputs, axes = _graph_and_io(net)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temporary_path(path)  # a unique name: never a file of the user's
     try:
         meta = onnx_metadata(net, name, weights, target)
         _write(onnx, graph, args, inputs, outputs, axes, tmp, meta)

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..io.atomic import atomic_write_text, temporary_path
 from .blind import BlindMalleNet
 from .dncnn import DnCNN
 from .mallenet import MalleNet, MalleNetConfig
@@ -145,7 +146,6 @@ def save_model(model: nn.Module, path: str | os.PathLike, *, half: bool = True, 
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"weights path must end in .safetensors, got {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {}
     for k, v in model.state_dict().items():
         v = v.detach().cpu()
@@ -155,14 +155,15 @@ def save_model(model: nn.Module, path: str | os.PathLike, *, half: bool = True, 
     spec = model_spec(model)
     if meta:
         spec["meta"] = meta
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    js = path.with_suffix(".json")
-    tmpj = js.with_name(js.name + ".tmp")
-    tmpj.write_text(json.dumps(spec, indent=2) + "\n")
-    os.replace(tmpj, js)
+    tmp = temporary_path(path)  # creates the folder; a name of its own, never a user's file
+    try:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    atomic_write_text(path.with_suffix(".json"), json.dumps(spec, indent=2) + "\n",
+                      overwrite=True)
     return path
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -156,9 +157,17 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
                 raise ValueError(f"unknown config key {'.'.join(keys[: i + 1])!r}")
             node = node[key]
         last = keys[-1]
-        if last not in node and keys[0] != "model":
+        # model.overrides takes any of the model's constructor arguments; nothing else is new.
+        if last not in node and keys[:2] != ["model", "overrides"]:
             raise ValueError(f"unknown config key {dotted!r}; known: {sorted(node)}")
-        node[last] = yaml.safe_load(raw)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ValueError(f"override {item!r}: the value is not valid YAML ({err})") from None
+        if isinstance(node.get(last), dict) and last != "overrides" and not isinstance(value, dict):
+            raise ValueError(f"config key {dotted!r} is a section: set its keys "
+                             f"({dotted}.KEY=VALUE)")
+        node[last] = value
     return cfg
 
 
@@ -187,7 +196,66 @@ def build_model(cfg: dict) -> nn.Module:
     return create_model(cfg["model"]["name"], **(cfg["model"].get("overrides") or {}))
 
 
+def _check_types(cfg: dict, default: dict, path: str = "") -> None:
+    """Every value of a type its default allows: numbers where the default is a number (whole
+    numbers where it is an int; never booleans), booleans, strings, lists of numbers as long
+    as the default's (``data.sigma``, ``optim.betas``) or of any length (``train.val_sigmas``);
+    keys whose default is None or a mapping of free keys are checked elsewhere."""
+    for key, ref in default.items():
+        where, value = f"{path}{key}", cfg[key]
+        if ref is None or key in ("overrides", "camera_noise"):
+            continue
+        if isinstance(ref, dict):
+            _check_types(value, ref, where + ".")
+            continue
+        if isinstance(ref, bool):
+            ok = isinstance(value, bool)
+            want = "true or false"
+        elif isinstance(ref, (int, float)):
+            if isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string
+                try:
+                    value = cfg[key] = float(value)
+                except ValueError:
+                    pass
+            ok = _is_number(value) and (isinstance(ref, float) or float(value).is_integer())
+            want = "a number" if isinstance(ref, float) else "a whole number"
+        elif isinstance(ref, str):
+            ok, want = isinstance(value, str), "a string"
+        elif isinstance(ref, list) and ref and all(_is_number(v) for v in ref):
+            fixed = key in ("sigma", "betas")
+            ok = isinstance(value, list) and all(_is_number(v) for v in value) and (
+                len(value) == len(ref) if fixed else len(value) > 0)
+            want = f"a list of {len(ref)} numbers" if fixed else "a list of numbers"
+        elif isinstance(ref, list):
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+            want = "a list of strings"
+        else:
+            continue
+        if not ok:
+            raise ValueError(f"{where} must be {want}, got {value!r}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _validate(cfg: dict) -> None:
+    _check_types(cfg, DEFAULT_CONFIG)
+    o, t, d = cfg["optim"], cfg["train"], cfg["data"]
+    if not o["lr"] > 0:
+        raise ValueError(f"optim.lr must be positive, got {o['lr']}")
+    for key in ("min_lr", "weight_decay", "grad_clip", "warmup_steps"):
+        if o[key] < 0:
+            raise ValueError(f"optim.{key} must be at least 0, got {o[key]}")
+    if not all(0 <= b < 1 for b in o["betas"]):
+        raise ValueError(f"optim.betas must lie in [0, 1), got {o['betas']}")
+    if not 0 <= t["ema"] < 1:
+        raise ValueError(f"train.ema must be in [0, 1) (0: off), got {t['ema']}")
+    if d["val_holdout"] < 0:
+        raise ValueError(f"data.val_holdout must be at least 0, got {d['val_holdout']}")
+    if not all(SIGMA_MIN <= v <= SIGMA_MAX for v in t["val_sigmas"]):
+        raise ValueError(f"train.val_sigmas must lie in [{SIGMA_MIN:g}, {SIGMA_MAX:g}], "
+                         f"got {t['val_sigmas']}")
     within = f"[{SIGMA_MIN:g}, {SIGMA_MAX:g}]"
     lo, hi = (float(v) for v in cfg["data"]["sigma"])
     if not (SIGMA_MIN <= lo <= hi <= SIGMA_MAX):

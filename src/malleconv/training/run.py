@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from .trainer import Trainer
@@ -24,8 +25,19 @@ def train(
 
     ``init`` warm-starts from exported weights (a ``.safetensors`` path or a model name
     with shipped weights) with a fresh optimiser and schedule; ``resume`` continues a run
-    from its checkpoint exactly.
+    from its checkpoint exactly (``"auto"``: ``OUT/checkpoints/last.pt`` if there is one, else
+    a new run, said on stderr). Without ``resume`` a folder that already holds a run (its
+    checkpoint or its weights) is refused: a second run would replace them.
     """
+    last = Path(out) / "checkpoints" / "last.pt"
+    weights = Path(out) / f"{cfg['model']['name']}.safetensors"
+    if not resume and (last.exists() or weights.exists()):
+        raise FileExistsError(
+            f"{out} already holds a run ({last if last.exists() else weights}): pass --resume to "
+            "continue it, or give another --out"
+        )
+    if resume not in (None, "auto") and not Path(resume).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {resume}")
     trainer = Trainer(cfg, data, out, val=val, progress=progress)
     try:
         if init and not resume:
@@ -34,8 +46,8 @@ def train(
             path = trainer.ckpt_path if resume == "auto" else Path(resume)
             if path.is_file():
                 trainer.load_checkpoint(path)
-            elif resume != "auto":
-                raise FileNotFoundError(f"checkpoint not found: {path}")
+            else:  # --resume with no checkpoint yet: a restartable job's first start
+                print(f"no checkpoint at {path}: starting a new run", file=sys.stderr)
         trainer.fit()
     except BaseException:
         trainer.close(synchronise=False)

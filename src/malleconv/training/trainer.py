@@ -197,8 +197,22 @@ class Trainer:
         os.replace(tmp, self.ckpt_path)
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        self.model.load_state_dict(state["model"])
+        """Continue from a checkpoint of this run's model (:meth:`save_checkpoint`); a
+        ValueError naming the file when it is damaged or holds another model."""
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as err:  # unpickling raises many types on a damaged file
+            raise ValueError(f"{path}: not a training checkpoint ({type(err).__name__}: "
+                             f"{' '.join(str(err).split())[:200]})") from None
+        if not isinstance(state, dict) or not {"model", "optim", "sched", "step"} <= set(state):
+            raise ValueError(f"{path}: not a training checkpoint (no model, optimiser, schedule "
+                             "and step)")
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as err:
+            reason = " ".join(str(err).split())[:300]
+            raise ValueError(f"{path}: a checkpoint of another model than model.name "
+                             f"{self.cfg['model']['name']!r} ({reason})") from None
         self.opt.load_state_dict(state["optim"])
         self.sched.load_state_dict(state["sched"])
         if self.ema is not None and state.get("ema") is not None:
@@ -220,7 +234,12 @@ class Trainer:
     def init_from(self, name_or_path) -> None:
         """Start from exported weights (:func:`~malleconv.training.finetune.warm_start`);
         the EMA, if any, starts from them too."""
-        warm_start(self.model, name_or_path, self.cfg["model"].get("overrides") or {})
+        try:
+            warm_start(self.model, name_or_path, self.cfg["model"].get("overrides") or {})
+        except (KeyError, RuntimeError) as err:
+            reason = " ".join(str(err).split())[:300]
+            raise ValueError(f"--init {name_or_path}: its weights do not fit model.name "
+                             f"{self.cfg['model']['name']!r} ({reason})") from None
         if self.ema is not None:
             self.ema = EMA(self.model, self.ema.decay)
 
