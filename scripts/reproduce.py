@@ -9,8 +9,9 @@ a wall-clock budget is replayed by its step count with its cosine per step, so t
 does not depend on this machine's speed. --dry-run prints the commands (and each stage's
 steps) without running them; --from starts at a stage whose init stage's weights are
 already under RUNS (e.g. after another lineage that shares those stages, or to redo a
-stage). Stages whose run folder holds a checkpoint are
-not resumed automatically: rerun the printed command with --resume. A stage's ``export``
+stage: remove its folder first, as ``malleconv train`` refuses to replace a run). Stages
+whose run folder holds a checkpoint are not resumed automatically: rerun the printed
+command with --resume. A stage's ``export``
 settings (such as ``map_variation``, chosen on validation after the run) are then written
 into its weights.
 """

@@ -207,6 +207,9 @@ def test_eval_command_usage_errors(sets, capsys, monkeypatch):
     assert "--method bm3d" in capsys.readouterr().err
     assert main(["info", "--model", "mallenet-tiny", "--size", "0"]) == 2
     assert "--size must be at least 1" in capsys.readouterr().err
+    assert main(["eval", "--model", "mallenet-s", "--gray", "--data", str(sets[0]),
+                 "--sigma", "25", "--no-progress"]) == 2
+    assert "mallenet-s is a colour model" in capsys.readouterr().err
 
 
 def test_format_table():

@@ -228,6 +228,9 @@ def run(args: argparse.Namespace) -> int:
             label += f", strength {args.strength:g}"
         if model_channels(denoiser.model) == 1 and not args.gray:
             args.gray = True
+        if args.gray and model_channels(denoiser.model) == 3:
+            raise ValueError(f"--gray scores gray images, but {label} is a colour model: "
+                             "give a gray one (mallenet-s-gray) or leave out --gray")
         if args.self_ensemble:
             label += " x8 self-ensemble"
         if args.precision != "float32":
