@@ -37,24 +37,24 @@ $PY research/chroma_subsampling.py --data "$MALLECONV_DATA/test/CBSD68" \
     "$MALLECONV_DATA/test/Kodak24" "$MALLECONV_DATA/test/McMaster" \
     --train "$MALLECONV_DATA/train/CBSD432" --out docs/research/chroma_subsampling.md
 .venv/bin/malleconv eval --model mallenet-s --data CBSD68 Kodak24 McMaster \
-    --sigma 15 25 50 --out docs/results/mallenet-s --no-progress
+    --sigma 15 25 50 --out docs/results/mallenet-s --no-progress --overwrite
 .venv/bin/malleconv eval --model mallenet-s --self-ensemble --data CBSD68 Kodak24 McMaster \
-    --sigma 15 25 50 --out docs/results/mallenet-s-x8 --no-progress
+    --sigma 15 25 50 --out docs/results/mallenet-s-x8 --no-progress --overwrite
 .venv/bin/malleconv eval --model mallenet-s --precision bfloat16 --data CBSD68 Kodak24 McMaster \
-    --sigma 15 25 50 --out docs/results/mallenet-s-bf16 --no-progress
+    --sigma 15 25 50 --out docs/results/mallenet-s-bf16 --no-progress --overwrite
 .venv/bin/malleconv eval --model mallenet-s --real --data CC15 --sigma auto 5 10 15 20 \
-    --out docs/results/cc15-mallenet-s --no-progress
+    --out docs/results/cc15-mallenet-s --no-progress --overwrite
 .venv/bin/malleconv eval --model mallenet-s-gray --data Set12 BSD68 \
-    --sigma 15 25 50 --out docs/results/mallenet-s-gray --no-progress
+    --sigma 15 25 50 --out docs/results/mallenet-s-gray --no-progress --overwrite
 if [ -z "${SKIP_BM3D:-}" ]; then
   .venv/bin/malleconv eval --method bm3d --data McMaster Kodak24 --sigma 15 25 50 \
-      --threads 1 --out docs/results/cbm3d --no-progress
+      --threads 1 --out docs/results/cbm3d --no-progress --overwrite
   .venv/bin/malleconv eval --method bm3d --real --data CC15 --sigma auto 10 15 \
-      --threads 1 --out docs/results/cc15-bm3d --no-progress
+      --threads 1 --out docs/results/cc15-bm3d --no-progress --overwrite
   .venv/bin/malleconv eval --method bm3d --data Set12 --gray --sigma 15 25 50 \
-      --out docs/results/bm3d-gray --no-progress
+      --out docs/results/bm3d-gray --no-progress --overwrite
   .venv/bin/malleconv eval --method bm3d --data BSD68 --gray --sigma 15 25 50 \
-      --out docs/results/bm3d-gray-bsd68 --no-progress
+      --out docs/results/bm3d-gray-bsd68 --no-progress --overwrite
 fi
 $PY scripts/compare_results.py docs/results/mallenet-s-gray docs/results/bm3d-gray \
     --names mallenet-s-gray BM3D --datasets Set12 --out docs/results/mallenet-s-gray-vs-bm3d.md

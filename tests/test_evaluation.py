@@ -291,6 +291,15 @@ def test_eval_command_with_self_ensemble_and_precision(sets, tmp_path, capsys):
         results[tuple(flag)] = json.loads((out / "summary.json").read_text())
     printed = capsys.readouterr().out
     assert "x8 self-ensemble" in printed and "(bfloat16)" in printed
+    # An earlier run's results are replaced only when asked, and refused before any work.
+    again = ["eval", "--model", str(weights), "--data", str(sets[0]), "--sigma", "25",
+             "--out", str(tmp_path / "plain"), "--no-progress", "--threads", "1"]
+    before = (tmp_path / "plain" / "summary.json").stat().st_mtime_ns
+    assert main(again) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "plain" / "summary.json").stat().st_mtime_ns == before
+    assert main([*again, "--overwrite"]) == 0
+    capsys.readouterr()
     assert results[("--self-ensemble",)] != results[()]
     assert results[("--precision", "bfloat16")] != results[()]
     assert main(["eval", "--method", "nlm", "--data", str(sets[0]), "--self-ensemble"]) != 0

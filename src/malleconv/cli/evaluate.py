@@ -69,6 +69,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gray", action="store_true", help="evaluate on luminance (gray models)")
     p.add_argument("--out", default=None, help="folder for per_image.csv and summary.json")
     p.add_argument("--save-images", default=None, metavar="DIR", help="write the outputs")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run's results in --out and images in --save-images",
+    )
     p.add_argument("--tile", type=int, default=None, help="denoise tile by tile")
     p.add_argument(
         "--self-ensemble",
@@ -188,6 +193,23 @@ def model_denoiser(
     )
 
 
+def _check_earlier_results(args: argparse.Namespace) -> None:
+    """Refuse, before any work, to replace an earlier run's results or images unless
+    ``--overwrite``."""
+    if args.overwrite:
+        return
+    if args.out:
+        for name in ("per_image.csv", "summary.json"):
+            if (Path(args.out) / name).exists():
+                raise FileExistsError(f"{Path(args.out) / name} exists: pass --overwrite to "
+                                      "replace an earlier run's results, or give another --out")
+    if args.save_images and Path(args.save_images).is_dir() and any(
+        Path(args.save_images).iterdir()
+    ):
+        raise FileExistsError(f"{args.save_images} already holds images: pass --overwrite to "
+                              "replace them, or give another --save-images")
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -199,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     dirs = [_resolve_dir(d) for d in args.data]
     args.sigma = _parse_sigmas(args.sigma, args.real)
+    _check_earlier_results(args)
     if args.method:
         if args.self_ensemble:
             raise ValueError("--self-ensemble applies to models, not to --method")
