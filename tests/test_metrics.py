@@ -91,3 +91,12 @@ def test_ssim_matches_scikit_image_value():
     a = ((i * 7 + j * 13 + c * 50) % 256).astype(np.uint8)
     b = ((i * 7 + j * 13 + c * 50 + (i * j) % 17 - 8) % 256).astype(np.uint8)
     assert ssim(a, b) == pytest.approx(0.864263422511368, abs=1e-12)
+
+
+def test_psnr_refuses_a_range_that_is_not_positive_and_empty_images():
+    a = np.zeros((4, 4))
+    for bad in (0, -255, float("nan")):
+        with pytest.raises(ValueError, match="data_range must be positive"):
+            psnr(a, a + 1, data_range=bad)
+    with pytest.raises(ValueError, match="empty"):
+        psnr(np.zeros((0, 4)), np.zeros((0, 4)))

@@ -115,3 +115,13 @@ def test_fuse_batchnorm_keeps_outputs(name):
         after = fused(x, 25.0)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
     torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)
+
+
+def test_integer_images_are_refused_by_the_network_and_the_estimator():
+    """uint8 into a MalleNet came back as garbage; int64 into estimate_sigma read /65535."""
+    from malleconv import estimate_sigma
+
+    with pytest.raises(TypeError, match="noisy must be a float tensor"):
+        create_model("mallenet-tiny")(torch.zeros(1, 3, 16, 16, dtype=torch.uint8), 25.0)
+    with pytest.raises(TypeError, match="uint8 or uint16"):
+        estimate_sigma(torch.zeros(3, 16, 16, dtype=torch.int64))

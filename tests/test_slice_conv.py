@@ -179,3 +179,24 @@ def test_bad_arguments(case, word):
         x = (x * 10).long()
     with pytest.raises(ValueError, match=word):
         slice_conv(x, grid, bias, groups=case.get("groups", 4), guide=guide)
+
+
+@pytest.mark.parametrize("h, w, k", [(2, 64, 7), (2, 2, 7), (1, 1, 5), (3, 1, 7)])
+def test_kernels_longer_than_the_image_equal_conv2d(h, w, k):
+    """Taps farther out than the image is long read only zero padding."""
+    x = torch.randn(1, 4, h, w)
+    weight = torch.randn(4, 1, k, k)
+    grid = weight[None, ..., None, None].expand(1, 4, 1, k, k, 1, 1).contiguous()
+    torch.testing.assert_close(
+        slice_conv(x, grid, groups=4), F.conv2d(x, weight, padding=k // 2, groups=4),
+        rtol=1e-5, atol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("groups, cg_in", [(2, 1), (1, 2)])
+def test_a_second_derivative_is_refused_not_silently_wrong(groups, cg_in):
+    x = torch.randn(1, 2, 5, 5, dtype=torch.float64, requires_grad=True)
+    grid = torch.randn(1, 2, cg_in, 3, 3, 2, 2, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(RuntimeError, match="first-order gradients only"):
+        torch.autograd.grad(slice_conv(x, grid, groups=groups).square().sum(), x,
+                            create_graph=True)

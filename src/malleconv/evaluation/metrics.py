@@ -38,7 +38,11 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
         a, b: ``H x W`` or ``H x W x C`` arrays of the same shape.
         data_range: Peak value (255 for 8-bit values).
     """
+    if not data_range > 0:  # also NaN
+        raise ValueError(f"psnr: data_range must be positive, got {data_range}")
     a, b = _as_pair(a, b)
+    if a.size == 0:
+        raise ValueError(f"psnr: the images are empty (shape {a.shape})")
     mse = float(np.mean((a - b) ** 2))
     if mse == 0.0:
         return math.inf

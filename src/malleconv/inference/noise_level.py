@@ -45,6 +45,9 @@ def _planes(image: np.ndarray | torch.Tensor) -> Iterator[np.ndarray]:
         for i in range(t.shape[0]):
             for c in range(t.shape[1]):
                 plane = t[i, c]
+                if plane.dtype not in (torch.uint8, torch.uint16) and not plane.is_floating_point():
+                    raise TypeError(f"estimate_sigma: tensors must be float in [0, 1], uint8 "
+                                    f"or uint16, got {plane.dtype}")
                 if not plane.is_floating_point():
                     plane = plane.float() / (255.0 if plane.dtype == torch.uint8 else 65535.0)
                 yield plane.to("cpu", torch.float32).numpy()

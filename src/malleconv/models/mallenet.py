@@ -210,6 +210,9 @@ class MalleNet(nn.Module):
         return 2 ** (self.levels - 1)
 
     def forward(self, noisy: torch.Tensor, sigma=None) -> torch.Tensor:
+        if not noisy.is_floating_point():  # a uint8 image would come back as garbage
+            raise TypeError(f"noisy must be a float tensor in [0, 1], got {noisy.dtype} "
+                            "(malleconv.denoise takes uint8 and uint16 images)")
         if noisy.dim() != 4 or noisy.shape[1] != self.config.in_channels:
             raise ValueError(
                 f"noisy must have shape (B, {self.config.in_channels}, H, W), "

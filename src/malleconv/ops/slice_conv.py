@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .grid_interp import upsample_bilinear
-from .slice_conv_depthwise import depthwise_slice_conv
+from .slice_conv_depthwise import depthwise_slice_conv, refuse_second_order
 from .slice_conv_export import in_export_mode, standard_slice_conv
 from .slice_conv_tiled import row_chunks, tiled_slice_conv_rows
 
@@ -269,6 +269,7 @@ class _SliceConvFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        refuse_second_order()
         inputs = list(ctx.saved_tensors)
         needs = ctx.needs_input_grad[1:]
         leaves = [

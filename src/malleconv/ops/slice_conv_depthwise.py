@@ -33,9 +33,23 @@ def _shift_regions(h: int, w: int, di: int, dj: int) -> tuple[tuple[slice, slice
     Pixels whose neighbour falls outside the image read zero padding and are skipped,
     which avoids materialising a padded copy of the input.
     """
-    out = (slice(max(0, -di), h - max(0, di)), slice(max(0, -dj), w - max(0, dj)))
-    src = (slice(max(0, di), h + min(0, di)), slice(max(0, dj), w + min(0, dj)))
+    # Clamped at 0: a tap farther out than the image is long reads nothing (a negative
+    # bound would count from the end).
+    out = (slice(max(0, -di), max(0, h - max(0, di))), slice(max(0, -dj), max(0, w - max(0, dj))))
+    src = (slice(max(0, di), max(0, h + min(0, di))), slice(max(0, dj), max(0, w + min(0, dj))))
     return out, src
+
+
+def refuse_second_order() -> None:
+    """Called first in slice_conv's backward passes. They compute explicit first-order
+    gradients; under ``create_graph=True`` (grad mode on in a backward) the gradients would
+    carry no graph back to the grid, and a second derivative would silently lack its terms."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            "slice_conv has first-order gradients only: differentiating its gradient "
+            "(create_graph=True, e.g. a gradient penalty) is not supported; use "
+            "malleconv.ops.slice_conv_reference, which autograd differentiates twice"
+        )
 
 
 def _tap_order(k: int) -> list[tuple[int, int]]:
@@ -76,6 +90,7 @@ class _DepthwiseSliceConv(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        refuse_second_order()
         x, grid = ctx.saved_tensors
         need_x, need_grid = ctx.needs_input_grad[:2]
         if x.numel() >= BANDED_MIN_NUMEL and x.device.type == "cpu":

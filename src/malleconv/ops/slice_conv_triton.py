@@ -24,6 +24,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .slice_conv_depthwise import refuse_second_order
+
 __all__ = ["depthwise_slice_conv"]
 
 _BLOCK = 128  # pixels per program (forward, grad_x)
@@ -175,6 +177,7 @@ class _TritonDepthwiseSliceConv(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        refuse_second_order()
         x, grid = ctx.saved_tensors
         grad_out = grad_out.contiguous()
         b, c, h, w, k, gh, gw, kk_pad = _launch_shape(x, grid)
