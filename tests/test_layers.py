@@ -195,3 +195,19 @@ def test_prelu_compiled_backward_keeps_compiling_past_dynamos_default_limit(monk
                         x = x.contiguous(memory_format=torch.channels_last)
                     layer(x.requires_grad_()).sum().backward()
     assert blocks._compiled_backward not in (None, False)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(guided=True, grid_depth=0), "grid_depth"),
+    (dict(predictor_width=0), "predictor_width"),
+    (dict(grid_stride=16.0), "grid_stride"),
+    (dict(kernel_size=3.0), "kernel_size"),
+])
+def test_malleconv_arguments_are_checked_by_name(kwargs, name):
+    with pytest.raises(ValueError, match=f"^{name} must be a positive integer"):
+        MalleConv2d(4, 4, groups=4, **kwargs)
+
+
+def test_malleconv_input_shape_is_checked():
+    with pytest.raises(ValueError, match=r"x must have shape \(B, 4, H, W\)"):
+        MalleConv2d(4, 4, groups=4)(torch.randn(4, 16, 16))

@@ -15,7 +15,15 @@ from .blocks import InvertedBottleneck, PReLU
 __all__ = ["MalleConv2d", "PerPixelConv2d"]
 
 
+def _check_positive_ints(**values) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 def _check_channels(in_channels: int, out_channels: int, kernel_size: int, groups: int) -> None:
+    _check_positive_ints(in_channels=in_channels, out_channels=out_channels,
+                         kernel_size=kernel_size, groups=groups)
     if kernel_size < 1 or kernel_size % 2 != 1:
         raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size}")
     if groups < 1 or in_channels % groups or out_channels % groups:
@@ -23,6 +31,11 @@ def _check_channels(in_channels: int, out_channels: int, kernel_size: int, group
             f"in_channels={in_channels} and out_channels={out_channels} must both be "
             f"divisible by groups={groups}"
         )
+
+
+def _check_input(x: torch.Tensor, channels: int) -> None:
+    if x.dim() != 4 or x.shape[1] != channels:
+        raise ValueError(f"x must have shape (B, {channels}, H, W), got {tuple(x.shape)}")
 
 
 class _DynamicConvBase(nn.Module):
@@ -96,6 +109,9 @@ class MalleConv2d(_DynamicConvBase):
                 f"{out_channels}"
             )
         self.guide_mode = guide
+        _check_positive_ints(grid_stride=grid_stride, downsample=downsample,
+                             predictor_width=predictor_width, predictor_depth=predictor_depth,
+                             grid_depth=grid_depth)
         if downsample < 1 or grid_stride < downsample or grid_stride % downsample:
             raise ValueError(
                 f"grid_stride={grid_stride} must be a multiple of downsample={downsample} >= 1"
@@ -125,7 +141,7 @@ class MalleConv2d(_DynamicConvBase):
         self.to_guide = nn.Conv2d(in_channels, 1, 1) if guided and guide == "learned" else None
 
     def predict_grid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Predict the kernels for ``x``.
+        """Predict the kernels for ``x`` (``(B, C_in, H, W)``).
 
         Returns the grid ``(B, C_out, C_in/g, k, k, [gd,] gh, gw)`` and the bias
         ``(B, C_out, [gd,] gh, gw)``, the ``gd`` axis only when guided.
@@ -158,6 +174,7 @@ class MalleConv2d(_DynamicConvBase):
         return kern, bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, self.in_channels)
         grid, bias = self.predict_grid(x)
         guide = None
         if self.guided:
@@ -213,6 +230,7 @@ class PerPixelConv2d(_DynamicConvBase):
         nn.init.zeros_(self.to_kernels.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, self.in_channels)
         b, _, h, w = x.shape
         k, g = self.kernel_size, self.groups
         ci, co = self.in_channels // g, self.out_channels
