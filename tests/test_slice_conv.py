@@ -200,3 +200,13 @@ def test_a_second_derivative_is_refused_not_silently_wrong(groups, cg_in):
     with pytest.raises(RuntimeError, match="first-order gradients only"):
         torch.autograd.grad(slice_conv(x, grid, groups=groups).square().sum(), x,
                             create_graph=True)
+
+
+def test_empty_input_and_nan_guide_are_named():
+    grid = torch.randn(1, 2, 1, 3, 3, 2, 2)
+    with pytest.raises(ValueError, match="x must not have empty dimensions"):
+        slice_conv(torch.randn(1, 2, 0, 5), grid, groups=2)
+    x = torch.randn(1, 2, 6, 6)
+    guided = torch.randn(1, 2, 1, 3, 3, 4, 2, 2)
+    with pytest.raises(ValueError, match="guide contains NaN"):
+        slice_conv(x, guided, groups=2, guide=torch.full((1, 1, 6, 6), float("nan")))

@@ -64,6 +64,11 @@ def check_slice_conv_args(
         )
     if grid.dtype != x.dtype:
         raise ValueError(f"grid dtype {grid.dtype} must match x dtype {x.dtype}")
+    for name, t in (("grid", grid), ("bias", bias), ("guide", guide)):
+        if isinstance(t, Tensor) and t.device != x.device:
+            raise ValueError(f"{name} is on {t.device} but x on {x.device}")
+    if min(x.shape) < 1:
+        raise ValueError(f"x must not have empty dimensions, got {_shape(x)}")
     if not isinstance(groups, int) or groups < 1:
         raise ValueError(f"groups must be a positive integer, got {groups!r}")
     b, c_in, h, w = x.shape
@@ -122,6 +127,8 @@ def check_slice_conv_args(
                 f"{(b, c_out, h, w)}, got {_shape(guide)}"
             )
         with torch.no_grad():
+            if not bool(torch.isfinite(guide).all()):
+                raise ValueError("guide contains NaN or infinite values")
             if guide.numel() and (guide.min() < 0 or guide.max() > 1):
                 raise ValueError(
                     "guide values must lie in [0, 1] (clamp the guide first), got range "
