@@ -149,7 +149,8 @@ def _plan(args, pairs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
 
 
 def _same_file(a: Path, b: Path) -> bool:
-    """Whether ``b`` exists and is the file ``a`` (a hard link, say)."""
+    """Whether ``b`` exists and is the file ``a``: the same path, a path through a linked
+    folder, or a hard link."""
     try:
         return os.path.samefile(a, b)
     except OSError:
@@ -242,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             continue
         claimed[key] = src
-        if key == Path(os.path.realpath(src)) or _same_file(src, dst):
+        if _same_file(src, dst):
             report(src, "refusing to write the output onto the input file")
             failed += 1
             continue

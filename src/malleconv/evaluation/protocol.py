@@ -36,6 +36,7 @@ from malleconv.data.datasets import load_clean
 from malleconv.data.noise import add_gaussian_noise, check_sigma, seed_for
 from malleconv.evaluation.metrics import SSIM_WINDOW, psnr, ssim
 from malleconv.io import atomic_write_text, from_float, list_images, to_float, write_image
+from malleconv.io.atomic import make_folder
 
 __all__ = [
     "Denoiser",
@@ -69,18 +70,6 @@ def check_ssim_size(image: np.ndarray, file) -> None:
     if min(h, w) < SSIM_WINDOW:
         raise ValueError(f"{file}: {w}x{h} pixels; SSIM needs images of at least "
                          f"{SSIM_WINDOW} x {SSIM_WINDOW}")
-
-
-def make_folder(folder) -> Path:
-    """``folder``, created if missing; an error naming the file in the way if one is."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"{folder} is a file, not a folder for the results")
-    blocking = next((p for p in folder.parents if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        raise NotADirectoryError(f"cannot create the folder {folder}: {blocking} is a file")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def load_test_image(path: str | os.PathLike[str], *, gray: bool = False) -> np.ndarray:

@@ -33,12 +33,12 @@ from malleconv.evaluation.protocol import (
     _dataset_names,
     check_ssim_size,
     load_test_image,
-    make_folder,
     run_denoiser,
     sigma_label,
     write_results,
 )
 from malleconv.io import list_images, to_float, write_image
+from malleconv.io.atomic import make_folder
 
 __all__ = ["evaluate_real", "find_pairs", "format_real_table"]
 
@@ -150,13 +150,12 @@ def evaluate_real(
     summary: dict[str, dict[str, dict[str, float]]] = {}
     rows: list[dict[str, object]] = []
     for dataset, folder in zip(names, dirs):
+        files = find_pairs(folder, noisy_suffix, clean_suffix)
         pairs = [
             (scene, load_test_image(noisy, gray=gray), load_test_image(clean, gray=gray))
-            for scene, noisy, clean in find_pairs(folder, noisy_suffix, clean_suffix)
+            for scene, noisy, clean in files
         ]
-        for (_, noisy_file, _), (scene, noisy8, clean8) in zip(
-            find_pairs(folder, noisy_suffix, clean_suffix), pairs
-        ):
+        for (_, noisy_file, _), (scene, noisy8, clean8) in zip(files, pairs):
             check_ssim_size(noisy8, noisy_file)
             if noisy8.shape != clean8.shape:
                 raise ValueError(

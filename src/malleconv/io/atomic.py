@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "temporary_path"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "make_folder",
+           "temporary_path"]
 
 # Temporary files start with a dot so that folder listings (see ``list_images``) skip them.
 _TMP_SUFFIX = ".tmp"
@@ -43,7 +44,15 @@ def temporary_path(path: str | os.PathLike[str]) -> Path:
     ``os.replace`` when complete, or removed. Missing parent folders are created; a file in
     the way of one is named in the error."""
     path = Path(path)
-    folder = path.parent
+    fd, tmp = _open_temp(make_folder(path.parent), path.name)
+    os.close(fd)
+    return tmp
+
+
+def make_folder(folder: str | os.PathLike[str]) -> Path:
+    """``folder``, created with its missing parents; a NotADirectoryError naming the file in
+    the way where ``folder`` or one of its parents is a file."""
+    folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
@@ -51,11 +60,9 @@ def temporary_path(path: str | os.PathLike[str]) -> Path:
         blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()),
                         folder)
         raise NotADirectoryError(
-            errno.ENOTDIR, f"cannot create the folder {folder}: {blocking} is a file", str(path)
+            errno.ENOTDIR, f"cannot create the folder {folder}: {blocking} is a file", str(folder)
         ) from None
-    fd, tmp = _open_temp(folder, path.name)
-    os.close(fd)
-    return tmp
+    return folder
 
 
 @contextlib.contextmanager

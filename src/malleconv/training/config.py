@@ -200,7 +200,8 @@ def _check_types(cfg: dict, default: dict, path: str = "") -> None:
     """Every value of a type its default allows: numbers where the default is a number (whole
     numbers where it is an int; never booleans), booleans, strings, lists of numbers as long
     as the default's (``data.sigma``, ``optim.betas``) or of any length (``train.val_sigmas``);
-    keys whose default is None or a mapping of free keys are checked elsewhere."""
+    keys whose default is None or a mapping of free keys are checked elsewhere. A number given
+    as a string (YAML 1.1 reads ``1e-4``, with no dot, as one) is converted in ``cfg``."""
     for key, ref in default.items():
         where, value = f"{path}{key}", cfg[key]
         if ref is None or key in ("overrides", "camera_noise"):
