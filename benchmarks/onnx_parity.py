@@ -38,7 +38,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from malleconv.models.precision import native_bf16
 from malleconv.runtime import command_line, cpu_name, tune_allocator, write_report
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from onnx_speed import _bfloat16_note  # noqa: E402  (one wording for both reports)
 
 SHIPPED = ["mallenet-s", "mallenet-s-gray", "mallenet-s-real"]
 RUNS = ("onnxruntime", "openvino", "openvino-bfloat16")
@@ -267,6 +271,7 @@ def main(argv=None) -> int:
     result = {
         "date": datetime.date.today().isoformat(),
         "machine": f"{cpu_name()}, {os.cpu_count()} CPUs",
+        "hardware_bfloat16": native_bf16(),
         "command": command_line("benchmarks/onnx_parity.py", argv),
         "parity": parity_rows,
         "quality": quality,
@@ -283,6 +288,7 @@ def main(argv=None) -> int:
         "prepared as `denoise` runs it, white-noise models at sigma 25, the blind model at "
         f"its own level. Worst of the float32 backends: {worst:.2g} (target 1e-4: "
         f"{'PASS' if worst <= 1e-4 else 'FAIL'}); OpenVINO in bfloat16 for its cost.",
+        *_bfloat16_note(result, runs),
         "",
         "| model | backend | " + " | ".join(f"{h}x{w}" for h, w in sizes) + " |",
         "|---|---|" + "---|" * len(sizes),

@@ -40,6 +40,7 @@ import time
 
 import numpy as np
 
+from malleconv.models.precision import native_bf16
 from malleconv.runtime import command_line, cpu_name, tune_allocator, write_report
 
 RUNS = ("onnxruntime", "openvino", "openvino-bfloat16")
@@ -288,6 +289,18 @@ def _settings_table(title: str, rows: list[dict]) -> list[str]:
     return lines
 
 
+def _bfloat16_note(result: dict, runs) -> list[str]:
+    """A line for reports whose bfloat16 rows ran in float32 (a CPU without hardware
+    bfloat16, where OpenVINO ignores the precision hint)."""
+    if "openvino-bfloat16" not in runs or result["hardware_bfloat16"]:
+        return []
+    return [
+        "",
+        "This CPU has no hardware bfloat16 (AVX-512 BF16 or AMX): OpenVINO ran the "
+        "bfloat16 rows in float32, so their figures are float32's.",
+    ]
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -322,6 +335,7 @@ def main(argv=None) -> int:
     result = {
         "date": datetime.date.today().isoformat(),
         "machine": f"{cpu_name()}, {os.cpu_count()} CPUs",
+        "hardware_bfloat16": native_bf16(),
         "command": command_line("benchmarks/onnx_speed.py", argv),
         "threads": args.threads,
         "sigma": args.sigma,
@@ -344,6 +358,7 @@ def main(argv=None) -> int:
         f"(a warm-up, which also compiles OpenVINO's model for the shape, then {args.repeats} "
         "timed runs), in two rounds that alternate the backends; best time. In brackets: "
         "the speed-up over PyTorch (its time over the backend's).",
+        *_bfloat16_note(result, backends),
         "",
         "| image | " + " | ".join(NAMES[b] for b in backends) + " |",
         "|---|" + "---|" * len(backends),

@@ -10,7 +10,8 @@ type (after ONNX Runtime's own rewrites: ``ReorderInput`` / ``ReorderOutput`` ar
 conversions to and from the blocked NCHWc layout of its x86 convolutions). The question it
 answered: what do the ``Max`` form of PReLU (``openvino``; ``web`` until export format 4)
 and ONNX ``PRelu`` (``web``, what the page runs) cost in that provider, and does the ``cpu``
-form (two 1x1 depthwise convolutions) remove it (docs/design.md, the ONNX export). Writes
+form (1x1 depthwise convolutions, a fused ReLU and an Add) remove it (docs/design.md, the
+ONNX export); since export format 5 it also shows what the ``cpu`` graph's time is made of. Writes
 ``onnx_profile.md`` / ``.json``.
 """
 

@@ -211,3 +211,12 @@ def test_malleconv_arguments_are_checked_by_name(kwargs, name):
 def test_malleconv_input_shape_is_checked():
     with pytest.raises(ValueError, match=r"x must have shape \(B, 4, H, W\)"):
         MalleConv2d(4, 4, groups=4)(torch.randn(4, 16, 16))
+
+
+def test_malleconv_training_on_one_grid_cell_is_named():
+    layer = MalleConv2d(4, 4, groups=4, grid_stride=8)
+    with pytest.raises(ValueError, match="one grid cell .*grid_stride=8.*eval"):
+        layer(torch.randn(1, 4, 8, 6))
+    layer(torch.randn(2, 4, 8, 6))  # two cells' values per channel: trains
+    layer(torch.randn(1, 4, 9, 6))
+    layer.eval()(torch.randn(1, 4, 8, 6))

@@ -48,14 +48,30 @@ def test_export_path_of_slice_conv_equals_slice_conv(c_in, c_out, groups, size, 
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("size", [(1, 1), (3, 5), (7, 8), (8, 8), (9, 21), (16, 13)])
+@pytest.mark.parametrize("reflect", [True, False])
+def test_export_padding_equals_f_pad(size, reflect):
+    """The graph's padding to whole multiples is the models' F.pad: reflect where every
+    padded index reflects inside the image, else replicate on both axes."""
+    from malleconv.ops import gather_pad_to_multiple
+
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0))
+    h, w = size
+    ph, pw = -h % 8, -w % 8
+    mode = "reflect" if reflect and ph < h and pw < w else "replicate"
+    want = torch.nn.functional.pad(x, (0, pw, 0, ph), mode=mode) if ph or pw else x
+    assert torch.equal(gather_pad_to_multiple(x, 8, reflect=reflect), want)
+
+
 @pytest.mark.parametrize("target", ["cpu", "web", "openvino"])
-def test_export_forms_of_prelu_equal_prelu(target):
+@pytest.mark.parametrize("top", [1.0, 1.5])
+def test_export_forms_of_prelu_equal_prelu(target, top):
     from malleconv.layers.blocks import PReLU
 
     g = torch.Generator().manual_seed(0)
     act = PReLU(16)
-    with torch.no_grad():  # slopes below 0, in (0, 1), at 1 and above 1
-        act.weight.copy_(torch.linspace(-0.5, 1.5, 16))
+    with torch.no_grad():  # slopes below 0, in (0, 1), at 1, and above 1 for top 1.5
+        act.weight.copy_(torch.linspace(-0.5, top, 16))
     x = torch.randn(2, 16, 9, 7, generator=g) * 3
     with torch.no_grad():
         want = torch.nn.functional.prelu(x, act.weight)
@@ -64,6 +80,30 @@ def test_export_forms_of_prelu_equal_prelu(target):
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
     if target != "cpu":  # PRelu itself (web), or x or a x as PReLU computes them (openvino)
         assert torch.equal(got, want)
+
+
+def test_traced_graphs_hold_at_other_sizes():
+    """torch.jit.trace records the export path, so a traced MalleConv2d or MalleNet is right
+    at sizes other than the example's (the fast paths' size-dependent loops would be recorded
+    as constants), and PReLU stays TorchScript's own."""
+    from malleconv.layers import MalleConv2d
+    from malleconv.models import create_model
+
+    torch.manual_seed(0)
+    layer = MalleConv2d(8, 8, 3, groups=8).eval()
+    with torch.no_grad():  # a grid that varies over the image
+        layer.to_grid.weight.normal_(0, 0.2)
+    net = create_model("mallenet-tiny").eval()
+    sigma = torch.tensor([20.0])
+    with torch.no_grad():
+        traced_layer = torch.jit.trace(layer, torch.rand(1, 8, 32, 40), check_trace=False)
+        traced_net = torch.jit.trace(net, (torch.rand(1, 3, 32, 40), sigma), check_trace=False)
+        for size in ((48, 24), (37, 53), (9, 130)):
+            x = torch.rand(1, 8, *size)
+            torch.testing.assert_close(traced_layer(x), layer(x), rtol=1e-5, atol=1e-5)
+            y = torch.rand(1, 3, *size)
+            torch.testing.assert_close(traced_net(y, sigma), net(y, sigma), rtol=1e-5, atol=1e-5)
+    assert "prelu" in str(traced_net.inlined_graph)
 
 
 def test_export_mode_refuses_unknown_targets():
@@ -399,6 +439,27 @@ def test_openvino_bfloat16_is_close_to_float32(ov_graphs):
     # than the denoising itself changes the image (the cost on test sets: onnx_parity.py).
     assert psnr(bf16, f32, data_range=255) > 40
     assert psnr(bf16, img, data_range=255) > psnr(noisy, img, data_range=255) + 3
+
+
+@pytest.mark.parametrize("backend_name, effect", [
+    ("openvino", "OpenVINO runs float32 on it"),
+    ("torch", "may be slower than float32"),
+])
+def test_bfloat16_without_hardware_support_is_named(
+    backend_name, effect, ov_graphs, monkeypatch, tmp_path, capsys
+):
+    from malleconv.cli import main
+    from malleconv.io import write_image
+    from malleconv.models import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    src = tmp_path / "in.png"
+    write_image(src, synthetic_image(6, 24, 24))
+    argv = ["denoise", str(src), "-o", str(tmp_path / "out.png"), "--sigma", "10"]
+    argv += ["--backend", backend_name, "--precision", "bfloat16", "--no-progress"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "cpu has no hardware bfloat16" in err and effect in err
 
 
 def test_info_lists_the_backends(openvino, capsys):

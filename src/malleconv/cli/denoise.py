@@ -217,9 +217,13 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as err:  # an ONNX backend without its extra
         raise ValueError(f"--backend {args.backend}: {err}") from None
     if args.precision == "bfloat16" and not native_bf16(device):
+        effect = (
+            "OpenVINO runs float32 on it"
+            if args.backend == "openvino"
+            else "--precision bfloat16 may be slower than float32"
+        )
         print(
-            f"malleconv denoise: warning: {device} has no hardware bfloat16; "
-            "--precision bfloat16 may be slower than float32",
+            f"malleconv denoise: warning: {device} has no hardware bfloat16; {effect}",
             file=sys.stderr,
         )
 

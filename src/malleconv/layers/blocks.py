@@ -116,22 +116,28 @@ def _prelu_as_max(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 def _prelu_as_convs(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``prelu(x)`` as ``x + (1 - a) relu(-x)``, the two products as 1x1 depthwise
-    convolutions, for graphs run by ONNX Runtime's x86 CPU provider.
+    """``prelu(x)`` as ``x + relu((a - 1) x)`` (every slope ``a <= 1``: one 1x1 depthwise
+    convolution with its ReLU fused, and an Add), else ``x + (1 - a) relu(-x)`` (two such
+    convolutions, the Add fused into the second), for graphs run by ONNX Runtime's x86
+    CPU provider.
 
     Why: that provider computes convolutions in a blocked channel layout (NCHWc) and
     converts back to plain NCHW around any operator it cannot run in it; Max and a
     broadcast Mul are such operators, so the Max/Mul form converts twice per activation.
-    Depthwise 1x1 convolutions, their fused Relu and the Add (fused into the second
-    convolution) all stay blocked: a fifth to a third less time for ``mallenet-s`` at 512x512
-    (docs/design.md, the ONNX export). Equal to PReLU to float rounding (``x - x + a x``
-    for negative ``x``), not bit for bit.
+    Depthwise 1x1 convolutions, their fused Relu and Add all stay blocked; one convolution
+    and an Add take less time than two convolutions (docs/design.md, the ONNX export).
+    Both forms give the same values, ``(a - 1) x`` being ``(1 - a) (-x)`` exactly; equal
+    to PReLU to float rounding (``x + (a - 1) x`` for negative ``x``), not bit for bit.
     """
     c = int(x.shape[1])
     # Made in numpy, so that an exporter records constants, not operations (on the
     # parameter, on the traced channel count): a convolution's weight must have a
     # fixed shape in the graph.
     a = np.broadcast_to(weight.detach().cpu().float().numpy().reshape(-1, 1, 1, 1), (c, 1, 1, 1))
+    if (a <= 1).all():
+        # relu((a - 1) x) is (1 - a) relu(-x) only where 1 - a >= 0.
+        a_minus_one = torch.from_numpy((a - 1.0).astype(np.float32)).to(x.dtype)
+        return x + F.relu(F.conv2d(x, a_minus_one, groups=c))
     minus_one = torch.from_numpy(np.full((c, 1, 1, 1), -1.0, np.float32)).to(x.dtype)
     one_minus_a = torch.from_numpy((1.0 - a).astype(np.float32)).to(x.dtype)
     negative_part = F.relu(F.conv2d(x, minus_one, groups=c))
@@ -150,13 +156,16 @@ class PReLU(nn.PReLU):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if in_export_mode():
-            if export_target() == "cpu":
+            target = export_target()
+            if target == "cpu":
                 return _prelu_as_convs(x, self.weight)
-            if export_target() == "web":
+            if target == "openvino":
+                return _prelu_as_max(x, self.weight)
+            if target == "web":
                 # ONNX PRelu: one pass in onnxruntime-web's WebAssembly kernels, where the
                 # two of Max and Mul cost more (docs/design.md, the ONNX export).
                 return F.prelu(x, self.weight.detach())
-            return _prelu_as_max(x, self.weight)
+            return F.prelu(x, self.weight)  # torch.jit.trace: TorchScript's own prelu
         if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
             return _PReLUFunction.apply(x, self.weight)
         return F.prelu(x, self.weight)

@@ -123,6 +123,7 @@ class MalleConv2d(_DynamicConvBase):
             )
         self.grid_stride, self.downsample = grid_stride, downsample
         self.guided, self.grid_depth = guided, grid_depth if guided else 1
+        self._batch_norm = norm == "batch"
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, predictor_width, 3, padding=1),
             PReLU(predictor_width),
@@ -149,6 +150,14 @@ class MalleConv2d(_DynamicConvBase):
         b, _, h, w = x.shape
         s = self.grid_stride
         gh, gw = -(-h // s), -(-w // s)
+        if self.training and self._batch_norm and b * gh * gw == 1 and not in_export_mode():
+            # Else torch's "Expected more than 1 value per channel when training", from deep
+            # inside the predictor.
+            raise ValueError(
+                f"MalleConv2d in training mode: a batch of {b} at {h}x{w} is one grid cell "
+                f"(grid_stride={s}), one value per channel for the predictor's BatchNorm; "
+                "train on more images or larger ones, or call .eval()"
+            )
         # Replicate-pad to whole cells so every cell sees its full footprint.
         if in_export_mode() or torch.compiler.is_compiling():
             # Index gathers: a graph for every size, and Inductor's replicate-pad backward

@@ -62,7 +62,7 @@ __all__ = [
 # The ONNX opset of the exported graphs (docs/design.md: why 17).
 OPSET = 17
 # Bumped whenever the graphs change for the same weights, so cached files are re-exported.
-EXPORT_FORMAT = 4
+EXPORT_FORMAT = 5
 
 # What docs/models.md (the model cards) says each shipped model was trained on.
 _TRAINING_DATA = {
@@ -259,8 +259,8 @@ def export_onnx(
             folded into a copy.
         path: The ``.onnx`` file to write.
         name: The model name stored in the metadata (default: the model's).
-        target: ``"cpu"`` (ONNX Runtime's CPU provider: each PReLU written as two 1x1
-            depthwise convolutions, which its blocked layout chains), ``"web"``
+        target: ``"cpu"`` (ONNX Runtime's CPU provider: each PReLU written as 1x1
+            depthwise convolutions, a ReLU and an Add, which its blocked layout chains), ``"web"``
             (onnxruntime-web's WebAssembly: ONNX PRelu) or ``"openvino"`` (PReLU as Max and
             Mul, which OpenVINO fuses; the target is recorded).
             All compute the same function to float rounding (docs/design.md).

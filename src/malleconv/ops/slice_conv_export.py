@@ -63,15 +63,22 @@ def export_mode(target: str = "cpu"):
 
 
 def in_export_mode() -> bool:
-    """Whether a graph is being exported: inside :func:`export_mode` or an ONNX export."""
+    """Whether a graph is being recorded: inside :func:`export_mode`, an ONNX export or
+    ``torch.jit.trace`` (whose graph would otherwise hold the fast paths' size-dependent
+    loops as constants, and be silently wrong at other sizes)."""
     if getattr(_STATE, "on", False):
         return True
-    return bool(torch.onnx.is_in_onnx_export())
+    return bool(torch.onnx.is_in_onnx_export() or torch.jit.is_tracing())
 
 
 def export_target() -> str:
-    """The target of the enclosing :func:`export_mode` (``"cpu"`` outside one)."""
-    return getattr(_STATE, "target", "cpu")
+    """The target of the enclosing :func:`export_mode`; outside one ``"torch"`` while
+    ``torch.jit.trace`` records a TorchScript graph, else ``"cpu"``."""
+    if getattr(_STATE, "on", False):
+        return _STATE.target
+    if torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
+        return "torch"
+    return "cpu"
 
 
 def gather_pad_to_multiple(x: Tensor, multiple: int, *, reflect: bool) -> Tensor:
@@ -94,7 +101,11 @@ def gather_pad_to_multiple(x: Tensor, multiple: int, *, reflect: bool) -> Tensor
         can_reflect = (reflect_rows.min() >= 0) & (reflect_cols.min() >= 0)
         edge_rows = torch.where(can_reflect, reflect_rows, edge_rows)
         edge_cols = torch.where(can_reflect, reflect_cols, edge_cols)
-    return x.index_select(2, edge_rows).index_select(3, edge_cols)
+    # Only the padded columns and rows are gathered, then appended: ONNX Runtime's Gather
+    # along the last axis copies element by element, about 15x the time of the Concat's
+    # block copies on a full-size feature map (docs/design.md, the ONNX export).
+    x = torch.cat([x, x.index_select(3, edge_cols[w:])], dim=3)
+    return torch.cat([x, x.index_select(2, edge_rows[h:])], dim=2)
 
 
 def _upsample(t: Tensor, size) -> Tensor:
