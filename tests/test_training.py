@@ -221,6 +221,16 @@ def test_cli_train_and_profile(image_folder, tmp_path, capsys):
     other[other.index(str(out))] = str(tmp_path / "other")
     assert main([*other, "--resume", str(out / "checkpoints" / "last.pt")]) == 2
     assert "a checkpoint of another model" in capsys.readouterr().err
+    # So is one whose weights fit but whose model settings differ (GELU and ReLU hold no
+    # weights): it would continue another network.
+    gelu = [*args, "--set", "model.overrides.act=gelu"]
+    gelu[gelu.index(str(out))] = str(tmp_path / "gelu")
+    assert main(gelu) == 0
+    relu = [*args, "--set", "model.overrides.act=relu", "--resume"]
+    relu[relu.index(str(out))] = str(tmp_path / "gelu")
+    capsys.readouterr()
+    assert main(relu) == 2
+    assert "model.overrides.act: 'gelu' -> 'relu'" in capsys.readouterr().err
     # --resume with no checkpoint yet starts the run, and says so.
     fresh = [*args, "--resume"]
     fresh[fresh.index(str(out))] = str(tmp_path / "fresh")

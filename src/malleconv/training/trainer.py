@@ -33,6 +33,24 @@ from .validation import BLIND_VAL_KEYS, load_val_images, validate_blind, validat
 __all__ = ["Trainer"]
 
 
+def _plain(value):
+    """A YAML list and a tuple of the same values are the same setting."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _model_differences(saved: dict, current: dict) -> list[str]:
+    """``model.name`` and ``model.overrides`` keys whose values differ between a checkpoint's
+    config and the run's, as ``"key: saved -> current"``."""
+    out = []
+    if saved.get("name") != current.get("name"):
+        out.append(f"model.name: {saved.get('name')!r} -> {current.get('name')!r}")
+    old, new = saved.get("overrides") or {}, current.get("overrides") or {}
+    for key in sorted(set(old) | set(new)):
+        if _plain(old.get(key)) != _plain(new.get(key)):
+            out.append(f"model.overrides.{key}: {old.get(key)!r} -> {new.get(key)!r}")
+    return out
+
+
 class Trainer:
     """Trains a denoiser from a config dict (see :mod:`malleconv.training.config`)."""
 
@@ -207,6 +225,15 @@ class Trainer:
         if not isinstance(state, dict) or not {"model", "optim", "sched", "step"} <= set(state):
             raise ValueError(f"{path}: not a training checkpoint (no model, optimiser, schedule "
                              "and step)")
+        saved = (state.get("config") or {}).get("model")
+        if isinstance(saved, dict):
+            differences = _model_differences(saved, self.cfg["model"])
+            if differences:
+                # Weights of the same shapes can belong to another model (a grid stride, an
+                # activation): loading them would continue a different network silently.
+                raise ValueError(f"{path}: a checkpoint of another model configuration "
+                                 f"({'; '.join(differences)}); resume with the run's own "
+                                 "model settings")
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as err:
