@@ -22,6 +22,7 @@ from ..data.datasets import ImageFolderPatches
 from ..models.blind import BlindMalleNet, noise_level_loss
 from ..models.registry import save_model
 from .batches import StepBatches
+from .checkpoint import one_line, read_checkpoint
 from .config import build_model
 from .ema import EMA, recalibrate_batchnorm
 from .finetune import freeze_submodules, warm_start
@@ -31,24 +32,6 @@ from .schedule import warmup_cosine
 from .validation import BLIND_VAL_KEYS, load_val_images, validate_blind, validate_white
 
 __all__ = ["Trainer"]
-
-
-def _plain(value):
-    """A YAML list and a tuple of the same values are the same setting."""
-    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
-
-
-def _model_differences(saved: dict, current: dict) -> list[str]:
-    """``model.name`` and ``model.overrides`` keys whose values differ between a checkpoint's
-    config and the run's, as ``"key: saved -> current"``."""
-    out = []
-    if saved.get("name") != current.get("name"):
-        out.append(f"model.name: {saved.get('name')!r} -> {current.get('name')!r}")
-    old, new = saved.get("overrides") or {}, current.get("overrides") or {}
-    for key in sorted(set(old) | set(new)):
-        if _plain(old.get(key)) != _plain(new.get(key)):
-            out.append(f"model.overrides.{key}: {old.get(key)!r} -> {new.get(key)!r}")
-    return out
 
 
 class Trainer:
@@ -217,29 +200,12 @@ class Trainer:
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         """Continue from a checkpoint of this run's model (:meth:`save_checkpoint`); a
         ValueError naming the file when it is damaged or holds another model."""
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
-        except Exception as err:  # unpickling raises many types on a damaged file
-            raise ValueError(f"{path}: not a training checkpoint ({type(err).__name__}: "
-                             f"{' '.join(str(err).split())[:200]})") from None
-        if not isinstance(state, dict) or not {"model", "optim", "sched", "step"} <= set(state):
-            raise ValueError(f"{path}: not a training checkpoint (no model, optimiser, schedule "
-                             "and step)")
-        saved = (state.get("config") or {}).get("model")
-        if isinstance(saved, dict):
-            differences = _model_differences(saved, self.cfg["model"])
-            if differences:
-                # Weights of the same shapes can belong to another model (a grid stride, an
-                # activation): loading them would continue a different network silently.
-                raise ValueError(f"{path}: a checkpoint of another model configuration "
-                                 f"({'; '.join(differences)}); resume with the run's own "
-                                 "model settings")
+        state = read_checkpoint(path, self.device, self.cfg["model"])
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as err:
-            reason = " ".join(str(err).split())[:300]
             raise ValueError(f"{path}: a checkpoint of another model than model.name "
-                             f"{self.cfg['model']['name']!r} ({reason})") from None
+                             f"{self.cfg['model']['name']!r} ({one_line(err)})") from None
         self.opt.load_state_dict(state["optim"])
         self.sched.load_state_dict(state["sched"])
         if self.ema is not None and state.get("ema") is not None:
@@ -264,9 +230,8 @@ class Trainer:
         try:
             warm_start(self.model, name_or_path, self.cfg["model"].get("overrides") or {})
         except (KeyError, RuntimeError) as err:
-            reason = " ".join(str(err).split())[:300]
             raise ValueError(f"--init {name_or_path}: its weights do not fit model.name "
-                             f"{self.cfg['model']['name']!r} ({reason})") from None
+                             f"{self.cfg['model']['name']!r} ({one_line(err)})") from None
         if self.ema is not None:
             self.ema = EMA(self.model, self.ema.decay)
 
