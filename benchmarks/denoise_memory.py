@@ -1,6 +1,6 @@
 """Peak memory and time of ``malleconv denoise`` on one big photo, in a fresh process.
 
-    python benchmarks/denoise_memory.py [--megapixels 24] [--sigma 25 | auto] [--tile 512]
+    python benchmarks/denoise_memory.py [--megapixels 24] [--sigma 25 | auto] [--tile 384]
         [--model mallenet-s] [--precision float32 [bfloat16]] [--out docs/benchmarks]
 
 Makes a synthetic noisy RGB photo of about ``--megapixels`` (3:2, smooth shapes plus
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from malleconv.inference.tiling import COMMAND_TILE
 from malleconv.runtime import command_line, cpu_name, write_report
 
 TARGET_GB = 2.0
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--megapixels", type=float, default=24.0)
     ap.add_argument("--sigma", default="25", help="noise added, and passed to --sigma")
-    ap.add_argument("--tile", type=int, default=512)
+    ap.add_argument("--tile", type=int, default=COMMAND_TILE, help="default: the command's")
     ap.add_argument("--model", default="mallenet-s")
     ap.add_argument("--precision", nargs="+", choices=("float32", "bfloat16"), default=["float32"])
     ap.add_argument("--out", default="docs/benchmarks")

@@ -2,7 +2,7 @@
 and peak memory on a 12-megapixel photo, and each runtime's settings.
 
     python benchmarks/onnx_speed.py [--sizes 256 512] [--megapixels 12] [--repeats 5]
-        [--sigma 25 | auto] [--tile 512] [--threads 2] [--backends onnxruntime openvino
+        [--sigma 25 | auto] [--tile 384] [--threads 2] [--backends onnxruntime openvino
         openvino-bfloat16] [--out docs/benchmarks]
 
 Every timing is ``malleconv.denoise`` on a uint8 image as the command runs it (the
@@ -14,10 +14,10 @@ allocator tuned, ``--sigma`` 25: ``mallenet-s``; ``auto``: the automatic mode), 
   to back (a warm-up, then ``--repeats`` timed runs), in two rounds that alternate the
   backends; best time;
 * the photo (4000 x 3000 at 12 MP): one fresh child process per backend, tiled as the
-  command does by default (``--tile 512``), with that child's peak resident memory
-  (``VmHWM``), run twice with the backends alternated (best time, highest peak). Each
-  child warms up on a 64 x 64 crop, as the command loads its model before the first
-  image: OpenVINO's compiling for the photo's tile shapes is inside the time;
+  command does by default (:data:`~malleconv.inference.tiling.COMMAND_TILE`), with that
+  child's peak resident memory (``VmHWM``), run twice with the backends alternated (best
+  time, highest peak). Each child warms up on a 64 x 64 crop, as the command loads its
+  model before the first image: OpenVINO's compiling for the photo's tile shapes is inside the time;
 * ONNX Runtime's settings at 512^2: graph optimisation level, threads, sequential or
   parallel execution, and the graph written for the web (`--target web`), each against
   the backend's default session; OpenVINO's: the graph it runs (``--target openvino``)
@@ -40,6 +40,7 @@ import time
 
 import numpy as np
 
+from malleconv.inference.tiling import COMMAND_TILE
 from malleconv.models.precision import native_bf16
 from malleconv.runtime import command_line, cpu_name, tune_allocator, write_report
 
@@ -308,7 +309,7 @@ def main(argv=None) -> int:
     ap.add_argument("--megapixels", type=float, default=12.0, help="0: no photo run")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--sigma", default="25", help="a level (mallenet-s) or auto")
-    ap.add_argument("--tile", type=int, default=512)
+    ap.add_argument("--tile", type=int, default=COMMAND_TILE, help="default: the command's")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--backends", nargs="+", choices=RUNS, default=list(RUNS))
     ap.add_argument("--no-settings", action="store_true", help="skip the runtimes' settings")
@@ -397,6 +398,8 @@ def main(argv=None) -> int:
             "repeats); relative to the backend's default:",
             ov_settings,
         )
+        if not result["hardware_bfloat16"]:
+            lines += ["", "Its bfloat16 row ran in float32: this CPU has no hardware bfloat16."]
     write_report(args.out, "onnx_speed", result, "\n".join(lines) + "\n")
     return 0
 

@@ -2,7 +2,7 @@
 in headless Chromium, beside ``malleconv denoise`` on the same file.
 
     python benchmarks/web_speed.py [--megapixels 12.2] [--out docs/benchmarks]
-        [--chromium /usr/bin/chromium] [--backends torch onnxruntime]
+        [--chromium /usr/bin/chromium] [--backends torch onnxruntime] [--tiles 384 512]
 
 Makes a 4:3 photo of about ``--megapixels`` (the bundled sample upscaled, with camera-like
 noise, saved as a JPEG, as a phone would), opens the page (served as ``malleconv web``
@@ -13,7 +13,10 @@ first tile to the last (the model is loaded before); the browser's memory is the
 the summed PSS of all its processes (shared pages counted once). The command runs the same
 automatic mode (no options but the backend, default tiles) in a child process per
 ``--backends``,
-timed from start to exit, its peak the process's own ``VmHWM``. Writes ``web_speed.md`` / ``.json``.
+timed from start to exit, its peak the process's own ``VmHWM``. With ``--tiles``, page and
+command run once at each tile side (``?tile=N``, ``--tile N``), one side after the other, so
+that the sides are compared in one run; without it, at their defaults. Writes
+``web_speed.md`` / ``.json``.
 Needs the page built (``npm ci --prefix web``) and chromium.
 """
 
@@ -65,13 +68,15 @@ _PEAK = (
 )
 
 
-def run_command(photo: Path, out: Path, backend: str) -> dict:
+def run_command(photo: Path, out: Path, backend: str, tile: int | None = None) -> dict:
     """``malleconv denoise`` in a child process: wall time and peak RSS (``VmHWM``)."""
     cmd = [sys.executable, "-c", _PEAK, "denoise", str(photo), "-o", str(out)]
     # The automatic mode, as the page runs it (the same decision and level cap).
     cmd += ["--no-progress", "--overwrite"]
     if backend != "torch":
         cmd += ["--backend", backend]
+    if tile is not None:
+        cmd += ["--tile", str(tile)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -91,14 +96,50 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
+def run_page(url: str, photo: Path, result_png: Path, chromium: str, megapixels: float) -> dict:
+    """The page in headless Chromium on ``photo``: its worker's time, progress and peak PSS;
+    the result downloaded to ``result_png``."""
+    steps = [
+        {"open": str(photo)},
+        # Mid-run: the progress bar has moved but not finished.
+        {"waitFor": "(([d, n]) => d > 0 && d < n ? [d, n] : false)"
+         "(window.malleconv.progress)", "timeout": 1_800_000},
+        {"waitRuns": 1, "timeout": 3_600_000},
+        {"eval": "window.malleconv.progress"},
+        {"download": str(result_png)},
+    ]  # fmt: skip
+    spec = {"url": url, "chromium": chromium, "steps": steps, "timeout": 600_000}
+    spec["sampleMemory"] = 1000  # ms
+    result = web.drive(spec, web.default_root(), timeout=3_900)
+    run = result["runs"][0]
+    return {
+        "seconds": run["seconds"],
+        "seconds_per_mp": run["seconds"] / megapixels,
+        "wall_seconds": result["times"][2] - result["times"][0],
+        "backend": run["backend"],
+        "threads": run["threads"],
+        "cross_origin_isolated": run["crossOriginIsolated"],
+        "tiles": run["tiles"],
+        "tile": run["tile"],
+        "progress_mid_run": result["steps"][1],
+        "progress_end": result["steps"][3],
+        "peak_pss_mb": result["peakPssMB"],
+    }
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--megapixels", type=float, default=12.2)
     ap.add_argument("--chromium", default=os.environ.get("MALLECONV_CHROMIUM", "/usr/bin/chromium"))
     ap.add_argument("--backends", nargs="*", default=["torch", "onnxruntime"])
+    ap.add_argument("--tiles", nargs="*", type=int, default=[],
+                    help="tile sides to compare (page ?tile=N, command --tile N); "
+                    "default: each at its own default")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks"))
     ap.add_argument("--note", default="", help="a line for the report (e.g. the load)")
     args = ap.parse_args(argv)
+    if any(t < 16 for t in args.tiles):
+        ap.error(f"--tiles: each side must be at least 16, got {args.tiles}")
 
     root = web.default_root()
     web.check_built(root)
@@ -109,41 +150,6 @@ def main(argv=None) -> int:
         w, h = make_photo(photo, args.megapixels)
         mp = w * h / 1e6
         print(f"photo {w}x{h} ({mp:.1f} MP), {photo.stat().st_size / 1e6:.1f} MB", flush=True)
-
-        server, url = web.serve_in_background(root)
-        try:
-            steps = [
-                {"open": str(photo)},
-                # Mid-run: the progress bar has moved but not finished.
-                {"waitFor": "(([d, n]) => d > 0 && d < n ? [d, n] : false)"
-                 "(window.malleconv.progress)", "timeout": 1_800_000},
-                {"waitRuns": 1, "timeout": 3_600_000},
-                {"eval": "window.malleconv.progress"},
-                {"download": str(tmp / "page.png")},
-            ]  # fmt: skip
-            spec = {"url": url, "chromium": args.chromium, "steps": steps, "timeout": 600_000}
-            spec["sampleMemory"] = 1000  # ms
-            result = web.drive(spec, root, timeout=3_900)
-        finally:
-            server.shutdown()
-            server.server_close()
-        run = result["runs"][0]
-        page = {
-            "seconds": run["seconds"],
-            "seconds_per_mp": run["seconds"] / mp,
-            "wall_seconds": result["times"][2] - result["times"][0],
-            "backend": run["backend"],
-            "threads": run["threads"],
-            "cross_origin_isolated": run["crossOriginIsolated"],
-            "tiles": run["tiles"],
-            "tile": run["tile"],
-            "progress_mid_run": result["steps"][1],
-            "progress_end": result["steps"][3],
-            "peak_pss_mb": result["peakPssMB"],
-        }
-        print(f"page: {page}", flush=True)
-        page_px = np.asarray(Image.open(tmp / "page.png").convert("RGB"))
-        commands = []
         data = {
             "date": datetime.date.today().isoformat(),
             "command": command_line("benchmarks/web_speed.py", argv),
@@ -154,27 +160,39 @@ def main(argv=None) -> int:
             ).stdout.strip(),
             "note": args.note,
             "photo": {"width": w, "height": h, "megapixels": mp, "format": "JPEG q95"},
-            "page": page,
-            "commands": commands,
+            "runs": [],
         }
-        # Written now and after each command, so that a long run stopped early keeps its rows.
-        write_report(args.out, "web_speed", data, markdown(data))
-        for backend in args.backends:
-            cmd = run_command(photo, tmp / f"cli-{backend}.png", backend)
-            cmd["seconds_per_mp"] = cmd["seconds"] / mp
-            cli_px = np.asarray(Image.open(tmp / f"cli-{backend}.png").convert("RGB"))
-            cmd["psnr_page_vs_command"] = psnr(page_px, cli_px)
-            cmd["identical_bytes"] = float(np.mean(page_px == cli_px))
-            print(f"command: {cmd}", flush=True)
-            commands.append(cmd)
-            write_report(args.out, "web_speed", data, markdown(data))
+        server, url = web.serve_in_background(root)
+        try:
+            for tile in args.tiles or [None]:
+                page_png = tmp / f"page-{tile}.png"
+                page_url = url if tile is None else f"{url}?tile={tile}"
+                page = run_page(page_url, photo, page_png, args.chromium, mp)
+                print(f"page: {page}", flush=True)
+                page_px = np.asarray(Image.open(page_png).convert("RGB"))
+                commands: list[dict] = []
+                data["runs"].append({"tile": tile, "page": page, "commands": commands})
+                # Written now and after each command: a long run stopped early keeps its rows.
+                write_report(args.out, "web_speed", data, markdown(data))
+                for backend in args.backends:
+                    out_png = tmp / f"cli-{backend}.png"
+                    cmd = run_command(photo, out_png, backend, tile)
+                    cmd["seconds_per_mp"] = cmd["seconds"] / mp
+                    cli_px = np.asarray(Image.open(out_png).convert("RGB"))
+                    cmd["psnr_page_vs_command"] = psnr(page_px, cli_px)
+                    cmd["identical_bytes"] = float(np.mean(page_px == cli_px))
+                    print(f"command: {cmd}", flush=True)
+                    commands.append(cmd)
+                    write_report(args.out, "web_speed", data, markdown(data))
+        finally:
+            server.shutdown()
+            server.server_close()
     print(f"wrote {args.out}/web_speed.md")
     return 0
 
 
 def markdown(d: dict) -> str:
-    p, photo = d["page"], d["photo"]
-    threads = "WebGPU" if p["backend"] == "webgpu" else f"WebAssembly, {p['threads']} threads"
+    photo = d["photo"]
     lines = [
         "# The in-browser denoiser on a 12-megapixel photo",
         "",
@@ -191,23 +209,32 @@ def markdown(d: dict) -> str:
         "",
         "| | time | s / MP | peak memory | tiles | output against the page |",
         "|---|---|---|---|---|---|",
-        f"| page ({threads}, cross-origin isolated: {p['cross_origin_isolated']}) | "
-        f"{p['seconds']:.1f} s | {p['seconds_per_mp']:.2f} | {p['peak_pss_mb'] / 1024:.2f} GB "
-        f"| {p['tiles']} of {p['tile']} px | |",
     ]
-    for c in d["commands"]:
+    for r in d["runs"]:
+        p = r["page"]
+        threads = "WebGPU" if p["backend"] == "webgpu" else f"WebAssembly, {p['threads']} threads"
+        where = "page" if r["tile"] is None else f"page `?tile={r['tile']}`"
         lines.append(
-            f"| `{c['command']}` | {c['seconds']:.1f} s | {c['seconds_per_mp']:.2f} | "
-            f"{c['peak_rss_mb'] / 1024:.2f} GB | | {c['psnr_page_vs_command']:.1f} dB PSNR, "
-            f"{c['identical_bytes']:.2%} identical bytes |"
+            f"| {where} ({threads}, cross-origin isolated: {p['cross_origin_isolated']}) | "
+            f"{p['seconds']:.1f} s | {p['seconds_per_mp']:.2f} | "
+            f"{p['peak_pss_mb'] / 1024:.2f} GB | {p['tiles']} of {p['tile']} px | |"
         )
-    lines += [
-        "",
-        f"The progress bar stood at {p['progress_mid_run'][0]} of {p['progress_mid_run'][1]} "
-        f"tiles mid-run and at {p['progress_end'][0]} of {p['progress_end'][1]} at the end; "
-        f"from choosing the file to the result: {p['wall_seconds']:.1f} s (decoding and "
-        "loading the model included).",
-    ]
+        for c in r["commands"]:
+            lines.append(
+                f"| `{c['command']}` | {c['seconds']:.1f} s | {c['seconds_per_mp']:.2f} | "
+                f"{c['peak_rss_mb'] / 1024:.2f} GB | | {c['psnr_page_vs_command']:.1f} dB PSNR, "
+                f"{c['identical_bytes']:.2%} identical bytes |"
+            )
+    lines.append("")
+    for r in d["runs"]:
+        p = r["page"]
+        at = "The" if r["tile"] is None else f"At tile {r['tile']}, the"
+        lines.append(
+            f"{at} progress bar stood at {p['progress_mid_run'][0]} of "
+            f"{p['progress_mid_run'][1]} tiles mid-run and at {p['progress_end'][0]} of "
+            f"{p['progress_end'][1]} at the end; from choosing the file to the result: "
+            f"{p['wall_seconds']:.1f} s (decoding and loading the model included)."
+        )
     if d["note"]:
         lines += ["", d["note"]]
     return "\n".join(lines) + "\n"

@@ -207,7 +207,7 @@ def test_bad_files_get_a_message_and_the_page_keeps_working(session):
 def test_page_matches_the_command(session, tmp_path):
     result, tmp = session
     page = _rgb(tmp / "page_s1.png")
-    cli = _command(tmp_path / "cli.png")  # defaults: --tile 512, so one tile, as the page
+    cli = _command(tmp_path / "cli.png")  # default tiles: one for this photo, as the page
     clean = _rgb(CLEAN)
     noisy = _rgb(PHOTO)
     run = result["first_runs"][0]
@@ -442,6 +442,21 @@ def test_noise_readings_match_python(tmp_path):
         np.testing.assert_allclose(js["low"], low, rtol=0, atol=1e-7)
         merged = merge_half(f, hf)[0].numpy().ravel()
         np.testing.assert_allclose(js["merged"], merged, rtol=0, atol=2e-6)
+
+
+def test_the_page_tiles_as_the_command_does_by_default():
+    """The page's default tiling is read from models/auto.json, which carries the command's
+    defaults, so that both give the same pixels without options."""
+    from malleconv.cli import web
+    from malleconv.cli.main import build_parser
+    from malleconv.inference.tiling import COMMAND_OVERLAP, COMMAND_TILE
+
+    args = build_parser().parse_args(["denoise", "in.png", "-o", "out.png"])
+    assert (args.tile, args.tile_overlap) == (COMMAND_TILE, COMMAND_OVERLAP)
+    settings = web.auto_settings()
+    assert (settings["tile"], settings["tile_overlap"]) == (COMMAND_TILE, COMMAND_OVERLAP)
+    app = (web.default_root() / "src" / "app.js").read_text()
+    assert 'intParam("tile", null, 16)' in app  # no default of its own: the worker's
 
 
 def test_prepare_rewrites_the_settings_when_they_change(tmp_path, monkeypatch):

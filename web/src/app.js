@@ -2,16 +2,17 @@
 // the worker (src/worker.js) and shows the result beside the input at 100% zoom. Nothing
 // is uploaded: the only requests are for the page's own files and the model.
 //
-// URL parameters (for tests and measurements; the defaults are the command's):
-//   tile=512, overlap=32  tile side and overlap, as `malleconv denoise --tile --tile-overlap`
+// URL parameters (for tests and measurements):
+//   tile=N, overlap=N  tile side and overlap, as `malleconv denoise --tile --tile-overlap`
+//                      (default: the command's, from models/auto.json)
 //   backend=auto|wasm|webgpu
 
 import { checkFile, decodeImage, LIMITS } from "./decode.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const TILE = intParam("tile", 512, 16);
-const OVERLAP = Math.min(intParam("overlap", 32, 0), TILE >> 1);
+const TILE = intParam("tile", null, 16); // null: the worker takes the command's
+const OVERLAP = intParam("overlap", null, 0);
 const BACKEND = params.get("backend") || "auto";
 
 const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
@@ -123,7 +124,7 @@ worker.onmessage = (event) => {
     window.malleconv.runs.push({
       name: current.name, width, height, seconds: msg.seconds, backend: msg.backend,
       threads: msg.threads, tiles: msg.tiles, level: msg.level, decision: msg.decision,
-      strength: Number($("strength").value), tile: TILE, overlap: OVERLAP,
+      strength: Number($("strength").value), tile: msg.tile, overlap: msg.overlap,
       crossOriginIsolated: self.crossOriginIsolated,
     });
     setState("done");

@@ -22,13 +22,15 @@ for (let v = 0; v < 256; v++) BYTE_TO_FLOAT[v] = v / 255;
  * The settings from models/auto.json (written by `malleconv web --prepare`) in the form
  * this module takes: {whiteMaxRatio, floorCap, floorBaseline, cleanFloor, minFloor, floorBound,
  * boundRatio, boundMaxFine, halfPassRatio, sigmaMin, sigmaMax, madToStd,
- * floorPercentile, block, coarseBlock, dark, bright, whiteModel, blindModel}.
+ * floorPercentile, block, coarseBlock, dark, bright, whiteModel, blindModel, tile,
+ * tileOverlap} (the last two: the command's default tiling).
  */
 export function settingsFrom(json) {
   const need = [
     "white_max_ratio", "floor_cap", "floor_baseline", "clean_floor", "min_floor", "floor_bound",
     "bound_ratio", "bound_max_fine", "half_pass_ratio", "sigma_min", "sigma_max", "mad_to_std",
     "floor_percentile", "block", "coarse_block", "dark", "bright", "white_model", "blind_model",
+    "tile", "tile_overlap",
   ];
   const missing = need.filter((k) => typeof json[k] !== (k.endsWith("model") ? "string" : "number"));
   if (missing.length) {
@@ -43,6 +45,7 @@ export function settingsFrom(json) {
     floorPercentile: json.floor_percentile, block: json.block, coarseBlock: json.coarse_block,
     dark: json.dark, bright: json.bright,
     whiteModel: json.white_model, blindModel: json.blind_model,
+    tile: json.tile, tileOverlap: json.tile_overlap,
   };
 }
 

@@ -8,12 +8,13 @@
 //
 // Messages in:  {type: "denoise", id, image (id of the photo: its reading is kept for
 //                re-runs of the same photo), width, height, rgba (ArrayBuffer), strength,
-//                tile, overlap, backend ("auto" | "wasm" | "webgpu")}
+//                tile, overlap (null: the command's, from models/auto.json),
+//                backend ("auto" | "wasm" | "webgpu")}
 //               {type: "cancel", id}
 // Messages out: {type: "status", id, text}, {type: "decision", id, decision},
 //               {type: "progress", id, done, total},
 //               {type: "done", id, rgba (ArrayBuffer), seconds, backend, threads, tiles,
-//                level, decision},
+//                tile, overlap (those used), level, decision},
 //               {type: "error", id, message}
 // decision: {model, kind, sigma, coarseSigma, ratio, floor, floorFine, floorCoarse, cap,
 //            maxLevel, minLevel, halfPass, halfMaxLevel, halfMinLevel, white (the level
@@ -107,7 +108,7 @@ function session(runtime, name) {
 }
 
 async function run(msg) {
-  const { id, width, height, strength, tile, overlap } = msg;
+  const { id, width, height, strength } = msg;
   const rgba = new Uint8ClampedArray(msg.rgba);
   if (loaded === null) {
     self.postMessage({ type: "status", id, text: "loading the model" });
@@ -154,6 +155,9 @@ async function run(msg) {
         `thread${threads === 1 ? "" : "s"})`,
   });
 
+  // The command's tiling unless the page was told otherwise (?tile=, ?overlap=).
+  const tile = msg.tile ?? settings.tile;
+  const overlap = Math.min(msg.overlap ?? settings.tileOverlap, tile >> 1);
   const plan = planTiles(height, width, tile, overlap);
   const { th, tw } = plan;
   const strengthT = new ort.Tensor("float32", Float32Array.of(choice.strength), [1]);
@@ -230,7 +234,7 @@ async function run(msg) {
   self.postMessage(
     {
       type: "done", id, rgba: result.buffer, seconds, backend, threads,
-      tiles: plan.ys.length * plan.xs.length,
+      tiles: plan.ys.length * plan.xs.length, tile, overlap,
       // The level the model got: the white level, or the mean of the blind model's maps.
       level: choice.maxLevel === null ? choice.sigma : levels.length ? mean(levels) : null,
       decision,

@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 from ..inference.prepare import BACKENDS, DEFAULT_BACKEND
+from ..inference.tiling import COMMAND_OVERLAP, COMMAND_TILE
 from ..models.precision import PRECISIONS
 
 _EPILOG = """\
@@ -58,13 +59,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tile",
         type=int,
-        default=512,
+        default=COMMAND_TILE,
         metavar="N",
         help="process images larger than this in overlapping tiles of this side, bounding "
-        "memory (default 512; 0 = whole images)",
+        f"memory (default {COMMAND_TILE}, as the page; 0 = whole images)",
     )
     p.add_argument(
-        "--tile-overlap", type=int, default=32, metavar="N", help="tile overlap (default 32)"
+        "--tile-overlap",
+        type=int,
+        default=COMMAND_OVERLAP,
+        metavar="N",
+        help=f"tile overlap (default {COMMAND_OVERLAP})",
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads")

@@ -129,7 +129,7 @@ def auto_settings() -> dict:
     :mod:`malleconv.data.noise`), so that web/src/noise.js decides as
     ``malleconv denoise`` does."""
     from ..data.noise import SIGMA_MAX, SIGMA_MIN
-    from ..inference import auto, noise_floor, noise_level
+    from ..inference import auto, noise_floor, noise_level, tiling
 
     return {
         "white_model": MODELS[0],
@@ -147,6 +147,8 @@ def auto_settings() -> dict:
         "sigma_max": float(SIGMA_MAX),
         "mad_to_std": float(noise_level._MAD_TO_STD),
         "floor_percentile": float(noise_floor.FLOOR_PERCENTILE),
+        "tile": int(tiling.COMMAND_TILE),
+        "tile_overlap": int(tiling.COMMAND_OVERLAP),
         "block": int(noise_floor.BLOCK),
         "coarse_block": int(noise_floor.COARSE_BLOCK),
         "dark": float(noise_floor._DARK),

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["MIN_TILE", "ProgressFn", "check_tiling", "denoise_tensor", "model_device_dtype",
-           "stream_tiles"]
+__all__ = ["COMMAND_OVERLAP", "COMMAND_TILE", "MIN_TILE", "ProgressFn", "check_tiling",
+           "denoise_tensor", "model_device_dtype", "stream_tiles"]
 
 ProgressFn = Callable[[int, int], None]
 """``progress(done, total)``: called after each tile with the tiles done and their total."""
@@ -63,6 +63,12 @@ def _window(length: int, ramp: torch.Tensor, left: bool, right: bool) -> torch.T
 
 # Smaller tiles are mostly border: the output would differ from a whole-image run.
 MIN_TILE = 16
+
+# The tile side and overlap of `malleconv denoise` and of the page (web/, through
+# models/auto.json), so that both give the same pixels; the Python API runs whole images
+# unless told. Chosen on speed and memory, side by side: docs/benchmarks/web_speed.md.
+COMMAND_TILE = 384
+COMMAND_OVERLAP = 32
 
 
 def check_tiling(tile, overlap) -> tuple[int | None, int]:
