@@ -62,7 +62,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=COMMAND_TILE,
         metavar="N",
         help="process images larger than this in overlapping tiles of this side, bounding "
-        f"memory (default {COMMAND_TILE}, as the page; 0 = whole images)",
+        f"memory (default {COMMAND_TILE}, as the page; 0 = whole images; why 384: "
+        "docs/design.md, tile size)",
     )
     p.add_argument(
         "--tile-overlap",
