@@ -96,7 +96,9 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
-def run_page(url: str, photo: Path, result_png: Path, chromium: str, megapixels: float) -> dict:
+def run_page(
+    root: Path, url: str, photo: Path, result_png: Path, chromium: str, megapixels: float
+) -> dict:
     """The page in headless Chromium on ``photo``: its worker's time, progress and peak PSS;
     the result downloaded to ``result_png``."""
     steps = [
@@ -110,7 +112,7 @@ def run_page(url: str, photo: Path, result_png: Path, chromium: str, megapixels:
     ]  # fmt: skip
     spec = {"url": url, "chromium": chromium, "steps": steps, "timeout": 600_000}
     spec["sampleMemory"] = 1000  # ms
-    result = web.drive(spec, web.default_root(), timeout=3_900)
+    result = web.drive(spec, root, timeout=3_900)
     run = result["runs"][0]
     return {
         "seconds": run["seconds"],
@@ -167,7 +169,7 @@ def main(argv=None) -> int:
             for tile in args.tiles or [None]:
                 page_png = tmp / f"page-{tile}.png"
                 page_url = url if tile is None else f"{url}?tile={tile}"
-                page = run_page(page_url, photo, page_png, args.chromium, mp)
+                page = run_page(root, page_url, photo, page_png, args.chromium, mp)
                 print(f"page: {page}", flush=True)
                 page_px = np.asarray(Image.open(page_png).convert("RGB"))
                 commands: list[dict] = []

@@ -62,7 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=COMMAND_TILE,
         metavar="N",
         help="process images larger than this in overlapping tiles of this side, bounding "
-        f"memory (default {COMMAND_TILE}, as the page; 0 = whole images; why 384: "
+        f"memory (default {COMMAND_TILE}, as the page; 0 = whole images; why that size: "
         "docs/design.md, tile size)",
     )
     p.add_argument(

@@ -66,7 +66,7 @@ MIN_TILE = 16
 
 # The tile side and overlap of `malleconv denoise` and of the page (web/, through
 # models/auto.json), so that both give the same pixels; the Python API runs whole images
-# unless told. Chosen on speed and memory, side by side: docs/benchmarks/web_speed.md.
+# unless told. Chosen on speed and memory, side by side: docs/design.md (tile size).
 COMMAND_TILE = 384
 COMMAND_OVERLAP = 32
 
