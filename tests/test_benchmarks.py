@@ -434,3 +434,39 @@ def test_coarse_grain_chooses_the_largest_free_gain_and_writes_its_report(tmp_pa
     assert set(res["result"]) >= {"clean", "camera", "camera, upscaled heavy", "white 25"}
     assert res["ratios"] == [2.0, 5.0]
     assert "| camera, upscaled heavy |" in (out / "coarse_grain.md").read_text()
+
+
+def test_onnx_int8_variants_leave_their_group_and_the_glue_in_float32():
+    """Each partial variant of research/onnx_int8.py keeps in float32 the nodes of its group
+    and the graph's glue outside the network's modules, nothing else (node names as the
+    exporter writes them)."""
+    from types import SimpleNamespace
+
+    int8 = _load_benchmark("onnx_int8", "research")
+
+    def node(name, op="Conv"):
+        return SimpleNamespace(name=name, op_type=op)
+
+    glue = [node("/net/Concat", "Concat"), node("/Mul", "Mul"), node("/net/Slice", "Slice")]
+    head0 = node("/net/heads.0/Conv")
+    expand0 = node("/net/encoders.0/encoders.0.0/body/body.0/Conv")
+    residual0 = node("/net/encoders.0/encoders.0.0/Add", "Add")
+    resize0 = node("/net/decoders.0/body/body.1/conv/Resize", "Resize")
+    grid1 = node("/net/decoders.1/body/body.1/conv/to_grid/Conv")
+    expand1 = node("/net/encoders.1/encoders.1.0/body/body.0/Conv")
+    fuse2 = node("/net/fuse.2/Conv")
+    last = node("/net/tail/tail.1/Conv")
+    graph = SimpleNamespace(node=[*glue, head0, expand0, residual0, resize0, grid1, expand1,
+                                  fuse2, last])
+    expected = {
+        "MalleConv layers (slice-and-conv and predictors)": [resize0, grid1],
+        "first and last convolutions (heads, tail)": [head0, last],
+        "level 0 (full resolution)": [head0, expand0, residual0, resize0, last],
+        "levels 1-3": [grid1, expand1, fuse2],
+        "level 0's additions": [residual0],
+        "level 0's MalleConv": [resize0],
+    }
+    assert set(expected) == set(int8.GROUPS)
+    for group, nodes in expected.items():
+        kept = sorted(n.name for n in [*glue, *nodes])
+        assert sorted(int8._excluded(graph, group)) == kept, group
